@@ -1,0 +1,48 @@
+# One command per task. `make run` and `make test` install what they need first.
+SHELL := /bin/bash
+export UV_PYTHON_DOWNLOADS := never
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+
+.PHONY: install run test test-fast lint format bench system-deps frontend clean
+
+$(VENV)/.installed: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --frozen
+	@touch $@
+
+install: $(VENV)/.installed frontend
+
+frontend:
+	@if [ -f frontend/package.json ]; then scripts/build-frontend.sh; fi
+
+run: install
+	$(BIN)/comfyui-docker start
+
+system-deps:
+	scripts/install-system-deps.sh
+
+test: install system-deps
+	$(BIN)/pytest
+
+test-fast: install
+	$(BIN)/pytest -m "not slow and not browser and not nginx" -x -q
+
+lint: install
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+	@if ls docker/Dockerfile >/dev/null 2>&1; then $(BIN)/hadolint docker/Dockerfile; fi
+	@files=$$(git ls-files '*.sh' .ci/run); if [ -n "$$files" ]; then $(BIN)/shellcheck $$files; fi
+
+format: install
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+bench: install system-deps
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,42 @@
+"""The long-lived services of one runtime process, created once and handed to the web app.
+
+`comfyui-docker start` builds one `Services` and shares it between the dashboard, the
+supervisor and the downloads (one process, one event loop). Tests and `create_app(settings)`
+without services build their own. Optional members stay None until their subsystem is started.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .events import EventBus
+from .settings import Settings
+from .workspace import Workspace
+
+
+@dataclass
+class PhaseTiming:
+    name: str
+    seconds: float
+    ok: bool = True
+    detail: str = ""
+
+
+@dataclass
+class Services:
+    settings: Settings
+    workspace: Workspace
+    bus: EventBus = field(default_factory=EventBus)
+    started_at: float = field(default_factory=time.time)
+    timings: list[PhaseTiming] = field(default_factory=list)
+    # Filled in by the subsystems as they start (typed in their own modules):
+    http: Any = None  # aiohttp.ClientSession shared by downloads and the ComfyUI client
+    presets: Any = None  # downloads.service.PresetService
+    supervisor: Any = None  # supervisor.manager.Supervisor
+    comfyui: Any = None  # comfyui.client.ComfyUIClient
+
+    @classmethod
+    def create(cls, settings: Settings) -> Services:
+        return cls(settings=settings, workspace=Workspace(settings.workspace_root))

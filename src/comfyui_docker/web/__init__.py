@@ -1,0 +1,1 @@
+"""The dashboard: FastAPI app factory, auth, API routes, pages."""
