@@ -23,6 +23,10 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app = FastAPI(title="ComfyUI-Docker dashboard", version=__version__, lifespan=lifespan)
     app.state.services = svc
 
+    from .pages import router as pages_router
+
+    app.include_router(pages_router)
+
     @app.get("/health", tags=["system"])
     async def health() -> dict[str, object]:
         """Liveness: the dashboard answers."""
