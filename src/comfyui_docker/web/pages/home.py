@@ -1,0 +1,59 @@
+"""Home: services and their states, gauges, active tasks, recent outputs, start-up timings."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from ... import outputs as gallery
+from . import state, system
+from .rendering import render, services
+
+router = APIRouter()
+
+
+def _links(request: Request) -> dict[str, str]:
+    """Where the user reaches each service from their browser."""
+    s = services(request).settings
+    if s.runpod_pod_id:
+        return {
+            "dashboard": f"https://{s.runpod_pod_id}-{s.dashboard_port}.proxy.runpod.net/",
+            "comfyui": f"https://{s.runpod_pod_id}-{s.comfyui_port}.proxy.runpod.net/",
+        }
+    host = request.url.hostname or "localhost"
+    out = {"dashboard": str(request.base_url)}
+    if s.enable_nginx:
+        out["comfyui"] = f"{request.url.scheme}://{host}:{s.comfyui_port}/"
+    elif host in {"127.0.0.1", "localhost", "::1"}:
+        out["comfyui"] = f"http://127.0.0.1:{s.comfyui_internal_port}/"
+    return out
+
+
+@router.get("/", response_class=HTMLResponse)
+async def home(request: Request) -> HTMLResponse:
+    svc = services(request)
+    recent, total_outputs = gallery.list_outputs(svc.workspace.output, limit=8)
+    tasks = state.tasks(svc)
+    return render(
+        request,
+        "home.html",
+        {
+            "title": "Home",
+            "links": _links(request),
+            "services_list": [
+                state.ServiceView("dashboard", "running", f"up {int(time.time() - svc.started_at)} s"),
+                state.comfyui_state(svc),
+                state.nginx_state(svc),
+            ],
+            "sys": system.snapshot(svc),
+            "pct": system.percent,
+            "tasks": [t for t in tasks if str(t.get("state", "")) in state.ACTIVE_TASK_STATES],
+            "recent": recent,
+            "total_outputs": total_outputs,
+            "timings": svc.timings,
+            "timings_total": sum(t.seconds for t in svc.timings),
+            "runpod": svc.settings.runpod_pod_id,
+        },
+    )

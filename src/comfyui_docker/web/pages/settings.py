@@ -1,0 +1,99 @@
+"""Settings: download tokens, start-up presets, parallel downloads, API token, password state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from ... import user_settings
+from ...errors import AppError
+from ...services import Services
+from .rendering import render, services
+
+router = APIRouter()
+
+
+def api_token(svc: Services) -> str:
+    """The bearer token API clients use (set with API_TOKEN or derived by web/auth.py)."""
+    if svc.settings.api_token:
+        return svc.settings.api_token.get()
+    try:
+        from .. import auth
+    except ImportError:
+        return ""
+    for name in ("api_token", "derive_api_token", "bearer_token"):
+        func = getattr(auth, name, None)
+        if callable(func):
+            try:
+                value = func(svc.settings)
+            except Exception:  # noqa: BLE001 - the page shows "not available" instead
+                return ""
+            return value.get() if hasattr(value, "get") else str(value or "")
+    return ""
+
+
+def _preset_ids(svc: Services) -> list[str]:
+    presets = svc.presets
+    for attr in ("preset_ids", "ids"):
+        func = getattr(presets, attr, None)
+        if callable(func):
+            try:
+                return sorted(str(x) for x in func())
+            except Exception:  # noqa: BLE001 - suggestions only
+                return []
+    catalog = getattr(presets, "catalog", None)
+    items = getattr(catalog, "presets", None)
+    if isinstance(items, dict):
+        return sorted(items)
+    return []
+
+
+def _context(svc: Services, values: user_settings.UserSettings, **extra: Any) -> dict[str, Any]:
+    s = svc.settings
+    token = api_token(svc) if s.password_set else ""
+    return {
+        "title": "Settings",
+        "values": values,
+        "masked": {k: user_settings.mask(getattr(values, k)) for k in ("hf_token", "civitai_token")},
+        "env_tokens": {"hf_token": bool(s.hf_token), "civitai_token": bool(s.civitai_token)},
+        "env_presets": s.startup_presets,
+        "default_parallel": s.download_parallel_files,
+        "api_token": token,
+        "api_token_masked": user_settings.mask(token),
+        "preset_ids": _preset_ids(svc),
+        "settings_path": str(svc.workspace.user_settings),
+        "errors": {},
+        "notice": "",
+        "load_error": None,
+        **extra,
+    }
+
+
+@router.get("/settings", response_class=HTMLResponse)
+async def settings_page(request: Request) -> HTMLResponse:
+    svc = services(request)
+    try:
+        values = user_settings.load(svc.workspace.user_settings)
+        load_error = None
+    except AppError as exc:
+        values, load_error = user_settings.UserSettings(), exc
+    return render(request, "settings.html", _context(svc, values, load_error=load_error))
+
+
+@router.post("/settings", response_class=HTMLResponse)
+async def settings_save(request: Request) -> HTMLResponse:
+    svc = services(request)
+    form = dict((await request.form()).items())
+    try:
+        current = user_settings.load(svc.workspace.user_settings)
+    except AppError:
+        current = user_settings.UserSettings()  # a broken file is replaced by what is submitted
+    values, errors = user_settings.merge_form(current, form)
+    if errors:
+        ctx = _context(svc, current, errors=errors, submitted=form)
+        return render(request, "settings.html", ctx, block="settings_form", status_code=422)
+    user_settings.save(svc.workspace.user_settings, values)
+    ctx = _context(svc, values, notice="Saved. New downloads use these values.")
+    return render(request, "settings.html", ctx, block="settings_form")

@@ -1,0 +1,15 @@
+"""Workflows: placeholder until its section lands."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from .rendering import render
+
+router = APIRouter()
+
+
+@router.get("/workflows", response_class=HTMLResponse)
+async def workflows_page(request: Request) -> HTMLResponse:
+    return render(request, "workflows.html", {"title": "Workflows"})

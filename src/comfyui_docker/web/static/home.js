@@ -1,0 +1,32 @@
+// Home: live gauges from system_status, live download list from task_state / download_progress.
+(window.cdComponents = window.cdComponents || {}).home = () => ({
+  tasks: {},
+  cd: window.cd,
+  init() {
+    const el = document.getElementById("home-tasks-data");
+    for (const t of JSON.parse((el && el.textContent) || "[]")) this.tasks[t.task_id] = t;
+    const put = (d) => {
+      const old = this.tasks[d.task_id] || {};
+      const t = Object.assign({}, old, d);
+      if (["done", "failed", "cancelled"].includes(t.state)) delete this.tasks[d.task_id];
+      else this.tasks[d.task_id] = t;
+    };
+    cd.on("task_state", put);
+    cd.on("download_progress", (d) => put(Object.assign({ state: "downloading" }, this.tasks[d.task_id], d)));
+    cd.on("system_status", (d) => {
+      const g = (key, p, text) => {
+        const box = document.querySelector(`[data-gauge="${key}"]`);
+        if (!box) return;
+        const bar = box.querySelector("[data-bar]");
+        if (bar) bar.style.width = Math.round(p) + "%";
+        box.querySelector("[data-text]").textContent = text;
+      };
+      g("cpu", d.cpu_percent || 0, Math.round(d.cpu_percent || 0) + " %");
+      if (d.memory && d.memory.total) g("memory", (100 * d.memory.used) / d.memory.total, cd.size(d.memory.used) + " / " + cd.size(d.memory.total));
+      if (d.disk && d.disk.total) g("disk", (100 * d.disk.used) / d.disk.total, cd.size(d.disk.free) + " free of " + cd.size(d.disk.total));
+      (d.gpus || []).forEach((x, i) => {
+        if (x.memory_total) g("gpu" + i, (100 * x.memory_used) / x.memory_total, cd.size(x.memory_used) + " / " + cd.size(x.memory_total) + (x.utilization != null ? " · " + x.utilization + " % busy" : ""));
+      });
+    });
+  },
+});
