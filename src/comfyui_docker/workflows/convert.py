@@ -71,30 +71,65 @@ class WorkflowError(InvalidInput):
     code = "invalid_workflow"
 
 
+#: Node packs of a few widely used classes whose saved nodes often lack `cnr_id`.
+KNOWN_PACKS = {
+    "GetImageSizeAndCount": "comfyui-kjnodes",
+    "ImageResizeKJ": "comfyui-kjnodes",
+    "SetNode": "comfyui-kjnodes",
+    "GetNode": "comfyui-kjnodes",
+    "ImageRemoveAlpha+": "comfyui_essentials",
+    "ImageResize+": "comfyui_essentials",
+    "GetImageSize+": "comfyui_essentials",
+    "AILab_QwenVL": "comfyui-qwenvl",
+    "VHS_VideoCombine": "comfyui-videohelpersuite",
+    "VHS_LoadVideo": "comfyui-videohelpersuite",
+}
+
+
+@dataclass(frozen=True)
+class MissingNode:
+    node_id: str
+    title: str | None
+    class_type: str
+    pack: str | None
+
+    def describe(self) -> str:
+        where = f"node {self.node_id}" + (
+            f" ({self.title!r})" if self.title and self.title != self.class_type else ""
+        )
+        provided = f" (node pack {self.pack!r})" if self.pack else ""
+        return f"{where}: class {self.class_type!r}{provided}"
+
+
 class UnknownNodeError(WorkflowError):
-    """A node's class is not installed in this ComfyUI."""
+    """Nodes whose class is not installed in this ComfyUI (the first one in the attributes)."""
 
     code = "unknown_node_type"
 
-    def __init__(self, node_id: str, title: str | None, class_type: str, pack: str | None) -> None:
-        where = f"node {node_id}" + (f" ({title!r})" if title and title != class_type else "")
-        provided = f" from the node pack {pack!r}" if pack else ""
-        super().__init__(
-            f"{where} uses the node class {class_type!r}{provided}, which this ComfyUI does not have",
-            hint=(
-                f"install the node pack {pack!r} (ComfyUI-Manager or comfy-cli) and restart ComfyUI"
-                if pack
-                else "install the custom node pack that provides it and restart ComfyUI"
-            ),
-            node_id=node_id,
-            title=title,
-            class_type=class_type,
-            pack=pack,
+    def __init__(self, missing: list[MissingNode]) -> None:
+        first = missing[0]
+        classes = sorted({m.class_type for m in missing})
+        packs = sorted({m.pack for m in missing if m.pack})
+        message = f"{len(missing)} node(s) use classes this ComfyUI does not have: " + "; ".join(
+            m.describe() for m in missing
         )
-        self.node_id = node_id
-        self.title = title
-        self.class_type = class_type
-        self.pack = pack
+        hint = (
+            "install the node pack(s) " + ", ".join(repr(p) for p in packs) + " and restart ComfyUI"
+            if packs
+            else "install the custom node pack(s) that provide "
+            + ", ".join(repr(c) for c in classes)
+            + " and restart ComfyUI"
+        )
+        super().__init__(
+            message,
+            hint=hint,
+            nodes=[m.__dict__ for m in missing],
+        )
+        self.missing = missing
+        self.node_id = first.node_id
+        self.title = first.title
+        self.class_type = first.class_type
+        self.pack = first.pack
 
 
 @dataclass(frozen=True)
@@ -161,14 +196,15 @@ def is_api_format(workflow: Any) -> bool:
 
 
 def node_pack(node: Mapping[str, Any]) -> str | None:
+    """The node pack a saved node names (`cnr_id`, else `aux_id`), or a known one for its class."""
     props = node.get("properties") or {}
-    if not isinstance(props, Mapping):
-        return None
-    for key in ("cnr_id", "aux_id"):
-        value = props.get(key)
-        if isinstance(value, str) and value and value != "comfy-core":
-            return value
-    return None
+    if isinstance(props, Mapping):
+        for key in ("cnr_id", "aux_id"):
+            value = props.get(key)
+            if isinstance(value, str) and value and value != "comfy-core":
+                return value
+    ntype = node.get("type")
+    return KNOWN_PACKS.get(ntype) if isinstance(ntype, str) else None
 
 
 def _int(value: Any) -> int:
@@ -257,7 +293,8 @@ class Converter:
         root = _parse_graph("", workflow, None)
         self.graphs: dict[str, Graph] = {"": root}
         used = set(root.nodes)
-        state = workflow.get("state") if isinstance(workflow.get("state"), Mapping) else {}
+        raw_state = workflow.get("state")
+        state: Mapping[str, Any] = raw_state if isinstance(raw_state, Mapping) else {}
         last = workflow.get("last_node_id", state.get("lastNodeId", 0))
         self.last_node_id = last if isinstance(last, int) else 0
         for sid, sub in self.defs.items():
@@ -265,6 +302,7 @@ class Converter:
             self._deduplicate_ids(graph, used)
             self.graphs[sid] = graph
         self.dtos: dict[str, Dto] = {}
+        self.missing: list[MissingNode] = []
         for graph in self.graphs.values():
             self._apply_primitives(graph)
 
@@ -508,9 +546,9 @@ class Converter:
 
     def widget_values(self, dto: Dto) -> dict[str, Any]:
         ntype = dto.node.get("type")
-        definition = self.object_info.get(ntype) if isinstance(ntype, str) else None
-        if definition is None:
+        if not isinstance(ntype, str) or ntype not in self.object_info:
             return {}
+        definition = self.object_info[ntype]
         values = layout_values(ntype, definition, dto.node.get("widgets_values"))
         overrides = dto.graph.overrides.get(_int(dto.node.get("id")))
         if overrides:
@@ -538,9 +576,16 @@ class Converter:
         definition = self.object_info.get(ntype) if isinstance(ntype, str) else None
         if definition is None:
             if self.unknown == "error":
-                raise UnknownNodeError(
-                    dto.exec_id, self.title(dto) or dto.node.get("title"), str(ntype), node_pack(dto.node)
+                title = dto.node.get("title")
+                self.missing.append(
+                    MissingNode(
+                        dto.exec_id,
+                        title if isinstance(title, str) else None,
+                        str(ntype),
+                        node_pack(dto.node),
+                    )
                 )
+                return None
             return self._serialize_unknown(dto)
         inputs: dict[str, Any] = {}
         for name, value in self.widget_values(dto).items():
@@ -580,7 +625,7 @@ class Converter:
             resolved = self.resolve_input(dto, i, set())
             if resolved is None:
                 continue
-            name = slot.get("name")
+            name = str(slot.get("name"))
             if resolved[0] == "value":
                 value = resolved[1]
                 inputs[name] = {"__value__": value} if isinstance(value, list) else value
@@ -594,6 +639,8 @@ class Converter:
             entry = self.serialize(dto)
             if entry is not None:
                 output[exec_id] = entry
+        if self.missing:
+            raise UnknownNodeError(self.missing)
         for entry in output.values():
             inputs = entry["inputs"]
             for name in [n for n, v in inputs.items() if isinstance(v, list) and len(v) == 2]:
