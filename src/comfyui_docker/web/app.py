@@ -1,35 +1,152 @@
-"""`create_app(settings)`: the dashboard's FastAPI application."""
+"""`create_app(settings, services=None)`: the dashboard's FastAPI application.
+
+With `services` (from `comfyui-docker start`) the app shares the runtime's bus, HTTP client,
+preset service and supervisor, and leaves their lifecycle to their owner. Without them the
+lifespan creates its own (event bus, one aiohttp session, the PresetService when its module is
+there) and closes them at shutdown. Either way the app owns: the proxy's HTTP client, the
+system sampler and the one background task that publishes system status.
+
+Middleware, outermost first: CORS (only when CORS_ORIGINS is set; same-origin otherwise) ->
+auth (login, Bearer, CSRF; see auth.py) -> catch-all (500 in the one error shape) -> routes.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import inspect
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
+import aiohttp
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from .. import __version__
 from ..services import Services
 from ..settings import Settings
+from . import errors, proxy
+from .api.system import SystemSampler, publish_loop
+from .auth import CSRF_HEADER, Auth, AuthMiddleware
+
+log = logging.getLogger(__name__)
+
+
+async def _maybe_await(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+async def _start_presets(svc: Services) -> Any:
+    """Create and start the PresetService when that subsystem is installed; None otherwise."""
+    try:
+        from ..downloads.service import PresetService
+    except ImportError:
+        log.info("preset service not available in this build")
+        return None
+    try:
+        factory = getattr(PresetService, "create", None)
+        service = factory(svc) if callable(factory) else PresetService(svc)
+        service = await _maybe_await(service)
+        start = getattr(service, "start", None)
+        if callable(start):
+            await _maybe_await(start())
+        return service
+    except Exception:
+        log.exception("the preset service did not start; the Models page will say so")
+        return None
+
+
+@asynccontextmanager
+async def _lifespan_for(app: FastAPI, svc: Services, own_services: bool) -> AsyncIterator[None]:
+    owned_http = False
+    owned_presets = False
+    if own_services:
+        if svc.http is None:
+            svc.http = aiohttp.ClientSession()
+            owned_http = True
+        if svc.presets is None:
+            svc.presets = await _start_presets(svc)
+            owned_presets = svc.presets is not None
+    app.state.proxy_session = proxy.make_session()
+    publisher = asyncio.create_task(publish_loop(svc, app.state.sampler), name="system-status")
+    try:
+        yield
+    finally:
+        publisher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await publisher
+        await app.state.proxy_session.close()
+        if owned_presets:
+            for name in ("close", "stop", "aclose"):
+                func = getattr(svc.presets, name, None)
+                if callable(func):
+                    try:
+                        await _maybe_await(func())
+                    except Exception:
+                        log.exception("closing the preset service failed")
+                    break
+            svc.presets = None
+        if owned_http:
+            await svc.http.close()
+            svc.http = None
 
 
 def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     """Build the app. With `services` (from `start`) the app shares them; else it makes its own."""
+    own = services is None
     svc = services or Services.create(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        async with _lifespan_for(app, svc, own):
+            yield
 
-    app = FastAPI(title="ComfyUI-Docker dashboard", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="ComfyUI-Docker dashboard",
+        version=__version__,
+        lifespan=lifespan,
+        description=(
+            "The dashboard's API. With ACCESS_PASSWORD set, send the session cookie (log in at "
+            "/login) or `Authorization: Bearer <token>` (the token is on the Settings page). "
+            'Every error has the shape `{"error": {"code", "message", "hint"?, "details"?}}`.'
+        ),
+    )
     app.state.services = svc
+    app.state.settings = settings
+    app.state.auth = Auth(settings)
+    app.state.sampler = SystemSampler()
+    app.state.proxy_session = None
 
+    errors.install(app)
+    app.add_middleware(AuthMiddleware, auth=app.state.auth)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_credentials=True,
+            allow_methods=["*"],
+            allow_headers=["authorization", "content-type", CSRF_HEADER, "hx-request", "hx-target"],
+        )
+
+    from . import auth as auth_routes
+    from . import ws
+    from .api import comfyui, health, logs, models, presets, workflows
+    from .api import system as system_api
     from .pages import router as pages_router
 
+    app.include_router(health.router)
+    app.include_router(auth_routes.router)
+    app.include_router(presets.router)
+    app.include_router(models.router)
+    app.include_router(workflows.router)
+    app.include_router(system_api.router)
+    app.include_router(comfyui.router)
+    app.include_router(logs.router)
+    app.include_router(ws.router)
+    app.include_router(proxy.router)
     app.include_router(pages_router)
-
-    @app.get("/health", tags=["system"])
-    async def health() -> dict[str, object]:
-        """Liveness: the dashboard answers."""
-        return {"status": "ok"}
-
     return app

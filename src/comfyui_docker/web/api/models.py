@@ -1,0 +1,296 @@
+"""Models API: the files on the volume, disk usage, deletion, and a workflow's missing models.
+
+    GET    /api/models                     {folders: {folder: {files, count, bytes}}, disk}
+    GET    /api/models/disk                disk usage of the volume
+    GET    /api/models/{folder}            files of one folder
+    DELETE /api/models/{folder}/{name}     delete one file (confined to models/<folder>)
+    POST   /api/models/missing             {workflow} -> what is missing, who provides it
+    POST   /api/models/install-missing     {workflow} -> install the providing presets / URLs
+
+A file entry: `name` (relative to its folder, `/` for sub-folders), `size`, `mtime` (epoch s),
+`owners` (ids of the installed presets that hold it) and `partial` for a `.part` download.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import stat
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
+
+from ...errors import Conflict, InvalidInput, NotFound
+from ...model_paths import EXTRA_FOLDERS, LEGACY_SUBFOLDERS, MODEL_FOLDERS, suggest_folder
+from ...services import Services
+from ..deps import ServicesDep
+from ..errors import COMMON_ERRORS, error_responses
+
+router = APIRouter(prefix="/api/models", tags=["models"], responses=error_responses(*COMMON_ERRORS))
+
+KNOWN_FOLDERS: tuple[str, ...] = (
+    *MODEL_FOLDERS,
+    *(sub for subs in LEGACY_SUBFOLDERS.values() for sub in subs),
+    *EXTRA_FOLDERS,
+)
+MAX_WORKFLOW_BYTES = 20 * 1024 * 1024
+
+
+class MissingRequest(BaseModel):
+    workflow: dict[str, Any] = Field(description="A workflow in the UI format or an API prompt")
+
+
+class InstallMissingRequest(BaseModel):
+    workflow: dict[str, Any]
+
+
+def check_folder(folder: str) -> str:
+    if folder not in KNOWN_FOLDERS:
+        hint = suggest_folder(folder)
+        raise NotFound(
+            f"'{folder}' is not a model folder",
+            hint=f"did you mean '{hint}'?" if hint else "see GET /api/models for the folders",
+            folder=folder,
+        )
+    return folder
+
+
+def check_relative_name(name: str, what: str = "file name") -> list[str]:
+    """The parts of a safe relative path; InvalidInput for traversal, absolute, NUL, backslash."""
+    if not name or "\x00" in name or "\\" in name or name.startswith("/") or len(name) > 1024:
+        raise InvalidInput(f"'{name[:200]}' is not a valid {what}", hint="use a plain relative name")
+    parts = name.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise InvalidInput(
+            f"'{name[:200]}' is not a valid {what}",
+            hint="no '..', '.' or empty parts; the path stays inside its folder",
+        )
+    if any(ord(c) < 0x20 for c in name):
+        raise InvalidInput(f"'{name[:200]}' contains control characters")
+    return parts
+
+
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _list_folder(base: Path) -> list[dict[str, Any]]:
+    files: list[dict[str, Any]] = []
+    if not base.is_dir():
+        return files
+    for dirpath, dirnames, filenames in os.walk(base, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        rel_dir = os.path.relpath(dirpath, base)
+        for fname in filenames:
+            if fname.startswith("."):
+                continue
+            full = os.path.join(dirpath, fname)
+            try:
+                st = os.stat(full)
+            except OSError:
+                continue  # a dangling symlink
+            rel = fname if rel_dir == "." else f"{rel_dir}/{fname}"
+            entry: dict[str, Any] = {"name": rel, "size": st.st_size, "mtime": int(st.st_mtime)}
+            if fname.endswith(".part"):
+                entry["partial"] = True
+            files.append(entry)
+    files.sort(key=lambda f: f["name"].lower())
+    return files
+
+
+async def _owners(svc: Services, folder: str, name: str) -> list[str]:
+    presets = svc.presets
+    func = getattr(presets, "owners_of", None) if presets is not None else None
+    if func is None:
+        return []
+    result = func(f"{folder}/{name}")
+    if inspect.isawaitable(result):
+        result = await result
+    return [str(o) for o in result or []]
+
+
+async def _folder_view(svc: Services, folder: str) -> dict[str, Any]:
+    files = await asyncio.to_thread(_list_folder, svc.workspace.models / folder)
+    for f in files:
+        f["owners"] = [] if f.get("partial") else await _owners(svc, folder, f["name"])
+    return {"files": files, "count": len(files), "bytes": sum(f["size"] for f in files)}
+
+
+def _disk(svc: Services) -> dict[str, Any]:
+    d = svc.workspace.disk_usage()
+    return {
+        "path": str(svc.workspace.root),
+        "total": d.total,
+        "used": d.used,
+        "free": d.free,
+        "percent": round(d.percent, 1),
+    }
+
+
+@router.get("", summary="Installed model files per folder, and disk usage")
+async def list_models(
+    svc: ServicesDep,
+    include_empty: Annotated[bool, Query(description="also list folders with no files")] = False,
+) -> dict[str, Any]:
+    folders: dict[str, Any] = {}
+    for folder in KNOWN_FOLDERS:
+        if folder not in MODEL_FOLDERS and not (svc.workspace.models / folder).is_dir():
+            continue
+        view = await _folder_view(svc, folder)
+        if view["count"] or include_empty:
+            folders[folder] = view
+    return {"folders": folders, "disk": await asyncio.to_thread(_disk, svc)}
+
+
+@router.get("/disk", summary="Disk usage of the volume")
+async def disk(svc: ServicesDep) -> dict[str, Any]:
+    return await asyncio.to_thread(_disk, svc)
+
+
+@router.get("/{folder}", summary="Files of one model folder", responses=error_responses(404))
+async def list_folder(folder: str, svc: ServicesDep) -> dict[str, Any]:
+    check_folder(folder)
+    return {"folder": folder, **(await _folder_view(svc, folder))}
+
+
+def resolve_model_file(svc: Services, folder: str, name: str) -> Path:
+    """The file to delete, proven to lie inside models/<folder> and not to lead off the volume."""
+    check_folder(folder)
+    parts = check_relative_name(name)
+    base = svc.workspace.models / folder
+    real_base = os.path.realpath(base)
+    target = base.joinpath(*parts)
+    real_parent = os.path.realpath(target.parent)
+    if not _within(real_parent, real_base):
+        raise InvalidInput(f"'{name}' leads outside models/{folder}", hint="delete files inside the folder")
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        raise NotFound(f"models/{folder}/{name} does not exist", folder=folder, name=name) from None
+    if stat.S_ISLNK(st.st_mode):
+        real_target = os.path.realpath(target)
+        if not _within(real_target, os.path.realpath(svc.workspace.root)):
+            raise InvalidInput(
+                f"models/{folder}/{name} is a link to a file outside the volume; it is not deleted here",
+                hint="remove the link from a shell if you meant to",
+            )
+    elif not stat.S_ISREG(st.st_mode):
+        raise InvalidInput(f"models/{folder}/{name} is not a file")
+    return target
+
+
+@router.delete(
+    "/{folder}/{name:path}",
+    summary="Delete one model file",
+    responses=error_responses(400, 404, 409),
+)
+async def delete_model(
+    folder: str,
+    name: str,
+    svc: ServicesDep,
+    force: Annotated[bool, Query(description="delete even when an installed preset owns it")] = False,
+) -> dict[str, Any]:
+    target = resolve_model_file(svc, folder, name)
+    owners = await _owners(svc, folder, name)
+    if owners and not force:
+        raise Conflict(
+            f"models/{folder}/{name} belongs to the installed preset(s) {', '.join(owners)}",
+            hint="uninstall the preset instead, or pass force=true",
+            owners=owners,
+        )
+    size = target.lstat().st_size
+    target.unlink()
+    return {"status": "deleted", "folder": folder, "name": name, "bytes": size, "owners": owners}
+
+
+async def _providers(svc: Services, folder: str, name: str) -> list[str]:
+    presets = svc.presets
+    func = getattr(presets, "providers", None) if presets is not None else None
+    if func is None:
+        return []
+    result = func(folder, name)
+    if inspect.isawaitable(result):
+        result = await result
+    return [str(p) for p in result or []]
+
+
+def _object_info(request: Request) -> Any:
+    try:
+        from ...workflows.object_info import ObjectInfoStore
+    except ImportError:
+        return None
+    store = getattr(request.app.state, "object_info", None)
+    if store is None:
+        store = request.app.state.object_info = ObjectInfoStore.from_settings(request.app.state.settings)
+    try:
+        return store.load()
+    except Exception:
+        return None
+
+
+async def find_missing(request: Request, svc: Services, workflow: dict[str, Any]) -> list[dict[str, Any]]:
+    from ...workflows.refs import missing_models
+
+    info = _object_info(request)
+    missing = await asyncio.to_thread(missing_models, workflow, svc.workspace.models, info)
+    for item in missing:
+        providers = await _providers(svc, item["folder"], item["name"])
+        item["providers"] = providers
+        if providers:
+            item["install"] = {"kind": "preset", "preset_id": providers[0]}
+        elif item.get("url"):
+            item["install"] = {"kind": "url", "url": item["url"]}
+        else:
+            item["install"] = None
+    return missing
+
+
+@router.post(
+    "/missing",
+    summary="The model files a workflow needs that are not on the volume",
+    responses=error_responses(400, 413),
+)
+async def missing(body: MissingRequest, request: Request, svc: ServicesDep) -> dict[str, Any]:
+    items = await find_missing(request, svc, body.workflow)
+    return {
+        "missing": items,
+        "total": len(items),
+        "installable": sum(1 for i in items if i["install"]),
+    }
+
+
+@router.post(
+    "/install-missing",
+    summary="Install what a workflow is missing (its presets, or the URLs it names)",
+    responses=error_responses(400, 404, 409, 503, 507),
+)
+async def install_missing(body: InstallMissingRequest, request: Request, svc: ServicesDep) -> dict[str, Any]:
+    from ..deps import get_presets
+
+    presets = get_presets(svc)
+    items = await find_missing(request, svc, body.workflow)
+    tasks: list[dict[str, Any]] = []
+    started: set[str] = set()
+    by_url: list[dict[str, Any]] = []
+    unresolved: list[dict[str, Any]] = []
+    for item in items:
+        how = item["install"]
+        if how is None:
+            unresolved.append(item)
+        elif how["kind"] == "preset":
+            pid = how["preset_id"]
+            if pid not in started:
+                started.add(pid)
+                task = presets.install(pid, None)
+                task = await task if inspect.isawaitable(task) else task
+                tasks.append(task.to_dict() if hasattr(task, "to_dict") else dict(task))
+        else:
+            by_url.append({"path": f"{item['folder']}/{item['name']}", "url": how["url"]})
+    if by_url:
+        task = presets.install_files("workflow models", by_url)
+        task = await task if inspect.isawaitable(task) else task
+        tasks.append(task.to_dict() if hasattr(task, "to_dict") else dict(task))
+    return {"tasks": tasks, "unresolved": unresolved, "missing": len(items)}

@@ -1,0 +1,155 @@
+"""Presets API with the design document's paths and shapes (§5.2), plus what a UI needs.
+
+    GET    /api/presets?category=&type=      {presets: {id: preset}, total, problems}
+    GET    /api/presets/tasks                {tasks: [task]}
+    GET    /api/presets/status/{task_id}     task (404 unknown)
+    POST   /api/presets/install              {preset_id, variant?} -> {task_id, status, message}
+    POST   /api/presets/tasks/{id}/cancel    task
+    GET    /api/presets/{preset_id}          preset with its installed state (404 unknown)
+    DELETE /api/presets/{preset_id}          {status: "deleted", preset_id, removed: [paths]}
+
+Thin: each route parses, calls `services.presets` (downloads.service.PresetService), answers.
+Progress is pushed over `/ws` (`task_state`, `download_progress`), not polled.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, Field
+
+from ..deps import PresetsDep
+from ..errors import COMMON_ERRORS, error_responses
+
+ID_PATTERN = r"^[A-Z][A-Z0-9_]{0,127}$"
+TASK_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+VARIANT_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+
+router = APIRouter(prefix="/api/presets", tags=["presets"], responses=error_responses(*COMMON_ERRORS, 503))
+
+PresetId = Annotated[str, Path(pattern=ID_PATTERN, description="Preset id such as SDXL_BASE")]
+TaskId = Annotated[str, Path(pattern=TASK_PATTERN)]
+
+
+class PresetListResponse(BaseModel):
+    presets: dict[str, dict[str, Any]]
+    total: int
+    problems: list[str] = Field(default_factory=list, description="Catalog entries that were skipped")
+
+
+class PresetInstallRequest(BaseModel):
+    preset_id: str = Field(pattern=ID_PATTERN, examples=["SD15_BASE"])
+    variant: str | None = Field(default=None, pattern=VARIANT_PATTERN)
+
+
+class PresetInstallResponse(BaseModel):
+    task_id: str
+    status: str
+    message: str
+
+
+class TaskList(BaseModel):
+    tasks: list[dict[str, Any]]
+
+
+class UninstallResponse(BaseModel):
+    status: str
+    preset_id: str
+    removed: list[str]
+
+
+async def _call(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+def _task_dict(task: Any) -> dict[str, Any]:
+    if isinstance(task, dict):
+        return task
+    out: dict[str, Any] = task.to_dict()
+    return out
+
+
+def _preset_dict(item: Any) -> dict[str, Any]:
+    if isinstance(item, dict):
+        return item
+    for name in ("to_dict", "summary"):
+        func = getattr(item, name, None)
+        if callable(func):
+            out: dict[str, Any] = func()
+            return out
+    return dict(vars(item))
+
+
+def _problems(presets: Any) -> list[str]:
+    catalog = getattr(presets, "catalog", None)
+    return [str(p) for p in getattr(catalog, "problems", None) or []]
+
+
+@router.get("", response_model=PresetListResponse, summary="List the presets of the catalog")
+async def list_presets(
+    presets: PresetsDep,
+    category: Annotated[str | None, Query(max_length=64)] = None,
+    type: Annotated[str | None, Query(max_length=32, description="video, image, audio or other")] = None,
+) -> dict[str, Any]:
+    items = [_preset_dict(p) for p in await _call(presets.list_presets(category, type))]
+    by_id = {str(p.get("id")): p for p in items}
+    return {"presets": by_id, "total": len(by_id), "problems": _problems(presets)}
+
+
+@router.get("/tasks", response_model=TaskList, summary="Install tasks, newest last")
+async def list_tasks(presets: PresetsDep) -> dict[str, Any]:
+    return {"tasks": [_task_dict(t) for t in await _call(presets.tasks())]}
+
+
+@router.get("/status/{task_id}", summary="One install task's state", responses=error_responses(404))
+async def task_status(task_id: TaskId, presets: PresetsDep) -> dict[str, Any]:
+    return _task_dict(await _call(presets.task(task_id)))
+
+
+@router.post(
+    "/install",
+    response_model=PresetInstallResponse,
+    summary="Install a preset in the background",
+    responses=error_responses(400, 404, 409, 507),
+)
+async def install(body: PresetInstallRequest, presets: PresetsDep) -> dict[str, Any]:
+    task = _task_dict(await _call(presets.install(body.preset_id, body.variant)))
+    variant = f" ({body.variant})" if body.variant else ""
+    return {
+        "task_id": str(task.get("id")),
+        "status": str(task.get("state", "queued")),
+        "message": f"Preset {body.preset_id}{variant} download started",
+    }
+
+
+@router.post(
+    "/tasks/{task_id}/cancel",
+    summary="Cancel an install task (its .part files stay resumable)",
+    responses=error_responses(404, 409),
+)
+async def cancel(task_id: TaskId, presets: PresetsDep) -> dict[str, Any]:
+    result = await _call(presets.cancel(task_id))
+    if result is None or isinstance(result, bool):
+        result = await _call(presets.task(task_id))
+    return _task_dict(result)
+
+
+@router.get("/{preset_id}", summary="One preset with its installed state", responses=error_responses(404))
+async def get_preset(preset_id: PresetId, presets: PresetsDep) -> dict[str, Any]:
+    preset = _preset_dict(await _call(presets.get(preset_id)))
+    state = await _call(presets.installed_state(preset_id))
+    preset["installed_state"] = state if isinstance(state, dict | str | bool) or state is None else str(state)
+    return preset
+
+
+@router.delete(
+    "/{preset_id}",
+    response_model=UninstallResponse,
+    summary="Uninstall a preset (files no other installed preset uses are deleted)",
+    responses=error_responses(404, 409),
+)
+async def uninstall(preset_id: PresetId, presets: PresetsDep) -> dict[str, Any]:
+    removed = await _call(presets.uninstall(preset_id))
+    return {"status": "deleted", "preset_id": preset_id, "removed": [str(r) for r in removed or []]}

@@ -1,0 +1,271 @@
+"""Workflows API: JSON workflows in `workspace/workflows`, and running them through ComfyUI.
+
+    GET    /api/workflows                       {workflows: [{name, size, mtime}]}
+    POST   /api/workflows                       upload: multipart `file` (+ `name`), or JSON
+                                                {name, workflow}; `?overwrite=true` replaces
+    GET    /api/workflows/{name}                the workflow JSON
+    PUT    /api/workflows/{name}                save (create or replace) from a JSON body
+    GET    /api/workflows/{name}/download       as an attachment
+    POST   /api/workflows/{name}/rename         {new_name}
+    DELETE /api/workflows/{name}
+    POST   /api/workflows/{name}/run            {set?} -> {prompt_id, number, ...}
+
+Names are one plain file name ending in `.json` (letters, digits, space, `_-.()[]+,&@'`),
+never a path: traversal, absolute paths, NUL and hidden names are refused with 400. Bodies are
+limited to 20 MB (413). The content must be a JSON object in the UI format (`nodes`) or an API
+prompt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
+from starlette.datastructures import UploadFile
+
+from ...errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
+from ...model_paths import atomic_write_text
+from ...services import Services
+from ..deps import ServicesDep
+from ..errors import COMMON_ERRORS, error_responses
+from .run import RunRequest, run_workflow
+
+MAX_BYTES = 20 * 1024 * 1024
+NAME_RE = re.compile(r"^[\w][\w \-.()\[\]+,&@']{0,150}$")
+
+router = APIRouter(prefix="/api/workflows", tags=["workflows"], responses=error_responses(*COMMON_ERRORS))
+
+
+class SaveRequest(BaseModel):
+    name: str = Field(max_length=200, examples=["my flow.json"])
+    workflow: dict[str, Any]
+
+
+class RenameRequest(BaseModel):
+    new_name: str = Field(max_length=200)
+
+
+def check_name(name: str) -> str:
+    """A safe workflow file name (".json" added when missing); InvalidInput otherwise."""
+    if not isinstance(name, str) or "\x00" in name:
+        raise InvalidInput("a workflow name cannot contain NUL bytes")
+    clean = name.strip()
+    if not clean.lower().endswith(".json"):
+        clean += ".json"
+    if "/" in clean or "\\" in clean or ".." in clean or clean.startswith(".") or not NAME_RE.match(clean):
+        raise InvalidInput(
+            f"'{name[:120]}' is not a valid workflow name",
+            hint="use letters, digits, spaces and - _ . ( ) only, no folders; it ends in .json",
+        )
+    return clean
+
+
+def _path(svc: Services, name: str, *, must_exist: bool = True) -> Any:
+    clean = check_name(name)
+    folder = svc.workspace.workflows
+    path = folder / clean
+    if os.path.realpath(path.parent) != os.path.realpath(folder):
+        raise InvalidInput(f"'{name}' leads outside the workflows folder")
+    if must_exist:
+        if path.is_symlink() and not os.path.realpath(path).startswith(
+            os.path.realpath(svc.workspace.root) + "/"
+        ):
+            raise InvalidInput(f"'{clean}' is a link that leads outside the volume")
+        if not path.is_file():
+            raise NotFound(f"no workflow named '{clean}'", hint="see GET /api/workflows", name=clean)
+    return path
+
+
+def parse_workflow(raw: bytes, source: str = "the upload") -> dict[str, Any]:
+    if len(raw) > MAX_BYTES:
+        raise PayloadTooLarge(f"{source} is larger than {MAX_BYTES // (1024 * 1024)} MB")
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInput(
+            f"{source} is not valid JSON: {exc}", hint="export the workflow from ComfyUI"
+        ) from None
+    return check_workflow(data, source)
+
+
+def check_workflow(data: Any, source: str = "the workflow") -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise InvalidInput(f"{source} is not a JSON object", hint="a workflow is an object with 'nodes'")
+    if "nodes" in data:
+        if not isinstance(data["nodes"], list):
+            raise InvalidInput(f"{source}: 'nodes' must be a list")
+        return data
+    graph = data.get("prompt", data)
+    if (
+        isinstance(graph, dict)
+        and graph
+        and all(isinstance(v, dict) and "class_type" in v for v in graph.values())
+    ):
+        return data
+    raise InvalidInput(
+        f"{source} is not a ComfyUI workflow",
+        hint="expected the UI format (with 'nodes') or an API prompt ({id: {class_type, inputs}})",
+    )
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit + 64 * 1024:
+        raise PayloadTooLarge(f"the upload is larger than {limit // (1024 * 1024)} MB")
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit + 64 * 1024:
+            raise PayloadTooLarge(f"the upload is larger than {limit // (1024 * 1024)} MB")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _info(path: Any) -> dict[str, Any]:
+    st = path.stat()
+    return {"name": path.name, "size": st.st_size, "mtime": int(st.st_mtime)}
+
+
+def _write(svc: Services, name: str, data: dict[str, Any], overwrite: bool) -> dict[str, Any]:
+    path = _path(svc, name, must_exist=False)
+    if path.exists() and not overwrite:
+        raise Conflict(f"a workflow named '{path.name}' exists", hint="pass overwrite=true or rename it")
+    svc.workspace.workflows.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False))
+    return _info(path)
+
+
+@router.get("", summary="Saved workflows")
+async def list_workflows(svc: ServicesDep) -> dict[str, Any]:
+    folder = svc.workspace.workflows
+    items = []
+    if folder.is_dir():
+        for entry in sorted(folder.iterdir(), key=lambda p: p.name.lower()):
+            if entry.name.startswith(".") or entry.suffix.lower() != ".json" or not entry.is_file():
+                continue
+            items.append(_info(entry))
+    return {"workflows": items, "total": len(items)}
+
+
+_UPLOAD_BODY = {
+    "requestBody": {
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "name": {"type": "string"},
+                    },
+                    "required": ["file"],
+                }
+            },
+            "application/json": {"schema": {"$ref": "#/components/schemas/SaveRequest"}},
+        },
+        "required": True,
+    }
+}
+
+
+@router.post(
+    "",
+    status_code=201,
+    summary="Upload a workflow (multipart `file`, or JSON {name, workflow})",
+    responses=error_responses(400, 409, 413, 415),
+    openapi_extra=_UPLOAD_BODY,
+)
+async def upload(
+    request: Request,
+    svc: ServicesDep,
+    overwrite: Annotated[bool, Query()] = False,
+) -> dict[str, Any]:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    body = await read_limited(request, MAX_BYTES)
+    if ctype == "application/json":
+        try:
+            parsed = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InvalidInput(f"the body is not valid JSON: {exc}") from None
+        try:
+            req = SaveRequest.model_validate(parsed)
+        except ValueError:
+            raise InvalidInput('expected {"name": ..., "workflow": {...}}') from None
+        data = check_workflow(req.workflow)
+        return _write(svc, req.name, data, overwrite)
+    if ctype == "multipart/form-data":
+
+        async def replay() -> Any:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        form = await Request(request.scope, replay).form(max_files=1, max_fields=10)
+        try:
+            file = form.get("file")
+            if not isinstance(file, UploadFile):
+                raise InvalidInput("no file in the upload", hint="send the workflow as the form field 'file'")
+            raw = await file.read()
+            field = form.get("name")
+            name = field if isinstance(field, str) and field.strip() else (file.filename or "")
+            if not name:
+                raise InvalidInput("the upload has no file name", hint="send a 'name' field")
+            data = parse_workflow(raw, "the upload")
+            return _write(svc, name, data, overwrite)
+        finally:
+            await form.close()
+    raise InvalidInput(
+        f"unsupported content type '{ctype or 'none'}'",
+        hint="send multipart/form-data with a 'file' field, or application/json",
+    )
+
+
+@router.get("/{name}", summary="One workflow (its JSON)", responses=error_responses(400, 404))
+async def read(name: str, svc: ServicesDep) -> FileResponse:
+    path = _path(svc, name)
+    return FileResponse(path, media_type="application/json")
+
+
+@router.put("/{name}", summary="Save a workflow (create or replace)", responses=error_responses(400, 413))
+async def save(name: str, request: Request, svc: ServicesDep) -> dict[str, Any]:
+    data = parse_workflow(await read_limited(request, MAX_BYTES), "the body")
+    return _write(svc, name, data, overwrite=True)
+
+
+@router.get("/{name}/download", summary="Download a workflow as a file", responses=error_responses(400, 404))
+async def download(name: str, svc: ServicesDep) -> FileResponse:
+    path = _path(svc, name)
+    return FileResponse(path, media_type="application/json", filename=path.name)
+
+
+@router.post("/{name}/rename", summary="Rename a workflow", responses=error_responses(400, 404, 409))
+async def rename(name: str, body: RenameRequest, svc: ServicesDep) -> dict[str, Any]:
+    src = _path(svc, name)
+    dst = _path(svc, body.new_name, must_exist=False)
+    if dst.exists() and dst != src:
+        raise Conflict(f"a workflow named '{dst.name}' exists", hint="choose another name or delete it first")
+    os.replace(src, dst)
+    return _info(dst)
+
+
+@router.delete("/{name}", summary="Delete a workflow", responses=error_responses(400, 404))
+async def delete(name: str, svc: ServicesDep) -> dict[str, Any]:
+    path = _path(svc, name)
+    path.unlink()
+    return {"status": "deleted", "name": path.name}
+
+
+@router.post(
+    "/{name}/run",
+    summary="Queue a saved workflow in ComfyUI (the UI format is converted first)",
+    responses=error_responses(400, 404, 502, 503),
+)
+async def run(
+    name: str, request: Request, svc: ServicesDep, body: RunRequest | None = None
+) -> dict[str, Any]:
+    path = _path(svc, name)
+    data = parse_workflow(path.read_bytes(), f"'{path.name}'")
+    return await run_workflow(request, svc, data, (body or RunRequest()).set)

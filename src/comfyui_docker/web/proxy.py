@@ -1,0 +1,218 @@
+"""`/api/comfyui/{path}`: ComfyUI's HTTP API and WebSocket, carried through the dashboard.
+
+Bodies stream both ways in chunks (a 1 GB `/view` or upload is never held in memory); status
+codes, headers (hop-by-hop ones dropped) and query strings are kept; bodies are passed through
+without decoding (gzip stays gzip). Our own credentials (session cookie, CSRF header, Bearer
+token) are not forwarded to ComfyUI. When ComfyUI is not ready, the answer is a 503 carrying its
+state, at once, never a hang. `/api/comfyui/ws` carries ComfyUI's WebSocket both ways.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+from fastapi import APIRouter, Request, WebSocket
+from starlette.background import BackgroundTask
+from starlette.requests import cookie_parser
+from starlette.responses import Response, StreamingResponse
+from starlette.websockets import WebSocketDisconnect
+
+from ..errors import ServiceUnavailable
+from .auth import CSRF_COOKIE, SESSION_COOKIE, deny_websocket
+from .deps import ServicesDep, comfyui_base_url, comfyui_status, require_comfyui
+from .errors import COMMON_ERRORS, error_responses
+
+log = logging.getLogger(__name__)
+
+CHUNK = 256 * 1024
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+_DROP_REQUEST = HOP_BY_HOP | {"host", "content-length", "x-csrf-token", "authorization", "cookie"}
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+router = APIRouter(tags=["comfyui"])
+
+
+def make_session() -> aiohttp.ClientSession:
+    """The proxy's own client: no decompression, no cookie jar, no overall timeout."""
+    return aiohttp.ClientSession(
+        auto_decompress=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
+        connector=aiohttp.TCPConnector(limit=200, force_close=False),
+        skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
+    )
+
+
+def _connection_named(headers: list[tuple[str, str]]) -> set[str]:
+    out: set[str] = set()
+    for k, v in headers:
+        if k == "connection":
+            out.update(p.strip().lower() for p in v.split(",") if p.strip())
+    return out
+
+
+def forward_request_headers(request: Request) -> list[tuple[str, str]]:
+    raw = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.scope["headers"]]
+    named = _connection_named(raw)
+    out = [(k, v) for k, v in raw if k not in _DROP_REQUEST and k not in named]
+    cookies = [v for k, v in raw if k == "cookie"]
+    if cookies:
+        kept = {
+            name: value
+            for name, value in cookie_parser("; ".join(cookies)).items()
+            if name not in (SESSION_COOKIE, CSRF_COOKIE)
+        }
+        if kept:
+            out.append(("cookie", "; ".join(f"{k}={v}" for k, v in kept.items())))
+    length = request.headers.get("content-length")
+    if length is not None:
+        out.append(("content-length", length))
+    return out
+
+
+def response_headers(resp: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
+    items = [(k.lower(), v) for k, v in resp.headers.items()]
+    named = _connection_named(items)
+    return [
+        (k.encode("latin-1"), v.encode("latin-1")) for k, v in items if k not in HOP_BY_HOP and k not in named
+    ]
+
+
+async def _body(request: Request) -> AsyncIterator[bytes]:
+    async for chunk in request.stream():
+        if chunk:
+            yield chunk
+
+
+class _Passthrough(StreamingResponse):
+    """A streaming response whose headers are exactly the upstream's (minus hop-by-hop)."""
+
+    def __init__(self, resp: aiohttp.ClientResponse, headers: list[tuple[bytes, bytes]], head: bool) -> None:
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                if head:
+                    return
+                async for chunk in resp.content.iter_chunked(CHUNK):
+                    yield chunk
+            finally:
+                resp.release()
+
+        super().__init__(body(), status_code=resp.status, background=BackgroundTask(resp.release))
+        self.raw_headers = headers
+
+
+async def proxy(path: str, request: Request, svc: ServicesDep) -> Response:
+    require_comfyui(svc)
+    session: aiohttp.ClientSession = request.app.state.proxy_session
+    url = f"{comfyui_base_url(svc)}/{path}"
+    qs = request.scope.get("query_string", b"")
+    if qs:
+        url += "?" + qs.decode("latin-1")
+    method = request.method
+    has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
+    try:
+        resp = await session.request(
+            method,
+            url,
+            headers=forward_request_headers(request),
+            data=_body(request) if has_body and method not in ("GET", "HEAD") else None,
+            allow_redirects=False,
+            auto_decompress=False,
+        )
+    except (TimeoutError, aiohttp.ClientConnectionError) as exc:
+        status = comfyui_status(svc)
+        raise ServiceUnavailable(
+            "ComfyUI is not answering",
+            hint="it may be starting or restarting; try again in a few seconds",
+            state=status["state"] if status["state"] != "running" else "unreachable",
+            reason=type(exc).__name__,
+        ) from None
+    return _Passthrough(resp, response_headers(resp), head=method == "HEAD")
+
+
+for _method in METHODS:
+    router.add_api_route(
+        "/api/comfyui/{path:path}",
+        proxy,
+        methods=[_method],
+        operation_id=f"comfyui_proxy_{_method.lower()}",
+        summary=f"ComfyUI's API, proxied ({_method}, streamed)",
+        include_in_schema=_method in ("GET", "POST"),
+        responses={
+            200: {"description": "Whatever ComfyUI answered (status, headers and body kept)"},
+            **error_responses(*COMMON_ERRORS, 404, 503),
+        },
+    )
+
+
+@router.websocket("/api/comfyui/ws")
+async def proxy_ws(websocket: WebSocket) -> None:
+    svc = websocket.app.state.services
+    status = comfyui_status(svc)
+    if not status["ready"]:
+        await deny_websocket(websocket.scope, websocket.send, 503, f"ComfyUI is {status['state']}", code=1013)
+        return
+    session: aiohttp.ClientSession = websocket.app.state.proxy_session
+    qs = websocket.scope.get("query_string", b"").decode("latin-1")
+    url = f"{comfyui_base_url(svc)}/ws" + (f"?{qs}" if qs else "")
+    try:
+        upstream = await session.ws_connect(url, autoping=True, max_msg_size=0, heartbeat=None)
+    except (TimeoutError, aiohttp.ClientError):
+        await deny_websocket(websocket.scope, websocket.send, 503, "ComfyUI is not answering", code=1013)
+        return
+    await websocket.accept()
+    try:
+        await _pump(websocket, upstream)
+    finally:
+        await upstream.close()
+
+
+async def _pump(websocket: WebSocket, upstream: aiohttp.ClientWebSocketResponse) -> None:
+    async def downstream_to_upstream() -> None:
+        while True:
+            msg: Any = await websocket.receive()
+            if msg["type"] == "websocket.disconnect":
+                return
+            if msg.get("text") is not None:
+                await upstream.send_str(msg["text"])
+            elif msg.get("bytes") is not None:
+                await upstream.send_bytes(msg["bytes"])
+
+    async def upstream_to_downstream() -> None:
+        async for msg in upstream:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                await websocket.send_text(msg.data)
+            elif msg.type == aiohttp.WSMsgType.BINARY:
+                await websocket.send_bytes(msg.data)
+            else:
+                break
+        code = upstream.close_code or 1000
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+            await websocket.close(code=code if 1000 <= code < 5000 and code != 1006 else 1011)
+
+    tasks = [asyncio.create_task(downstream_to_upstream()), asyncio.create_task(upstream_to_downstream())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError, Exception):
+                await t

@@ -1,0 +1,92 @@
+"""`/ws`: the events WebSocket. Every bus event is pushed to the browser the moment it is published.
+
+Messages are the bus's JSON shape `{"type", "ts", "data"}`:
+`task_state`, `download_progress`, `service_state`, `generation` (frames relayed from ComfyUI),
+`system_status` (every few seconds, from the one background publisher), `log_line`.
+The first message is `{"type": "hello", "data": {"comfyui": {...}, "tasks": [...], ...}}`, a
+snapshot so a page needs no extra request. `?types=task_state,download_progress` limits what is
+sent. A client may send `{"type": "ping"}` and gets `{"type": "pong"}`. Authentication and the
+origin check happen before the socket is accepted (see `auth.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from typing import Any
+
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect
+
+from ..services import Services
+from .deps import comfyui_status
+
+router = APIRouter()
+QUEUE_SIZE = 2000
+
+
+def _tasks(svc: Services) -> list[dict[str, Any]]:
+    presets = svc.presets
+    if presets is None or not hasattr(presets, "tasks"):
+        return []
+    try:
+        items = presets.tasks()
+    except Exception:
+        return []
+    return [t.to_dict() if hasattr(t, "to_dict") else dict(t) for t in items]
+
+
+def hello(svc: Services, websocket: WebSocket) -> dict[str, Any]:
+    state = websocket.scope.get("state", {})
+    return {
+        "type": "hello",
+        "ts": time.time(),
+        "data": {
+            "comfyui": comfyui_status(svc),
+            "tasks": _tasks(svc),
+            "password_set": bool(state.get("password_set", False)),
+        },
+    }
+
+
+@router.websocket("/ws")
+async def events(websocket: WebSocket) -> None:
+    svc: Services = websocket.app.state.services
+    raw_types = websocket.query_params.get("types")
+    types = [t.strip() for t in raw_types.split(",") if t.strip()] if raw_types else None
+    sub = svc.bus.subscribe(types, maxsize=QUEUE_SIZE)
+    try:
+        await websocket.accept()
+        await websocket.send_text(json.dumps(hello(svc, websocket), default=str))
+
+        async def sender() -> None:
+            while True:
+                event = await sub.get()
+                await websocket.send_text(json.dumps(event.to_message(), default=str))
+
+        async def receiver() -> None:
+            while True:
+                msg = await websocket.receive()
+                if msg["type"] == "websocket.disconnect":
+                    return
+                text = msg.get("text")
+                if text and '"ping"' in text:
+                    with contextlib.suppress(ValueError):
+                        if json.loads(text).get("type") == "ping":
+                            await websocket.send_text('{"type": "pong"}')
+
+        tasks = [asyncio.create_task(sender()), asyncio.create_task(receiver())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError, OSError):
+                    await t
+    except WebSocketDisconnect:
+        pass
+    finally:
+        sub.close()
