@@ -1,0 +1,185 @@
+"""The `<name>.part` file of one download: pieces, inline sha256 of the contiguous prefix, flushes.
+
+All methods run on one dedicated thread (the fetcher's writer executor), in order, so the
+piece bookkeeping needs no locks. The file is split into pieces (one piece for a single-stream
+download). Bytes are written with `pwrite`; a block that starts where the hash has reached is
+hashed from memory, other blocks are hashed later by reading them back while they are still in
+the page cache (never a second full read of the file).
+
+Every `flush_every` bytes: `fdatasync`, then the progress (bytes per piece) is saved beside the
+part as `<name>.part.state`, then the hashed range is dropped from the page cache
+(`POSIX_FADV_DONTNEED`). After a crash, resume starts from the saved state: only bytes that
+reached the disk count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+READ_BACK = 8 * 1024 * 1024
+STATE_VERSION = 1
+
+
+@dataclass
+class Piece:
+    start: int
+    end: int | None  # exclusive; None: unknown total (single stream to EOF)
+    filled: int = 0  # bytes written (writer thread)
+    received: int = 0  # bytes handed to the writer (event loop)
+    busy: bool = False
+
+    @property
+    def length(self) -> int | None:
+        return None if self.end is None else self.end - self.start
+
+    @property
+    def complete(self) -> bool:
+        return self.end is not None and self.filled >= self.end - self.start
+
+
+def plan_pieces(total: int | None, piece_size: int, connections: int) -> list[Piece]:
+    if total is None:
+        return [Piece(0, None)]
+    if connections <= 1 or total < 2 * piece_size:
+        return [Piece(0, total)]
+    return [Piece(s, min(s + piece_size, total)) for s in range(0, total, piece_size)]
+
+
+class PartFile:
+    def __init__(self, path: Path, *, flush_every: int = 64 * 1024 * 1024) -> None:
+        self.path = path
+        self.state_path = path.with_name(path.name + ".state")
+        self.flush_every = flush_every
+        self.fd: int | None = None
+        self.pieces: list[Piece] = []
+        self.total: int | None = None
+        self.meta: dict[str, Any] = {}
+        self.hasher = hashlib.sha256()
+        self.hashed = 0
+        self._unflushed = 0
+        self._dropped = 0
+        self.read_back = 0  # bytes hashed by reading the file (not from memory)
+
+    # ---- state ----------------------------------------------------------------------
+    def load_state(self) -> dict[str, Any] | None:
+        """The saved progress, if it exists and the part file is still there."""
+        try:
+            state = json.loads(self.state_path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError, OSError):
+            return None
+        if state.get("version") != STATE_VERSION or not self.path.exists():
+            return None
+        return dict(state)
+
+    def open(self, pieces: list[Piece], total: int | None, meta: dict[str, Any], *, truncate: bool) -> None:
+        flags = os.O_RDWR | os.O_CREAT
+        if truncate:
+            flags |= os.O_TRUNC
+        self.fd = os.open(self.path, flags, 0o644)
+        self.pieces, self.total, self.meta = pieces, total, meta
+        self.hasher = hashlib.sha256()
+        self.hashed = 0
+        self._dropped = 0
+        self._unflushed = 0
+        if total is not None and len(pieces) > 1 and os.fstat(self.fd).st_size < total:
+            os.ftruncate(self.fd, total)  # sparse: no bytes written twice
+        self.advance_hash()
+
+    def reset(self, pieces: list[Piece], total: int | None, meta: dict[str, Any]) -> None:
+        """Start again from zero (200 instead of 206, changed upstream file...)."""
+        self.close_fd()
+        self.state_path.unlink(missing_ok=True)
+        self.open(pieces, total, meta, truncate=True)
+
+    def save_state(self) -> None:
+        state = {
+            "version": STATE_VERSION,
+            "total": self.total,
+            "pieces": [[p.start, p.end, p.filled] for p in self.pieces],
+            **self.meta,
+        }
+        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
+        tmp.write_text(json.dumps(state), encoding="utf-8")
+        os.replace(tmp, self.state_path)
+
+    # ---- writing --------------------------------------------------------------------
+    def write(self, index: int, offset: int, data: bytes) -> None:
+        assert self.fd is not None
+        view = memoryview(data)
+        pos = offset
+        while view:
+            n = os.pwrite(self.fd, view, pos)
+            view = view[n:]
+            pos += n
+        piece = self.pieces[index]
+        piece.filled = max(piece.filled, offset + len(data) - piece.start)
+        if offset == self.hashed:
+            self.hasher.update(data)
+            self.hashed += len(data)
+        self.advance_hash()
+        self._unflushed += len(data)
+        if self._unflushed >= self.flush_every:
+            self.flush()
+
+    def advance_hash(self) -> None:
+        """Hash what is on disk right after the hashed prefix (from the page cache)."""
+        assert self.fd is not None
+        for piece in self.pieces:
+            if piece.end is not None and self.hashed >= piece.end:
+                continue
+            if self.hashed < piece.start:
+                return
+            avail = piece.start + piece.filled - self.hashed
+            while avail > 0:
+                chunk = os.pread(self.fd, min(avail, READ_BACK), self.hashed)
+                if not chunk:
+                    return
+                self.hasher.update(chunk)
+                self.hashed += len(chunk)
+                self.read_back += len(chunk)
+                avail -= len(chunk)
+            if not piece.complete:
+                return
+
+    def flush(self) -> None:
+        if self.fd is None:
+            return
+        os.fdatasync(self.fd)
+        self._unflushed = 0
+        self.save_state()
+        if hasattr(os, "posix_fadvise") and self.hashed > self._dropped:
+            os.posix_fadvise(self.fd, self._dropped, self.hashed - self._dropped, os.POSIX_FADV_DONTNEED)
+            self._dropped = self.hashed
+
+    def finish(self) -> tuple[int, str]:
+        """Flush and fsync; (bytes hashed, hex digest)."""
+        assert self.fd is not None
+        self.advance_hash()
+        os.fsync(self.fd)
+        self._unflushed = 0
+        return self.hashed, self.hasher.hexdigest()
+
+    def close_fd(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def close(self, *, save: bool = True) -> None:
+        """Make what was written durable and remember it (cancel, error, shutdown)."""
+        if self.fd is None:
+            return
+        try:
+            if save:
+                self.flush()
+        finally:
+            self.close_fd()
+
+    def discard(self) -> None:
+        self.close_fd()
+        self.path.unlink(missing_ok=True)
+        self.state_path.unlink(missing_ok=True)

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import AsyncIterator, Iterator
+
+import aiohttp
+import pytest
+
+from comfyui_docker.downloads.fetch import Fetcher, FetchOptions
+from comfyui_docker.downloads.http import RetryPolicy
+from fakes.model_host import ModelHost
+
+KIB = 1024
+MIB = 1024 * 1024
+
+
+def blob(n: int, seed: int = 1) -> bytes:
+    """Deterministic, non-repeating test bytes."""
+    out = bytearray()
+    counter = 0
+    while len(out) < n:
+        out += hashlib.sha256(f"{seed}:{counter}".encode()).digest() * 32
+        counter += 1
+    return bytes(out[:n])
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def host() -> Iterator[ModelHost]:
+    with ModelHost("127.0.0.1") as h:
+        yield h
+
+
+@pytest.fixture
+def other_host() -> Iterator[ModelHost]:
+    """A second host: 'localhost' is another host name than '127.0.0.1' for tokens."""
+    with ModelHost("localhost") as h:
+        yield h
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+class Sleeps(list[float]):
+    async def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def options(**kw: object) -> FetchOptions:
+    base: dict[str, object] = {
+        "connections": 1,
+        "piece_size": 256 * KIB,
+        "min_multi_size": 512 * KIB,
+        "flush_every": 128 * KIB,
+        "retry": RetryPolicy(attempts=4, base=0.01, cap=0.05),
+        "timeout": aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=1),
+        "space_margin": 0,
+    }
+    base.update(kw)
+    return FetchOptions(**base)  # type: ignore[arg-type]
+
+
+def make_fetcher(
+    session: aiohttp.ClientSession, tokens: dict[str, str] | None = None, **kw: object
+) -> Fetcher:
+    sleeps = Sleeps()
+    free = kw.pop("free_space", None)
+    fetcher = Fetcher(
+        session,
+        tokens=lambda h: (tokens or {}).get(h),
+        options=options(**kw),
+        sleep=sleeps,
+        **({"free_space": free} if free else {}),  # type: ignore[arg-type]
+    )
+    fetcher.sleeps = sleeps  # type: ignore[attr-defined]
+    return fetcher
+
+
+def listing(folder: os.PathLike[str]) -> list[str]:
+    return sorted(os.listdir(folder))

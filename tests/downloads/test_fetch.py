@@ -1,0 +1,294 @@
+"""The fetch engine against the fault-injecting host: every fault ends in a correct file or a clear error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from comfyui_docker.errors import ChecksumMismatch, DiskFull, DownloadError, GatedModel, UrlNotFound
+from fakes.model_host import ModelHost
+
+from .conftest import KIB, MIB, blob, listing, make_fetcher, sha
+
+SIZE = 300 * KIB
+
+
+async def test_plain_download_verifies_and_renames(
+    host: ModelHost, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    data = blob(SIZE)
+    url = host.add("/m.safetensors", data)
+    seen: list[int] = []
+    result = await make_fetcher(session).fetch(
+        url, tmp_path / "m.safetensors", size=SIZE, sha256=sha(data), progress=seen.append
+    )
+    assert (tmp_path / "m.safetensors").read_bytes() == data
+    assert result.sha256 == sha(data) and result.size == SIZE and result.refetched == 0
+    assert sum(seen) == SIZE
+    assert listing(tmp_path) == ["m.safetensors"]  # no .part, no .state left
+
+
+async def test_connection_dropped_mid_body_resumes_with_range(
+    host: ModelHost, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    data = blob(SIZE)
+    url = host.add("/m", data, "drop:100000", "drop:50000")
+    fetcher = make_fetcher(session)
+    result = await fetcher.fetch(url, tmp_path / "m.bin", sha256=sha(data))
+    assert (tmp_path / "m.bin").read_bytes() == data
+    ranges = [r.range for r in host.requests_for("/m")]
+    assert ranges[0] == "bytes=0-"
+    assert ranges[1] == "bytes=100000-" and ranges[2] == "bytes=150000-"
+    assert result.refetched == 0
+    assert len(fetcher.sleeps) == 2  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("fault", ["status:500", "status:503", "status:502"])
+async def test_server_errors_are_retried(
+    fault: str, host: ModelHost, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    data = blob(SIZE)
+    url = host.add("/m", data, fault, fault)
+    await make_fetcher(session).fetch(url, tmp_path / "m.bin", sha256=sha(data))
+    assert (tmp_path / "m.bin").read_bytes() == data
+    assert [r.status for r in host.requests_for("/m")][:3] == [int(fault[-3:])] * 2 + [206]
+
+
+async def test_429_honours_retry_after(
+    host: ModelHost, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    data = blob(SIZE)
+    url = host.add("/m", data, "429:7")
+    fetcher = make_fetcher(session)
+    await fetcher.fetch(url, tmp_path / "m.bin", sha256=sha(data))
+    assert fetcher.sleeps == [7.0]  # type: ignore[attr-defined]
+    assert (tmp_path / "m.bin").read_bytes() == data
+
+
+async def test_retry_budget_is_spent_then_a_clear_error_keeps_the_part(
+    host: ModelHost, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    data = blob(SIZE)
+    url = host.add("/m", data, "drop:1000", *(["status:503"] * 10))
+    with pytest.raises(DownloadError, match="giving up") as info:
+        await make_fetcher(session).fetch(url, tmp_path / "m.bin")
+    assert "resumes" in (info.value.hint or "")
+    assert not (tmp_path / "m.bin").exists()
+    assert (tmp_path / "m.bin.part").stat().st_size == 1000
+
+
+async def test_retry_budget_resets_when_bytes_arrive(
+    host: ModelHost, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    data = blob(SIZE)
+    faults = []
+    for i in range(6):  # 6 cuts, more than the budget of 4, but each one makes progress
+        faults += ["status:503", f"drop:{(i + 1) * 20000 - (i * 20000)}"]
+    url = host.add("/m", data, *faults)
+    await make_fetcher(session).fetch(url, tmp_path / "m.bin", sha256=sha(data))
+    assert (tmp_path / "m.bin").read_bytes() == data
+
+
+async def test_200_instead_of_206_starts_over(
+    host: ModelHost, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    data = blob(SIZE)
+    url = host.add("/m", data, "drop:120000", "ignore_range")
+    result = await make_fetcher(session).fetch(url, tmp_path / "m.bin", sha256=sha(data))
+    assert (tmp_path / "m.bin").read_bytes() == data
+    assert result.restarts == 1
+    assert result.refetched == 120000
+
+
+async def test_short_body_is_resumed(host: ModelHost, session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    data = blob(SIZE)
+    url = host.add("/m", data, "short:70000")
+    result = await make_fetcher(session).fetch(url, tmp_path / "m.bin", size=SIZE, sha256=sha(data))
+    assert (tmp_path / "m.bin").read_bytes() == data
+    assert result.refetched == 0
+    assert host.requests_for("/m")[1].range == "bytes=70000-"
+
+
+async def test_stalled_connection_times_out_and_resumes(
+    host: ModelHost, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    data = blob(SIZE)
+    url = host.add("/m", data, "stall:3")
+    await make_fetcher(session).fetch(url, tmp_path / "m.bin", sha256=sha(data))
+    assert (tmp_path / "m.bin").read_bytes() == data
+
+
+async def test_corrupt_bytes_keep_nothing_under_the_final_name(
+    host: ModelHost, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    data = blob(SIZE)
+    url = host.add("/m", data, "corrupt")
+    with pytest.raises(ChecksumMismatch, match="nothing was installed") as info:
+        await make_fetcher(session).fetch(url, tmp_path / "m.bin", sha256=sha(data))
+    assert "sha256" in info.value.message
+    assert listing(tmp_path) == []
+
+
+async def test_wrong_size_is_a_mismatch(
+    host: ModelHost, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    url = host.add("/m", blob(SIZE))
+    with pytest.raises(ChecksumMismatch, match="expected 999"):
+        await make_fetcher(session).fetch(url, tmp_path / "m.bin", size=999)
+    assert listing(tmp_path) == []
+
+
+async def test_token_is_sent_to_its_host_and_never_follows_a_redirect(
+    host: ModelHost, other_host: ModelHost, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    data = blob(SIZE)
+    cdn_url = other_host.add("/cdn/m", data)
+    url = host.add("/resolve/m", b"", f"redirect:{cdn_url}")
+    fetcher = make_fetcher(session, tokens={"127.0.0.1": "hf_secret"})
+    await fetcher.fetch(url, tmp_path / "m.bin", sha256=sha(data))
+    assert (tmp_path / "m.bin").read_bytes() == data
+    assert host.requests_for("/resolve/m")[0].headers.get("authorization") == "Bearer hf_secret"
+    cdn = other_host.requests_for("/cdn/m")
+    assert cdn and all("authorization" not in r.headers for r in cdn)
+
+
+async def test_redirect_to_the_same_host_keeps_its_token(
+    host: ModelHost, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    data = blob(1000)
+    host.add("/real", data, require_token="t0k")
+    url = host.add("/alias", b"", f"redirect:{host.url('/real')}")
+    await make_fetcher(session, tokens={"127.0.0.1": "t0k"}).fetch(url, tmp_path / "m.bin")
+    assert (tmp_path / "m.bin").read_bytes() == data
+
+
+async def test_gated_file_names_the_token_and_licence_page(
+    host: ModelHost, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    url = host.add("/gated", blob(1000), require_token="right")
+    with pytest.raises(GatedModel) as info:
+        await make_fetcher(session).fetch(url, tmp_path / "g.bin", licence_url="https://huggingface.co/org/m")
+    assert info.value.status == 403
+    assert info.value.hint == "set HF_TOKEN and accept the licence at https://huggingface.co/org/m"
+    with pytest.raises(GatedModel) as info:
+        await make_fetcher(session, tokens={"127.0.0.1": "wrong"}).fetch(url, tmp_path / "g.bin")
+    assert (info.value.hint or "").startswith("check that HF_TOKEN is valid")
+    assert listing(tmp_path) == []
+
+
+async def test_404_says_the_url_is_dead(
+    host: ModelHost, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    with pytest.raises(UrlNotFound, match="the URL is dead"):
+        await make_fetcher(session).fetch(host.url("/nope"), tmp_path / "x.bin")
+    assert listing(tmp_path) == []
+
+
+async def test_not_enough_space_fails_before_the_first_byte(
+    host: ModelHost, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    url = host.add("/m", blob(SIZE))
+    fetcher = make_fetcher(session, free_space=lambda p: 1000)
+    with pytest.raises(DiskFull) as info:
+        await fetcher.fetch(url, tmp_path / "m.bin")
+    assert info.value.details["needed"] == SIZE and info.value.details["free"] == 1000
+    assert "0.00 GB free" in info.value.message
+    assert not (tmp_path / "m.bin").exists()
+    assert not (tmp_path / "m.bin.part").exists() or (tmp_path / "m.bin.part").stat().st_size == 0
+
+
+async def test_resume_after_interruption_hashes_the_prefix(
+    host: ModelHost, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    data = blob(SIZE)
+    url = host.add("/m", data, "drop:200000", *(["status:500"] * 10))
+    with pytest.raises(DownloadError):
+        await make_fetcher(session).fetch(url, tmp_path / "m.bin")
+    host.files["/m"].faults.clear()
+    result = await make_fetcher(session).fetch(url, tmp_path / "m.bin", sha256=sha(data))
+    assert result.resumed_from == 200000 and result.network_bytes == SIZE - 200000
+    assert (tmp_path / "m.bin").read_bytes() == data
+
+
+async def test_416_on_a_complete_part_finishes(
+    host: ModelHost, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    data = blob(SIZE)
+    url = host.add("/m", data)
+    (tmp_path / "m.bin.part").write_bytes(data)  # complete part from an older tool, no state
+    result = await make_fetcher(session).fetch(url, tmp_path / "m.bin", size=SIZE, sha256=sha(data))
+    assert result.network_bytes == 0
+    assert (tmp_path / "m.bin").read_bytes() == data
+
+
+async def test_stale_part_bigger_than_the_file_starts_over(
+    host: ModelHost, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    data = blob(SIZE)
+    url = host.add("/m", data)
+    (tmp_path / "m.bin.part").write_bytes(blob(SIZE + 10, seed=9))
+    result = await make_fetcher(session).fetch(url, tmp_path / "m.bin", sha256=sha(data))
+    assert result.restarts == 1
+    assert (tmp_path / "m.bin").read_bytes() == data
+
+
+async def test_several_connections_fetch_pieces_and_hash_in_order(
+    session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    data = blob(3 * MIB + 12345)
+    with ModelHost(rate=4 * MIB) as host:
+        url = host.add("/big", data)
+        fetcher = make_fetcher(session, connections=4)
+        result = await fetcher.fetch(url, tmp_path / "big.bin", size=len(data), sha256=sha(data))
+        assert host.max_active_connections >= 4
+    assert result.connections == 4
+    assert (tmp_path / "big.bin").read_bytes() == data
+    pieces = {r.range for r in host.requests_for("/big")}
+    assert "bytes=262144-524287" in pieces
+
+
+async def test_several_connections_survive_drops_and_errors(
+    host: ModelHost, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    data = blob(2 * MIB)
+    url = host.add("/big", data, "ok", "drop:1000", "status:503", "ok", "short:5000", "429:0")
+    result = await make_fetcher(session, connections=3).fetch(url, tmp_path / "big.bin", sha256=sha(data))
+    assert (tmp_path / "big.bin").read_bytes() == data
+    assert result.refetched == 0
+
+
+async def test_several_connections_fall_back_when_ranges_are_ignored(
+    host: ModelHost, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    data = blob(2 * MIB)
+    url = host.add("/big", data, "ok", "ignore_range")
+    result = await make_fetcher(session, connections=3).fetch(url, tmp_path / "big.bin", sha256=sha(data))
+    assert result.restarts == 1
+    assert (tmp_path / "big.bin").read_bytes() == data
+
+
+async def test_server_without_ranges_gets_one_stream(session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    data = blob(2 * MIB)
+    with ModelHost(ranges=False) as host:
+        url = host.add("/big", data)
+        result = await make_fetcher(session, connections=4).fetch(url, tmp_path / "big.bin", sha256=sha(data))
+        assert len(host.requests_for("/big")) == 1
+    assert result.connections == 1
+    assert (tmp_path / "big.bin").read_bytes() == data
+
+
+async def test_multi_connection_resume_from_saved_state(
+    host: ModelHost, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    data = blob(2 * MIB)
+    url = host.add("/big", data, "ok", *(["status:500"] * 40))
+    with pytest.raises(DownloadError):
+        await make_fetcher(session, connections=2).fetch(url, tmp_path / "big.bin")
+    assert (tmp_path / "big.bin.part.state").exists()
+    host.files["/big"].faults.clear()
+    result = await make_fetcher(session, connections=2).fetch(url, tmp_path / "big.bin", sha256=sha(data))
+    assert result.resumed_from > 0
+    assert result.network_bytes == len(data) - result.resumed_from
+    assert (tmp_path / "big.bin").read_bytes() == data
