@@ -1,0 +1,382 @@
+"""The nginx in front of the dashboard and ComfyUI: its configuration, rendered from the settings.
+
+    public DASHBOARD_PORT ──► dashboard  127.0.0.1:DASHBOARD_INTERNAL_PORT (does its own login)
+    public COMFYUI_PORT   ──► ComfyUI    127.0.0.1:COMFYUI_INTERNAL_PORT
+                              guarded by `auth_request` to the dashboard's GET /auth/verify when
+                              ACCESS_PASSWORD is set; /login, /logout, /auth/verify, /static/ and
+                              /comfyui-unavailable on that host go to the dashboard (each RunPod
+                              port is its own subdomain, so the login cookie is per port).
+
+While ComfyUI is down (nginx sees 502/503/504) its port answers 503 with the dashboard's
+GET /comfyui-unavailable page (state and log tail) instead of a bare error page.
+
+`write_config` renders the file into a run folder outside the volume (several pods may share one
+volume); access and error logs go to `workspace/logs`. Every path nginx writes (pid, temp
+folders) is in the run folder, so a normal user can run it too: `nginx -p RUN -c CONF -e stderr`.
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from jinja2 import Environment, StrictUndefined
+
+from .errors import AppError
+from .settings import Settings
+from .workspace import Workspace
+
+CONF_NAME = "nginx.conf"
+ACCESS_LOG = "nginx-access.log"
+ERROR_LOG = "nginx-error.log"
+MAX_BODY = "64g"  # model uploads of tens of GB; the body is streamed, never spooled to disk
+READ_TIMEOUT_S = 3600  # a generation or a long download may keep a request open that long
+TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+_SEARCH = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
+
+
+class NginxError(AppError):
+    code = "nginx_error"
+
+
+@dataclass(frozen=True)
+class NginxLayout:
+    """Where the rendered config puts things; handy for tests and the supervisor."""
+
+    run_dir: Path
+    conf: Path
+    pid: Path
+    access_log: Path
+    error_log: Path
+
+
+def default_run_dir() -> Path:
+    """A folder on the container's own disk (not the shared volume) for the config, pid and temp files."""
+    return Path(tempfile.gettempdir()) / "comfyui-docker" / "nginx"
+
+
+def _worker_user() -> str:
+    """The `user` line: only meaningful (and only allowed quietly) when the master runs as root."""
+    if os.geteuid() != 0:
+        return ""
+    for user, group in (("www-data", "www-data"), ("nobody", "nogroup"), ("nobody", "nobody")):
+        try:
+            pwd.getpwnam(user)
+            grp.getgrnam(group)
+        except KeyError:
+            continue
+        return f"user {user} {group};"
+    return "user root root;"
+
+
+_TEMPLATE = r"""# Written by comfyui-docker at every start; edits are overwritten.
+# Public {{ dashboard_port }} -> dashboard 127.0.0.1:{{ dashboard_upstream }};
+# public {{ comfyui_port }} -> ComfyUI 127.0.0.1:{{ comfyui_upstream }}
+# ({% if password %}login required{% else %}no ACCESS_PASSWORD: open to anyone who can reach it{% endif %}).
+{{ user_line }}
+daemon off;
+worker_processes auto;
+pid {{ run }}/nginx.pid;
+error_log {{ error_log }} warn;
+
+events {
+    worker_connections 4096;
+}
+
+http {
+    default_type application/octet-stream;
+    server_tokens off;
+    # Behind RunPod's HTTPS proxy nginx sees http and its own port: keep redirects relative.
+    absolute_redirect off;
+    log_format comfyui_docker '$remote_addr [$time_local] "$request" $status $body_bytes_sent '
+                              '$request_time $upstream_status "$http_user_agent" $server_port';
+    access_log {{ access_log }} comfyui_docker buffer=32k flush=5s;
+
+    client_body_temp_path {{ run }}/client_body;
+    proxy_temp_path {{ run }}/proxy;
+    fastcgi_temp_path {{ run }}/fastcgi;
+    uwsgi_temp_path {{ run }}/uwsgi;
+    scgi_temp_path {{ run }}/scgi;
+
+    sendfile on;
+    tcp_nodelay on;
+    keepalive_timeout 75s;
+    # Uploads of several GB stream straight to the upstream; nothing is spooled to disk.
+    client_max_body_size {{ max_body }};
+    client_body_buffer_size 1m;
+    client_body_timeout 300s;
+    proxy_request_buffering off;
+    # Streamed answers (event streams, downloads, previews) go out as they come.
+    proxy_buffering off;
+    proxy_http_version 1.1;
+    proxy_connect_timeout 5s;
+    proxy_read_timeout {{ read_timeout }}s;
+    proxy_send_timeout {{ read_timeout }}s;
+    send_timeout {{ read_timeout }}s;
+
+    map $http_upgrade $connection_upgrade {
+        default upgrade;
+        ''      '';
+    }
+    map $http_x_forwarded_proto $forwarded_proto {
+        default $http_x_forwarded_proto;
+        ''      $scheme;
+    }
+    # A browser asking for a page gets the login page; API clients and WebSockets get 401.
+    map "$request_method:$http_accept" $wants_html {
+        default                 0;
+        ~*^(GET|HEAD):.*text/html  1;
+    }
+    # The path of the refused request, for the login page's `next` (query left out: nginx
+    # cannot escape it, and an unescaped `&` would cut it anyway).
+    map $request_uri $login_next {
+        default               /;
+        ~^(?<p>/[^?&#]*)      $p;
+    }
+
+    upstream cd_dashboard {
+        server 127.0.0.1:{{ dashboard_upstream }};
+        keepalive 16;
+    }
+    upstream cd_comfyui {
+        server 127.0.0.1:{{ comfyui_upstream }};
+        keepalive 16;
+    }
+    # ---- dashboard ------------------------------------------------------------
+    server {
+        listen {{ listen }}{{ dashboard_port }};
+        server_name _;
+
+        location / {
+            proxy_pass http://cd_dashboard;
+{{ fwd_upgrade }}
+        }
+        error_page 502 503 504 = @dashboard_down;
+        location @dashboard_down {
+            default_type text/plain;
+            return 503 "The dashboard is starting or restarting; reload in a few seconds.\n";
+        }
+    }
+
+    # ---- ComfyUI --------------------------------------------------------------
+    server {
+        listen {{ listen }}{{ comfyui_port }};
+        server_name _;
+
+        # Served by the dashboard on this host too: its login (the cookie is per port on
+        # RunPod), its assets, and the page shown while ComfyUI is down.
+        location = /login {
+            proxy_pass http://cd_dashboard;
+{{ fwd }}
+        }
+        location = /logout {
+            proxy_pass http://cd_dashboard;
+{{ fwd }}
+        }
+        location = /auth/verify {
+            proxy_pass http://cd_dashboard;
+{{ fwd_no_body }}
+        }
+        location /static/ {
+            proxy_pass http://cd_dashboard;
+{{ fwd }}
+        }
+        location /comfyui-unavailable {
+            proxy_pass http://cd_dashboard;
+{{ fwd }}
+        }
+{% if password %}
+        location = /_cd_auth {
+            internal;
+            proxy_pass http://cd_dashboard/auth/verify;
+{{ fwd_no_body }}
+        }
+        location @cd_login {
+            if ($wants_html) {
+                return 302 /login?next=$login_next;
+            }
+            default_type application/json;
+            add_header WWW-Authenticate 'Bearer realm="comfyui-docker"' always;
+            return 401 '{{ unauthorized_json }}\n';
+        }
+{% endif %}
+        location / {
+{%- if password %}
+            auth_request /_cd_auth;
+            error_page 401 403 = @cd_login;
+{%- endif %}
+            error_page 502 503 504 =503 @comfyui_down;
+            proxy_pass http://cd_comfyui;
+{{ fwd_upgrade }}
+        }
+        location @comfyui_down {
+            rewrite ^ /comfyui-unavailable break;
+            proxy_method GET;
+            proxy_pass http://cd_dashboard;
+{{ fwd_no_body }}
+        }
+    }
+}
+"""
+
+
+_FORWARD = (
+    "proxy_set_header Host $http_host;",
+    "proxy_set_header X-Real-IP $remote_addr;",
+    "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+    "proxy_set_header X-Forwarded-Proto $forwarded_proto;",
+    "proxy_set_header X-Forwarded-Host $http_host;",
+)
+_UPGRADE = (
+    "proxy_set_header Upgrade $http_upgrade;",
+    "proxy_set_header Connection $connection_upgrade;",
+)
+# For requests the dashboard answers in place of the original (auth check, "ComfyUI is down"):
+# no body, no upgrade, the original URI and method in headers.
+_NO_BODY = (
+    'proxy_set_header Upgrade "";',
+    'proxy_set_header Connection "";',
+    'proxy_set_header Content-Length "";',
+    "proxy_set_header X-Original-URI $request_uri;",
+    "proxy_set_header X-Original-Method $request_method;",
+    "proxy_pass_request_body off;",
+)
+
+
+# The JSON error shape of the dashboard (web/errors.py), for API clients refused on the ComfyUI port.
+_UNAUTHORIZED = json.dumps(
+    {
+        "error": {
+            "code": "unauthorized",
+            "message": "login required",
+            "hint": "log in at /login or send Authorization: Bearer <API token>",
+        }
+    },
+    separators=(",", ":"),
+)
+
+
+def _block(*lines: str) -> str:
+    return "\n".join(" " * 12 + line for line in lines)
+
+
+def render(
+    settings: Settings,
+    workspace: Workspace,
+    run_dir: Path,
+    *,
+    listen_host: str = "",
+    user_line: str | None = None,
+) -> str:
+    """The config text. `listen_host` empty binds every address (the public ports)."""
+    if settings.dashboard_internal_port in (settings.dashboard_port, settings.comfyui_port):
+        raise NginxError(
+            f"the dashboard's internal port {settings.dashboard_internal_port} is also a public port",
+            hint="set DASHBOARD_INTERNAL_PORT to a port of its own",
+        )
+    env = Environment(
+        autoescape=False,  # noqa: S701 - an nginx config, not HTML
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return env.from_string(_TEMPLATE).render(
+        user_line=_worker_user() if user_line is None else user_line,
+        run=_quote(run_dir),
+        error_log=_quote(workspace.logs / ERROR_LOG),
+        access_log=_quote(workspace.logs / ACCESS_LOG),
+        max_body=MAX_BODY,
+        read_timeout=READ_TIMEOUT_S,
+        listen=f"{listen_host}:" if listen_host else "",
+        dashboard_port=settings.dashboard_port,
+        comfyui_port=settings.comfyui_port,
+        dashboard_upstream=settings.dashboard_internal_port,
+        comfyui_upstream=settings.comfyui_internal_port,
+        password=settings.password_set,
+        unauthorized_json=_UNAUTHORIZED,
+        fwd=_block(*_FORWARD),
+        fwd_upgrade=_block(*_FORWARD, *_UPGRADE),
+        fwd_no_body=_block(*_FORWARD, *_NO_BODY),
+    )
+
+
+def _quote(path: Path) -> str:
+    text = str(path)
+    if any(ch in text for ch in " ;{}\"'\\$"):
+        raise NginxError(
+            f"{text!r} cannot be written into an nginx config",
+            hint="use a path without spaces, quotes, braces, ';' or '$'",
+        )
+    return text
+
+
+def layout(run_dir: Path, workspace: Workspace) -> NginxLayout:
+    return NginxLayout(
+        run_dir=run_dir,
+        conf=run_dir / CONF_NAME,
+        pid=run_dir / "nginx.pid",
+        access_log=workspace.logs / ACCESS_LOG,
+        error_log=workspace.logs / ERROR_LOG,
+    )
+
+
+def write_config(
+    settings: Settings,
+    workspace: Workspace,
+    run_dir: Path | None = None,
+    *,
+    listen_host: str = "",
+) -> Path:
+    """Render the config into `run_dir` (default: a folder in the system temp dir); return its path."""
+    run_dir = default_run_dir() if run_dir is None else run_dir
+    text = render(settings, workspace, run_dir, listen_host=listen_host)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name in TEMP_DIRS:
+        (run_dir / name).mkdir(exist_ok=True)
+    workspace.logs.mkdir(parents=True, exist_ok=True)
+    conf = run_dir / CONF_NAME
+    tmp = conf.with_suffix(".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, conf)
+    return conf
+
+
+def find_binary() -> str:
+    """The nginx executable (PATH first, then the usual sbin folders a normal user's PATH lacks)."""
+    found = shutil.which("nginx")
+    if found:
+        return found
+    for cand in _SEARCH:
+        if os.access(cand, os.X_OK):
+            return cand
+    raise NginxError(
+        "nginx is not installed",
+        hint="install it (apt-get install nginx) or set ENABLE_NGINX=false",
+    )
+
+
+def argv(conf_path: Path, binary: str | None = None) -> list[str]:
+    """The command the supervisor runs: foreground (`daemon off` is in the file), errors on stderr."""
+    return [binary or find_binary(), "-p", f"{conf_path.parent}/", "-c", str(conf_path), "-e", "stderr"]
+
+
+def check(conf_path: Path, binary: str | None = None, *, timeout: float = 15.0) -> None:
+    """`nginx -t` on the rendered file; raise NginxError with nginx's own words if it is refused."""
+    cmd = [*argv(conf_path, binary), "-t", "-q"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise NginxError("nginx -t did not finish", hint="check the nginx binary") from None
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        emerg = [line for line in lines if "[emerg]" in line or "[alert]" in line]
+        detail = (emerg or lines or [f"exit {proc.returncode}"])[0]
+        raise NginxError(f"nginx refused the config: {detail}", hint=f"see {conf_path}")

@@ -1,0 +1,122 @@
+"""The rendered nginx config: what it says for each setting, and that nginx itself accepts it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from image_helpers import free_port, stack_settings
+
+from comfyui_docker import nginx
+from comfyui_docker.settings import Settings
+from comfyui_docker.workspace import Workspace
+
+
+def settings_for(tmp_path: Path, password: str) -> Settings:
+    return stack_settings(
+        tmp_path / "ws", dashboard_internal=free_port(), comfyui_internal=free_port(), password=password
+    )
+
+
+def test_password_turns_on_auth_request(tmp_path: Path) -> None:
+    with_pw = settings_for(tmp_path, "pw")
+    text = nginx.render(with_pw, Workspace(with_pw.workspace_root), tmp_path / "run", user_line="")
+    assert "auth_request /_cd_auth;" in text
+    assert "proxy_pass http://cd_dashboard/auth/verify;" in text
+    assert "return 302 /login?next=$login_next;" in text
+    without = settings_for(tmp_path, "")
+    open_text = nginx.render(without, Workspace(without.workspace_root), tmp_path / "run", user_line="")
+    assert "auth_request" not in open_text
+    assert "no ACCESS_PASSWORD" in open_text
+
+
+def test_public_ports_listen_everywhere_internal_ports_only_upstream(tmp_path: Path) -> None:
+    s = settings_for(tmp_path, "pw")
+    text = nginx.render(s, Workspace(s.workspace_root), tmp_path / "run", user_line="")
+    assert f"listen {s.dashboard_port};" in text
+    assert f"listen {s.comfyui_port};" in text
+    assert f"server 127.0.0.1:{s.comfyui_internal_port};" in text
+    assert f"server 127.0.0.1:{s.dashboard_internal_port};" in text
+    assert f"listen {s.comfyui_internal_port}" not in text
+    for directive in (
+        "proxy_buffering off;",
+        "proxy_request_buffering off;",
+        "absolute_redirect off;",
+        f"client_max_body_size {nginx.MAX_BODY};",
+        f"proxy_read_timeout {nginx.READ_TIMEOUT_S}s;",
+        "proxy_set_header Upgrade $http_upgrade;",
+    ):
+        assert directive in text
+
+
+def test_logs_go_to_the_workspace_and_runtime_files_to_the_run_dir(tmp_path: Path) -> None:
+    s = settings_for(tmp_path, "")
+    ws = Workspace(s.workspace_root)
+    conf = nginx.write_config(s, ws, tmp_path / "run")
+    text = conf.read_text()
+    assert f"error_log {ws.logs / nginx.ERROR_LOG} warn;" in text
+    assert f"access_log {ws.logs / nginx.ACCESS_LOG} " in text
+    assert f"pid {tmp_path / 'run'}/nginx.pid;" in text
+    for name in nginx.TEMP_DIRS:
+        assert (tmp_path / "run" / name).is_dir()
+        assert f"{tmp_path / 'run'}/{name};" in text
+    assert ws.logs.is_dir()
+
+
+def test_user_line_only_for_root(tmp_path: Path) -> None:
+    s = settings_for(tmp_path, "")
+    text = nginx.render(s, Workspace(s.workspace_root), tmp_path / "run")
+    if os.geteuid() == 0:
+        assert any(line.startswith("user ") for line in text.splitlines())
+    else:
+        assert "\nuser " not in text
+
+
+def test_paths_nginx_cannot_quote_are_refused(tmp_path: Path) -> None:
+    s = stack_settings(tmp_path / "my ws", dashboard_internal=free_port(), comfyui_internal=free_port())
+    with pytest.raises(nginx.NginxError, match="cannot be written"):
+        nginx.render(s, Workspace(s.workspace_root), tmp_path / "run")
+
+
+def test_internal_port_equal_to_a_public_port_is_refused(tmp_path: Path) -> None:
+    base = settings_for(tmp_path, "")
+    clash = Settings(**{**base.__dict__, "dashboard_internal_port": base.comfyui_port})
+    with pytest.raises(nginx.NginxError, match="DASHBOARD_INTERNAL_PORT"):
+        nginx.render(clash, Workspace(clash.workspace_root), tmp_path / "run")
+
+
+def test_argv_runs_in_the_foreground_with_its_own_prefix(tmp_path: Path) -> None:
+    conf = tmp_path / "run" / "nginx.conf"
+    assert nginx.argv(conf, "/usr/sbin/nginx") == [
+        "/usr/sbin/nginx",
+        "-p",
+        f"{tmp_path / 'run'}/",
+        "-c",
+        str(conf),
+        "-e",
+        "stderr",
+    ]
+
+
+def test_missing_binary_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setattr(nginx, "_SEARCH", ())
+    with pytest.raises(nginx.NginxError, match="ENABLE_NGINX=false"):
+        nginx.find_binary()
+
+
+@pytest.mark.nginx
+@pytest.mark.parametrize("password", ["", "pw"])
+def test_nginx_accepts_the_config(nginx_binary: str, tmp_path: Path, password: str) -> None:
+    s = settings_for(tmp_path, password)
+    conf = nginx.write_config(s, Workspace(s.workspace_root), tmp_path / "run")  # public: all addresses
+    nginx.check(conf, nginx_binary)
+
+
+@pytest.mark.nginx
+def test_check_reports_nginx_own_words(nginx_binary: str, tmp_path: Path) -> None:
+    bad = tmp_path / "nginx.conf"
+    bad.write_text("events {}\nhttp { server { listen 1; bogus_directive on; } }\n")
+    with pytest.raises(nginx.NginxError, match="bogus_directive"):
+        nginx.check(bad, nginx_binary)
