@@ -102,6 +102,7 @@ def render(
     tmpl = environment().get_template(template)
     if is_fragment(request):
         target = request.headers.get("hx-target", "")
+        target = target.replace("-", "_")
         name = target if target in tmpl.blocks else block
         html = "".join(tmpl.blocks[name](tmpl.new_context(ctx))) if name in tmpl.blocks else tmpl.render(ctx)
     else:

@@ -15,23 +15,15 @@ from .rendering import render, services
 router = APIRouter()
 
 
-def api_token(svc: Services) -> str:
-    """The bearer token API clients use (set with API_TOKEN or derived by web/auth.py)."""
-    if svc.settings.api_token:
-        return svc.settings.api_token.get()
-    try:
-        from .. import auth
-    except ImportError:
-        return ""
-    for name in ("api_token", "derive_api_token", "bearer_token"):
-        func = getattr(auth, name, None)
-        if callable(func):
-            try:
-                value = func(svc.settings)
-            except Exception:  # noqa: BLE001 - the page shows "not available" instead
-                return ""
-            return value.get() if hasattr(value, "get") else str(value or "")
-    return ""
+def api_token(request: Request) -> str:
+    """The bearer token API clients use (API_TOKEN, or derived from the password by web/auth.py)."""
+    auth = getattr(request.app.state, "auth", None)
+    func = getattr(auth, "api_token", None)
+    if callable(func):
+        value = func()
+        return str(value or "")
+    svc = services(request)
+    return svc.settings.api_token.get() if svc.settings.api_token else ""
 
 
 def _preset_ids(svc: Services) -> list[str]:
@@ -41,7 +33,7 @@ def _preset_ids(svc: Services) -> list[str]:
         if callable(func):
             try:
                 return sorted(str(x) for x in func())
-            except Exception:  # noqa: BLE001 - suggestions only
+            except Exception:
                 return []
     catalog = getattr(presets, "catalog", None)
     items = getattr(catalog, "presets", None)
@@ -50,9 +42,11 @@ def _preset_ids(svc: Services) -> list[str]:
     return []
 
 
-def _context(svc: Services, values: user_settings.UserSettings, **extra: Any) -> dict[str, Any]:
+def _context(
+    request: Request, svc: Services, values: user_settings.UserSettings, **extra: Any
+) -> dict[str, Any]:
     s = svc.settings
-    token = api_token(svc) if s.password_set else ""
+    token = api_token(request) if s.password_set else ""
     return {
         "title": "Settings",
         "values": values,
@@ -79,7 +73,7 @@ async def settings_page(request: Request) -> HTMLResponse:
         load_error = None
     except AppError as exc:
         values, load_error = user_settings.UserSettings(), exc
-    return render(request, "settings.html", _context(svc, values, load_error=load_error))
+    return render(request, "settings.html", _context(request, svc, values, load_error=load_error))
 
 
 @router.post("/settings", response_class=HTMLResponse)
@@ -92,8 +86,8 @@ async def settings_save(request: Request) -> HTMLResponse:
         current = user_settings.UserSettings()  # a broken file is replaced by what is submitted
     values, errors = user_settings.merge_form(current, form)
     if errors:
-        ctx = _context(svc, current, errors=errors, submitted=form)
+        ctx = _context(request, svc, current, errors=errors, submitted=form)
         return render(request, "settings.html", ctx, block="settings_form", status_code=422)
     user_settings.save(svc.workspace.user_settings, values)
-    ctx = _context(svc, values, notice="Saved. New downloads use these values.")
+    ctx = _context(request, svc, values, notice="Saved. New downloads use these values.")
     return render(request, "settings.html", ctx, block="settings_form")

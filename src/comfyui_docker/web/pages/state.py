@@ -14,6 +14,7 @@ from fastapi import Request
 
 from ... import __version__
 from ...services import Services
+from ..deps import UNMANAGED, comfyui_status
 
 ACTIVE_TASK_STATES = frozenset({"queued", "downloading", "verifying", "running", "pending"})
 
@@ -31,7 +32,7 @@ class ServiceView:
             return "ok"
         if self.state in {"starting", "stopping", "restarting", "backoff", "not started"}:
             return "warn"
-        if self.state in {"not installed", "disabled", "off"}:
+        if self.state in {"not installed", "disabled", "off", UNMANAGED}:
             return ""
         return "err"
 
@@ -53,7 +54,7 @@ def csrf_token(request: Request) -> str:
     if callable(func):
         try:
             return str(func(request) or "")
-        except Exception:  # noqa: BLE001 - a page must render even when auth is mid-change
+        except Exception:
             return ""
     return ""
 
@@ -73,21 +74,25 @@ def _supervised(svc: Services, name: str) -> ServiceView | None:
                 return None
             if isinstance(st, str):
                 return ServiceView(name, st)
-            raw_state = getattr(st, "state", None) or (st.get("state") if isinstance(st, dict) else None)
-            detail = getattr(st, "detail", "") or (st.get("detail", "") if isinstance(st, dict) else "")
-            pid = getattr(st, "pid", None) or (st.get("pid") if isinstance(st, dict) else None)
-            state_text = getattr(raw_state, "value", raw_state)
-            return ServiceView(name, str(state_text or "unknown"), str(detail or ""), pid)
+            if isinstance(st, dict):
+                raw, detail, pid = st.get("state"), st.get("detail", ""), st.get("pid")
+            else:
+                raw, detail, pid = getattr(st, "state", None), getattr(st, "detail", ""), getattr(st, "pid", None)
+            text = getattr(raw, "value", raw)
+            return ServiceView(name, str(text or "unknown"), str(detail or ""), pid)
     return None
 
 
 def comfyui_state(svc: Services) -> ServiceView:
-    found = _supervised(svc, "comfyui")
-    if found is not None:
-        return found
-    if not svc.settings.comfyui_installed:
-        return ServiceView("comfyui", "not installed", "set COMFYUI_ROOT to a ComfyUI checkout")
-    return ServiceView("comfyui", "not started", "the supervisor is not running in this process")
+    """ComfyUI's state, worded like the API's `GET /api/service/comfyui`."""
+    st = comfyui_status(svc)
+    text = str(st.get("state") or "unknown").replace("_", " ")
+    detail = str(st.get("detail") or "")
+    if text == UNMANAGED:
+        detail = detail or "not supervised by this process"
+    elif text == "not installed" and not detail:
+        detail = "set COMFYUI_ROOT to a ComfyUI checkout"
+    return ServiceView("comfyui", text, detail)
 
 
 def nginx_state(svc: Services) -> ServiceView:
@@ -126,5 +131,5 @@ def tasks(svc: Services) -> list[dict[str, Any]]:
 def active_task_count(svc: Services) -> int:
     try:
         return sum(1 for t in tasks(svc) if str(t.get("state", t.get("status", ""))) in ACTIVE_TASK_STATES)
-    except Exception:  # noqa: BLE001 - the header must render even if the task list fails
+    except Exception:
         return 0

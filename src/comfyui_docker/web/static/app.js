@@ -116,7 +116,12 @@
     const main = $("#main") || { dataset: {} };
     Alpine.store("cd", Object.assign({ live: false, comfyui: main.dataset.comfyui || "", active: +(main.dataset.active || 0), tasks: {} }, pending));
     const s = Alpine.store("cd");
-    on("service_state", (d) => { if (d.service === "comfyui") s.comfyui = d.state; });
+    on("hello", (d) => {
+      if (d.comfyui && d.comfyui.state) s.comfyui = String(d.comfyui.state).replace(/_/g, " ");
+      for (const t of d.tasks || []) s.tasks[t.task_id || t.id] = t.state;
+      s.active = Object.values(s.tasks).filter((x) => ["queued", "downloading", "verifying"].includes(x)).length;
+    });
+    on("service_state", (d) => { if (d.service === "comfyui") s.comfyui = String(d.state).replace(/_/g, " "); });
     on("task_state", (d) => {
       s.tasks[d.task_id] = d.state;
       s.active = Object.values(s.tasks).filter((x) => ["queued", "downloading", "verifying"].includes(x)).length;

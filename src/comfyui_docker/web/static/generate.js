@@ -1,0 +1,95 @@
+// Generate: queue a built-in template, follow its progress, show its images.
+(window.cdComponents = window.cdComponents || {}).generate = () => ({
+  busy: false, promptId: null, status: "", node: "", nodeName: "", nodes: {}, done: {}, step: { value: 0, max: 0 },
+  images: [], problems: [], fields: {}, missing: [], relay: true, sock: null,
+  cid: "ui-" + Math.random().toString(36).slice(2) + Date.now().toString(36),
+  init() {
+    this.relay = this.$el.dataset.relay === "true";
+    cd.on("generation", (d) => { if (d.prompt_id === this.promptId) this.frame(d.kind, d.payload || {}); });
+  },
+  get overall() {
+    const n = Object.keys(this.nodes).length;
+    if (!n) return this.status === "done" ? 100 : 0;
+    let sum = Object.keys(this.done).length;
+    if (this.node && !this.done[this.node] && this.step.max) sum += this.step.value / this.step.max;
+    return this.status === "done" ? 100 : Math.min(100, Math.floor((100 * sum) / n));
+  },
+  direct() { // ComfyUI's own socket through the proxy, when no relay runs in this process
+    if (this.sock && this.sock.readyState <= 1) return Promise.resolve();
+    return new Promise((ok) => {
+      const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/api/comfyui/ws?clientId=" + this.cid);
+      this.sock = ws;
+      ws.onopen = () => ok();
+      ws.onerror = () => ok();
+      ws.onmessage = (ev) => {
+        if (typeof ev.data !== "string") return;
+        let m; try { m = JSON.parse(ev.data); } catch (_) { return; }
+        const d = m.data || {};
+        if (d.prompt_id && d.prompt_id === this.promptId) this.frame(m.type, d);
+      };
+    });
+  },
+  async submit(form) {
+    this.busy = true; this.status = "queued"; this.problems = []; this.fields = {}; this.missing = [];
+    this.images = []; this.done = {}; this.node = ""; this.step = { value: 0, max: 0 }; this.promptId = null;
+    const data = Object.fromEntries(new FormData(form));
+    data.client_id = this.cid;
+    try {
+      if (!this.relay) await this.direct();
+      const r = await cd.api("/generate/queue", { method: "POST", json: data, quiet: true });
+      this.nodes = r.nodes || {};
+      this.promptId = r.prompt_id;
+      if (this.status === "queued") this.status = "queued";
+    } catch (e) {
+      this.busy = false; this.status = "error";
+      const d = (e.body && e.body.error && e.body.error.details) || {};
+      this.problems = d.problems && d.problems.length ? d.problems : [e.message];
+      this.fields = d.fields || {};
+      if (d.missing && d.missing.length) this.findInstall(d.graph, d.missing);
+    }
+  },
+  async findInstall(graph, missing) {
+    this.missing = missing.map((m) => Object.assign({ install: null }, m));
+    try {
+      const r = await cd.api("/api/models/missing", { method: "POST", json: { workflow: graph }, quiet: true });
+      if (r.missing && r.missing.length) this.missing = r.missing;
+    } catch (e) { this.problems.push("Could not look up a preset for the missing model: " + e.message); }
+  },
+  async installPreset(id) {
+    await cd.api("/api/presets/install", { method: "POST", json: { preset_id: id } });
+    cd.toast("Installing " + id + ": follow it on the Models page, then queue again", "ok");
+  },
+  async interrupt() {
+    await cd.api("/api/comfyui/interrupt", { method: "POST", json: { prompt_id: this.promptId } });
+  },
+  frame(kind, d) {
+    if (kind === "execution_start") this.status = "running";
+    else if (kind === "execution_cached") (d.nodes || []).forEach((n) => (this.done[n] = true));
+    else if (kind === "executing") {
+      if (d.node == null) return this.finish();
+      if (this.node && this.node !== d.node) this.done[this.node] = true;
+      this.status = "running"; this.node = d.node; this.nodeName = this.nodes[d.node] || ""; this.step = { value: 0, max: 0 };
+    } else if (kind === "progress") { this.step = { value: d.value, max: d.max }; }
+    else if (kind === "executed") {
+      this.done[d.node] = true;
+      for (const i of (d.output && d.output.images) || []) this.addImage(i);
+    } else if (kind === "execution_success") this.finish();
+    else if (kind === "execution_error") {
+      this.status = "error"; this.busy = false;
+      this.problems = [`Node #${d.node_id} (${d.node_type}) failed: ${(d.exception_message || "").trim()}`];
+    } else if (kind === "execution_interrupted") { this.status = "interrupted"; this.busy = false; }
+  },
+  addImage(i) {
+    const url = "/api/comfyui/view?" + new URLSearchParams({ filename: i.filename, subfolder: i.subfolder || "", type: i.type || "output" });
+    if (!this.images.some((x) => x.url === url)) this.images.push({ url, filename: i.filename });
+  },
+  async finish() {
+    if (this.status === "done" || this.status === "error") return;
+    this.status = "done"; this.busy = false; this.node = "";
+    try { // the history is the record: it has every image even if a frame was missed
+      const h = await cd.api("/api/comfyui/history/" + this.promptId, { quiet: true });
+      const entry = h[this.promptId];
+      for (const out of Object.values((entry && entry.outputs) || {})) for (const i of out.images || []) this.addImage(i);
+    } catch (e) { if (!this.images.length) cd.toast("Finished, but the images could not be listed: " + e.message); }
+  },
+});

@@ -1,0 +1,94 @@
+"""Built-in templates fill valid API graphs; ComfyUI's validation errors become sentences."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from comfyui_docker import generate as gen
+from comfyui_docker.errors import InvalidInput
+
+SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "comfyui-samples"
+
+
+def test_demo_graph_matches_comfyui_sample_shape() -> None:
+    g = gen.build("demo", {"width": "64", "height": "48", "color": "#ff0000", "batch": "2"})
+    assert g["1"] == {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 48, "batch_size": 2, "color": 0xFF0000}}
+    assert g["2"]["class_type"] == "SaveImage" and g["2"]["inputs"]["images"] == ["1", 0]
+
+
+@pytest.mark.parametrize("tid", ["sd15", "sdxl", "flux_schnell"])
+def test_model_templates_are_linked_graphs(tid: str) -> None:
+    tmpl = gen.TEMPLATES[tid]
+    g = gen.build(tid, {"model": "m.safetensors", "seed": "7", "prompt": "a cat"}, ["m.safetensors"])
+    assert g["4"]["inputs"]["ckpt_name"] == "m.safetensors"
+    assert g["3"]["inputs"]["seed"] == 7 and g["6"]["inputs"]["text"] == "a cat"
+    for node in g.values():
+        for value in node["inputs"].values():
+            if isinstance(value, list):
+                assert value[0] in g, f"dangling link {value}"
+    defaults = {f.name: f.default for f in tmpl.fields}
+    assert g["3"]["inputs"]["steps"] == defaults["steps"]
+    assert (g["5"]["class_type"] == "EmptySD3LatentImage") == (tid == "flux_schnell")
+
+
+def test_random_seed_when_minus_one() -> None:
+    seeds = {gen.build("sd15", {"model": "m"}, None)["3"]["inputs"]["seed"] for _ in range(5)}
+    assert len(seeds) > 1 and all(s >= 0 for s in seeds)
+
+
+def test_build_reports_every_bad_field() -> None:
+    with pytest.raises(InvalidInput) as info:
+        gen.build("sd15", {"model": "x.safetensors", "width": "abc", "steps": "0", "sampler": "nope"}, ["m.safetensors"])
+    assert set(info.value.details["fields"]) == {"model", "width", "steps", "sampler"}
+    with pytest.raises(InvalidInput):
+        gen.build("nope", {})
+    with pytest.raises(InvalidInput):
+        gen.build("demo", {"color": "red"})
+
+
+@pytest.mark.parametrize("sample", sorted(p.name for p in SAMPLES.glob("err_*.json")))
+def test_every_sampled_comfyui_error_is_explained(sample: str) -> None:
+    body = json.loads((SAMPLES / sample).read_text())
+    lines = gen.explain(body)
+    assert lines and all(isinstance(x, str) and len(x) > 10 for x in lines)
+    text = " ".join(lines)
+    assert "Traceback" not in text and "/workspace" not in text and "File \"" not in text
+
+
+def test_missing_model_is_named_with_its_folder() -> None:
+    body = json.loads((SAMPLES / "err_bad_combo.json").read_text())
+    assert gen.missing_models(body) == [{"folder": "checkpoints", "name": "nope.safetensors"}]
+    assert "models/checkpoints" in gen.explain(body)[0]
+    assert gen.explain("garbage")[0].startswith("ComfyUI refused")
+
+
+async def test_generate_page_lists_installed_models(client: httpx.AsyncClient, ws_root: Path) -> None:
+    (ws_root / "models" / "checkpoints" / "mine.safetensors").write_bytes(b"x")
+    r = await client.get("/generate?template=sd15")
+    assert "<option>mine.safetensors</option>" in r.text and "no-model" not in r.text
+    frag = await client.get("/generate?template=sdxl", headers={"HX-Request": "true", "HX-Target": "gen-form"})
+    assert frag.text.lstrip().startswith('<form id="gen-form"') and 'value="sdxl"' in frag.text
+    empty = await client.get("/generate?template=flux_schnell")
+    assert "mine.safetensors" in empty.text  # same folder
+    demo = await client.get("/generate")
+    assert 'name="color"' in demo.text
+
+
+async def test_queue_rejects_bad_input_readably(client: httpx.AsyncClient) -> None:
+    r = await client.post("/generate/queue", content=b"not json", headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_input"
+    r = await client.post("/generate/queue", json={"template": "sd15", "model": "", "client_id": "abc"})
+    body = r.json()["error"]
+    assert r.status_code == 400 and "model" in body["details"]["fields"] and body["details"]["problems"]
+    r = await client.post("/generate/queue", json={"template": "demo", "client_id": "bad id!"})
+    assert r.status_code == 400 and "client_id" in r.json()["error"]["message"]
+
+
+async def test_queue_when_comfyui_is_down_is_503(client: httpx.AsyncClient) -> None:
+    r = await client.post("/generate/queue", json={"template": "demo", "client_id": "abc"})
+    assert r.status_code == 503
+    assert r.json()["error"]["code"] == "service_unavailable"
