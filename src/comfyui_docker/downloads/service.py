@@ -1,0 +1,411 @@
+"""PresetService: the one facade the dashboard, the CLI and the start-up code use for presets.
+
+It owns the catalog (shipped + the user's presets.yaml), the journal on the volume, the fetcher
+(one shared aiohttp session) and the install tasks. Tasks run in the background on the event
+loop; their state and progress go to the event bus. `close()` stops them without marking them
+cancelled, so the next `start()` resumes them from their `.part` files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from ..catalog import Catalog, FileSpec, Preset, load_catalog
+from ..catalog.loader import check_path, check_url
+from ..errors import AppError, InvalidInput, PresetNotFound, TaskNotFound
+from ..events import EventBus
+from ..model_paths import canonical_folder
+from ..settings import Settings
+from ..workspace import Workspace
+from .fetch import Fetcher, FetchOptions, free_space
+from .http import token_env_for
+from .installer import Installer, LockOptions, check_space, error_dict, file_is_present, plan, remove_files
+from .journal import UNFINISHED, Journal
+from .tasks import FileProgress, Reporter, Task, new_task_id
+
+log = logging.getLogger(__name__)
+GIB = 1024**3
+JOURNAL_NAME = "journal.sqlite3"
+
+
+class PresetService:
+    def __init__(
+        self,
+        settings: Settings,
+        workspace: Workspace,
+        bus: EventBus,
+        http: aiohttp.ClientSession | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        free_space: Callable[[Path], int] = free_space,
+        fetch_options: FetchOptions | None = None,
+        lock_options: LockOptions | None = None,
+        space_margin: int = 1 * GIB,
+        progress_interval: float = 0.25,
+        shipped_catalog: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.ws = workspace
+        self.bus = bus
+        self.http = http
+        self._own_http = False
+        self.clock = clock
+        self.free_space = free_space
+        self.fetch_options = fetch_options or FetchOptions(connections=settings.download_connections)
+        self.lock_options = lock_options or LockOptions()
+        self.space_margin = space_margin
+        self.progress_interval = progress_interval
+        self.shipped_catalog = shipped_catalog
+        self.catalog = Catalog()
+        self.journal: Journal | None = None
+        self._tasks: dict[str, Task] = {}
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._closing = False
+        self._parallel = asyncio.Semaphore(settings.download_parallel_files)
+        self._installer: Installer | None = None
+        self._reporter = Reporter(bus, self._save, interval=progress_interval, wall=clock)
+
+    # ---- life cycle -------------------------------------------------------------------
+    def load_catalog(self) -> Catalog:
+        self.catalog = load_catalog(self.ws.user_presets, shipped=self.shipped_catalog)
+        for problem in self.catalog.problems:
+            log.warning("preset catalog: %s", problem)
+        return self.catalog
+
+    def _token(self, host: str) -> str | None:
+        secret = self.settings.token_for_host(host)
+        return secret.get() if secret else None
+
+    async def start(self) -> None:
+        self.load_catalog()
+        self.ws.cache.mkdir(parents=True, exist_ok=True)
+        self.journal = Journal(self.ws.cache / JOURNAL_NAME, clock=self.clock)
+        if self.http is None:
+            self.http = aiohttp.ClientSession()
+            self._own_http = True
+        reporter = self._reporter
+        fetcher = Fetcher(
+            self.http, tokens=self._token, options=self.fetch_options, free_space=self.free_space
+        )
+        self._installer = Installer(
+            self.ws,
+            self.journal,
+            fetcher,
+            reporter,
+            parallel=self._parallel,
+            free_space=self.free_space,
+            space_margin=self.space_margin,
+            lock_options=self.lock_options,
+        )
+        for row in reversed(self.journal.tasks(limit=50)):
+            task = self._task_from_row(row)
+            self._tasks[task.id] = task
+        for row in self.journal.tasks(UNFINISHED):
+            task = self._tasks.get(row["id"]) or self._task_from_row(row)
+            self._tasks[task.id] = task
+            try:
+                files, licence = self._files_of(task)
+            except AppError as exc:
+                reporter.state(task, "failed", exc.to_dict())
+                continue
+            log.info("resuming install %s (%s)", task.id, task.preset_id)
+            task.state = "queued"
+            self._spawn(task, files, licence)
+
+    async def close(self) -> None:
+        self._closing = True
+        running = list(self._running.values())
+        for job in running:
+            job.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        self._running.clear()
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
+        if self._own_http and self.http is not None:
+            await self.http.close()
+            self.http = None
+
+    # ---- catalog ----------------------------------------------------------------------
+    def get(self, preset_id: str) -> Preset:
+        key = preset_id.strip().upper()
+        preset = self.catalog.presets.get(key)
+        if preset is None:
+            close = self.catalog.close_matches(key)
+            hint = f"did you mean {', '.join(close)}?" if close else "run `comfyui-docker presets list`"
+            raise PresetNotFound(f"unknown preset {preset_id!r}", hint=hint, close_matches=close)
+        return preset
+
+    def _variant(self, preset: Preset, variant: str | None) -> str | None:
+        if variant is None or variant == "":
+            return preset.default_variant
+        if variant not in preset.variants:
+            names = ", ".join(preset.variants) or "none"
+            raise InvalidInput(
+                f"{preset.id} has no variant {variant!r}",
+                hint=f"variants: {names}",
+                variants=list(preset.variants),
+            )
+        return variant
+
+    def _exists(self, spec: FileSpec) -> bool:
+        assert self.journal is not None
+        if file_is_present(self.ws, self.journal, spec):
+            return True
+        dest = self.ws.models / spec.path
+        if not dest.is_file() or self.journal.file(spec.path) is not None:
+            return False  # missing, or changed since it was verified
+        return not spec.size_exact or dest.stat().st_size == spec.size
+
+    def installed_variant(self, preset_id: str) -> str | None:
+        preset = self.get(preset_id)
+        record = self.journal.installs().get(preset.id) if self.journal else None
+        if record:
+            return record["variant"]
+        return preset.default_variant
+
+    def installed_state(self, preset_id: str) -> str:
+        preset = self.get(preset_id)
+        record = self.journal.installs().get(preset.id) if self.journal else None
+        candidates = [record["variant"]] if record else [preset.default_variant, *preset.variants]
+        for variant in dict.fromkeys(candidates):
+            files = preset.files_for(variant, include_optional=False)
+            if files and all(self._exists(f) for f in files):
+                return "installed"
+        for f in preset.all_files():
+            dest = self.ws.models / f.path
+            if dest.exists() or dest.with_name(dest.name + ".part").exists():
+                return "partial"
+        return "not_installed"
+
+    def _preset_dict(self, preset: Preset) -> dict[str, Any]:
+        state = self.installed_state(preset.id)
+        record = self.journal.installs().get(preset.id) if self.journal else None
+        active = next(
+            (t.id for t in self._tasks.values() if t.preset_id == preset.id and not t.finished), None
+        )
+        hosts = sorted({f.host for f in preset.all_files()})
+        return {
+            "id": preset.id,
+            "name": preset.name,
+            "category": preset.category,
+            "type": preset.type,
+            "description": preset.description,
+            "tags": list(preset.tags),
+            "requirements": {
+                "vram_gb": preset.requirements.vram_gb,
+                "disk_gb": preset.requirements.disk_gb,
+            },
+            "gated": preset.gated,
+            "licence_url": preset.licence_url,
+            "token_env": sorted({token_env_for(h) for h in hosts}) if preset.gated else [],
+            "hosts": hosts,
+            "default_variant": preset.default_variant,
+            "variants": [
+                {
+                    "name": v.name,
+                    "description": v.description,
+                    "size": preset.total_size(v.name),
+                    "files": [f.to_dict() for f in preset.files_for(v.name)],
+                }
+                for v in preset.variants.values()
+            ],
+            "files": [f.to_dict() for f in preset.files_for()],
+            "size": preset.total_size(),
+            "installed": state,
+            "installed_variant": record["variant"] if record else None,
+            "active_task": active,
+            "source": preset.source,
+        }
+
+    def list_presets(self, category: str | None = None, type: str | None = None) -> list[dict[str, Any]]:
+        out = []
+        for preset in self.catalog.presets.values():
+            if category and preset.category != category:
+                continue
+            if type and preset.type != type:
+                continue
+            out.append(self._preset_dict(preset))
+        return out
+
+    def owners_of(self, rel_path: str) -> list[str]:
+        rel = rel_path.strip("/").removeprefix("models/")
+        return [p.id for p in self.catalog.presets.values() if any(f.path == rel for f in p.all_files())]
+
+    def providers(self, folder: str, filename: str) -> list[str]:
+        canon = canonical_folder(folder) or folder
+        out = []
+        for p in self.catalog.presets.values():
+            for f in p.all_files():
+                if f.folder == canon and (f.path.split("/", 1)[1] == filename or f.filename == filename):
+                    out.append(p.id)
+                    break
+        return out
+
+    # ---- tasks ------------------------------------------------------------------------
+    def task(self, task_id: str) -> Task:
+        task = self._tasks.get(task_id)
+        if task is None:
+            raise TaskNotFound(f"unknown task {task_id!r}", hint="list tasks with GET /api/presets/tasks")
+        return task
+
+    def tasks(self) -> list[Task]:
+        return sorted(self._tasks.values(), key=lambda t: t.created, reverse=True)
+
+    def _save(self, task: Task) -> None:
+        if self.journal is not None:
+            self.journal.save_task(task.to_row())
+
+    def _task_from_row(self, row: dict[str, Any]) -> Task:
+        return Task(
+            id=row["id"],
+            preset_id=row["preset_id"],
+            variant=row["variant"],
+            kind=row["kind"],
+            state=row["state"],
+            bytes_done=row["bytes_done"],
+            bytes_total=row["bytes_total"],
+            error=row["error"],
+            files=[FileProgress(f["path"], f["url"], f["size"], f["done"], f["state"]) for f in row["files"]],
+            created=row["created"],
+            updated=row["updated"],
+            spec=row["spec"],
+        )
+
+    def _files_of(self, task: Task) -> tuple[list[FileSpec], str | None]:
+        if task.kind == "files":
+            return [FileSpec(**s) for s in task.spec], None
+        preset = self.get(task.preset_id)
+        return preset.files_for(
+            self._variant(preset, task.variant), include_optional=False
+        ), preset.licence_url
+
+    def _spawn(self, task: Task, files: list[FileSpec], licence: str | None) -> None:
+        self._tasks[task.id] = task
+        job = asyncio.create_task(self._run(task, files, licence), name=f"install-{task.id}")
+        self._running[task.id] = job
+        job.add_done_callback(lambda _j: self._running.pop(task.id, None))
+
+    async def _run(self, task: Task, files: list[FileSpec], licence: str | None) -> None:
+        assert self._installer is not None
+        rep = self._reporter
+        try:
+            await self._installer.run(task, files, licence)
+            rep.state(task, "verifying")
+            missing = [f.path for f in files if not self._exists(f)]
+            if missing:
+                raise AppError(f"{len(missing)} file(s) missing after the install: {', '.join(missing)}")
+            if task.kind == "preset" and self.journal is not None:
+                self.journal.set_installed(task.preset_id, task.variant, [f.path for f in files])
+            rep.state(task, "done")
+        except asyncio.CancelledError:
+            if not self._closing:
+                rep.state(task, "cancelled")
+            raise
+        except AppError as exc:
+            log.warning("install %s (%s) failed: %s", task.id, task.preset_id, exc)
+            rep.state(task, "failed", exc.to_dict())
+        except Exception as exc:
+            log.exception("install %s (%s) failed", task.id, task.preset_id)
+            rep.state(task, "failed", error_dict(exc))
+
+    def _active_for(self, preset_id: str) -> Task | None:
+        return next((t for t in self._tasks.values() if t.preset_id == preset_id and not t.finished), None)
+
+    async def install(
+        self, preset_id: str, variant: str | None = None, *, include_optional: bool = False
+    ) -> Task:
+        preset = self.get(preset_id)
+        chosen = self._variant(preset, variant)
+        active = self._active_for(preset.id)
+        if active is not None and active.variant == chosen:
+            return active
+        files = preset.files_for(chosen, include_optional=include_optional)
+        return self._queue(preset.id, chosen, "preset", files, preset.licence_url)
+
+    async def install_files(self, label: str, files: list[FileSpec]) -> Task:
+        if not files:
+            raise InvalidInput("no files to download")
+        for spec in files:
+            why = check_path(spec.path) or check_url(spec.url)
+            if why:
+                raise InvalidInput(f"{spec.path}: {why}")
+        return self._queue(label, None, "files", list(files), None)
+
+    def _queue(
+        self, label: str, variant: str | None, kind: str, files: list[FileSpec], licence: str | None
+    ) -> Task:
+        assert self.journal is not None, "PresetService.start() was not called"
+        p = plan(self.ws, self.journal, files)
+        check_space(self.ws, p.need_bytes, self.free_space, self.space_margin)
+        now = self.clock()
+        task = Task(id=new_task_id(), preset_id=label, variant=variant, kind=kind, created=now, updated=now)
+        task.files = [FileProgress(f.path, f.url, f.size) for f in files]
+        task.bytes_total = sum(f.size or 0 for f in files)
+        if kind == "files":
+            task.spec = [
+                {"path": f.path, "url": f.url, "size": f.size, "size_exact": f.size_exact, "sha256": f.sha256}
+                for f in files
+            ]
+        self._reporter.state(task, "queued")
+        self._spawn(task, files, licence)
+        return task
+
+    async def cancel(self, task_id: str) -> Task:
+        task = self.task(task_id)
+        job = self._running.get(task_id)
+        if job is not None and not task.finished:
+            job.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await job
+        if not task.finished:
+            self._reporter.state(task, "cancelled")
+        return task
+
+    async def wait(self, task_id: str) -> Task:
+        """Wait for a task to finish (CLI and tests)."""
+        job = self._running.get(task_id)
+        if job is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(job)
+        return self.task(task_id)
+
+    async def uninstall(self, preset_id: str) -> list[str]:
+        preset = self.get(preset_id)
+        active = self._active_for(preset.id)
+        if active is not None:
+            await self.cancel(active.id)
+        assert self.journal is not None
+        keep: set[str] = set()
+        for other in self.catalog.presets.values():
+            if other.id != preset.id and self.installed_state(other.id) == "installed":
+                keep |= {f.path for f in other.files_for(self.installed_variant(other.id))}
+        doomed = [f.path for f in preset.all_files() if f.path not in keep]
+        removed = remove_files(self.ws, self.journal, doomed)
+        self.journal.remove_install(preset.id)
+        log.info(
+            "uninstalled %s: %d file(s) deleted, %d kept for other presets",
+            preset.id,
+            len(removed),
+            len(keep),
+        )
+        return removed
+
+    async def queue_startup(self, ids: Sequence[str]) -> list[Task]:
+        out = []
+        for pid in ids:
+            try:
+                out.append(await self.install(pid))
+            except PresetNotFound as exc:
+                log.warning("PRESET_DOWNLOAD: %s (%s); skipped", exc.message, exc.hint)
+            except AppError as exc:
+                log.warning("PRESET_DOWNLOAD: %s not queued: %s", pid, exc)
+        return out
