@@ -202,7 +202,7 @@ async def serve(
     stop = asyncio.Event()
     if sigint_live:
         loop.add_signal_handler(signal.SIGINT, stop.set)
-    runner = web.AppRunner(fake.app(), access_log=None, handle_signals=False)
+    runner = web.AppRunner(fake.app(), access_log=None, handle_signals=False, shutdown_timeout=0.5)
     await runner.setup()
     hosts = [h for h in args.listen.split(",") if h]
     try:

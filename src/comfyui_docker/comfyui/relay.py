@@ -1,0 +1,119 @@
+"""ComfyUI's WebSocket → `GenerationEvent`s on our bus, reconnecting for as long as it runs.
+
+We connect with our own `client_id` (`ComfyUIClient.client_id`): ComfyUI sends execution frames
+only to the socket named in a prompt's `client_id`, so the dashboard and CLI submit with this id
+and every job's progress reaches the bus. `status` frames (queue length) are broadcast and are
+relayed too. Binary preview frames (samplers) become `preview` events with the image base64.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import struct
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+
+from ..events import EventBus, GenerationEvent
+from .client import ComfyUIClient
+
+log = logging.getLogger(__name__)
+PREVIEW_TYPES = {1: "image/jpeg", 2: "image/png"}
+
+
+def to_event(frame: Any) -> GenerationEvent | None:
+    """One JSON text frame → an event (None for frames that are not `{type, data}`)."""
+    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+        return None
+    data = frame.get("data")
+    if not isinstance(data, dict):
+        data = {}
+    pid = data.get("prompt_id")
+    return GenerationEvent(kind=frame["type"], prompt_id=str(pid) if pid else None, payload=data)
+
+
+def binary_event(blob: bytes, prompt_id: str | None) -> GenerationEvent | None:
+    """ComfyUI's binary frame: u32 event type (1 = preview image), u32 image format, image bytes."""
+    if len(blob) < 8:
+        return None
+    event_type, fmt = struct.unpack(">II", blob[:8])
+    if event_type != 1:
+        return None
+    mime = PREVIEW_TYPES.get(fmt, "application/octet-stream")
+    payload = {"mime": mime, "data": base64.b64encode(blob[8:]).decode("ascii")}
+    return GenerationEvent(kind="preview", prompt_id=prompt_id, payload=payload)
+
+
+class Relay:
+    """Keeps one WebSocket to ComfyUI open and republishes its frames."""
+
+    def __init__(
+        self,
+        client: ComfyUIClient,
+        bus: EventBus,
+        *,
+        retry: float = 1.0,
+        retry_cap: float = 5.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.client = client
+        self.bus = bus
+        self.retry = retry
+        self.retry_cap = retry_cap
+        self.sleep = sleep
+        self.connected = False
+        self.connections = 0
+        self._task: asyncio.Task[None] | None = None
+        self._current: str | None = None
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self.run(), name="comfyui-ws-relay")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.connected = False
+
+    async def run(self) -> None:
+        delay = self.retry
+        while True:
+            try:
+                await self._session()
+                delay = self.retry
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                log.debug("ComfyUI WebSocket: %s", exc)
+            self.connected = False
+            await self.sleep(delay)
+            delay = min(self.retry_cap, delay * 2)
+
+    async def _session(self) -> None:
+        async with self.client.session.ws_connect(self.client.ws_url, heartbeat=30, max_msg_size=0) as ws:
+            self.connected = True
+            self.connections += 1
+            log.info("relaying ComfyUI events (client_id %s)", self.client.client_id)
+            async for msg in ws:
+                if msg.type == aiohttp.WSMsgType.TEXT:
+                    try:
+                        event = to_event(json.loads(msg.data))
+                    except ValueError:
+                        continue
+                    if event is None:
+                        continue
+                    if event.kind == "executing":
+                        self._current = event.prompt_id if event.payload.get("node") is not None else None
+                    self.bus.publish(event)
+                elif msg.type == aiohttp.WSMsgType.BINARY:
+                    preview = binary_event(msg.data, self._current)
+                    if preview is not None:
+                        self.bus.publish(preview)
+                elif msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                    break

@@ -1,0 +1,109 @@
+"""ComfyUI's process spec: its command line, environment and readiness probe.
+
+    python main.py --listen 127.0.0.1 --port COMFYUI_INTERNAL_PORT
+        --output-directory WS/output --input-directory WS/uploads
+        --user-directory WS/user
+        --extra-model-paths-config WS/config/extra_model_paths.yaml
+        [--extra-model-paths-config WS/config/extra_model_paths.user.yaml]   (when usable)
+        [--cpu]                                                               (no GPU, see gpu.py)
+        COMFYUI_EXTRA_ARGS...
+
+`--user-directory` goes on the volume: ComfyUI's settings and the workflows saved in its own UI
+live there and must survive a pod restart. The SQLite database (`--database-url`) and the temp
+folder stay at their defaults inside the container (COMFYUI_ROOT/user/comfyui.db, COMFYUI_ROOT/temp):
+SQLite is unsafe on network volumes shared by several pods, and temp is wiped at every start anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ..comfyui.client import ComfyUIClient
+from ..model_paths import check_user_yaml
+from ..settings import Settings
+from ..workspace import Workspace
+from .spec import ProcessSpec, Timings
+
+log = logging.getLogger(__name__)
+
+COMFYUI_TIMINGS = Timings(
+    start_grace=30.0,
+    ready_timeout=180.0,  # 12-18 s on 2 CPU cores; first start on a cold network volume can be far slower
+    poll_interval=0.25,
+    retries=5,
+    backoff_base=1.0,
+    backoff_cap=30.0,
+    stop_sigint=6.0,  # docker stop waits 10 s in total before SIGKILL
+    stop_sigterm=2.5,
+)
+
+
+def user_directory(workspace: Workspace) -> Path:
+    return workspace.root / "user"
+
+
+def comfyui_args(
+    settings: Settings, workspace: Workspace, *, cpu: bool = False, warnings: list[str] | None = None
+) -> list[str]:
+    """ComfyUI's arguments after `main.py` (see the module docstring)."""
+    args = ["--listen", "127.0.0.1", "--port", str(settings.comfyui_internal_port)]
+    args += ["--output-directory", str(workspace.output), "--input-directory", str(workspace.uploads)]
+    args += ["--user-directory", str(user_directory(workspace))]
+    args += ["--extra-model-paths-config", str(workspace.generated_yaml)]
+    usable, problems = check_user_yaml(workspace.user_yaml)
+    if usable:
+        args += ["--extra-model-paths-config", str(workspace.user_yaml)]
+    elif workspace.user_yaml.is_file():
+        why = "; ".join(str(p) for p in problems if p.fatal) or "unreadable"
+        msg = f"{workspace.user_yaml} is not passed to ComfyUI: it would crash it ({why})"
+        log.warning(msg)
+        if warnings is not None:
+            warnings.append(msg)
+    if cpu:
+        args.append("--cpu")
+    args += list(settings.comfyui_extra_args)
+    return args
+
+
+def comfyui_spec(
+    settings: Settings,
+    workspace: Workspace,
+    client: ComfyUIClient,
+    *,
+    cpu: bool = False,
+    timings: Timings = COMFYUI_TIMINGS,
+    warnings: list[str] | None = None,
+) -> ProcessSpec:
+    """The supervised ComfyUI: its own Python, run from COMFYUI_ROOT, ready when /system_stats is ours."""
+    if settings.comfyui_root is None:
+        raise ValueError("ComfyUI is not installed (COMFYUI_ROOT unset)")
+    user_directory(workspace).mkdir(parents=True, exist_ok=True)
+    argv = [
+        str(settings.comfyui_python),
+        "main.py",
+        *comfyui_args(settings, workspace, cpu=cpu, warnings=warnings),
+    ]
+    output = workspace.output
+
+    async def probe() -> bool:
+        return await client.is_ours(output)
+
+    return ProcessSpec(
+        name="comfyui",
+        argv=argv,
+        cwd=settings.comfyui_root,
+        identity="main.py",
+        probe=probe,
+        timings=timings,
+        log_name="comfyui.log",
+    )
+
+
+def not_installed_detail(settings: Settings) -> str:
+    if settings.comfyui_root is None:
+        return (
+            "no ComfyUI found: set COMFYUI_ROOT to a ComfyUI checkout (the folder with main.py) "
+            "and COMFYUI_PYTHON to its Python (the image has both)"
+        )
+    return f"no main.py in COMFYUI_ROOT={settings.comfyui_root}: point it at a ComfyUI checkout"
