@@ -69,7 +69,9 @@ class FakeTask:
 
 
 class FakeCatalog:
-    problems = ["presets.yaml:12 files[0].path: 'lora' is not a ComfyUI model folder; did you mean 'loras'?"]
+    problems: tuple[str, ...] = (
+        "presets.yaml:12 files[0].path: 'lora' is not a ComfyUI model folder; did you mean 'loras'?",
+    )
 
 
 class FakePresets:

@@ -14,6 +14,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 from fastapi import APIRouter, Request, WebSocket
@@ -21,6 +22,7 @@ from starlette.background import BackgroundTask
 from starlette.requests import cookie_parser
 from starlette.responses import Response, StreamingResponse
 from starlette.websockets import WebSocketDisconnect
+from yarl import URL
 
 from ..errors import ServiceUnavailable
 from .auth import CSRF_COOKIE, SESSION_COOKIE, deny_websocket
@@ -95,6 +97,21 @@ def response_headers(resp: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
     ]
 
 
+PREFIX = b"/api/comfyui/"
+
+
+def upstream_url(svc: Any, scope: Any, path: str) -> str:
+    """ComfyUI's URL for this request, with the path and query exactly as the client encoded them."""
+    raw = scope.get("raw_path")
+    if isinstance(raw, bytes) and raw.startswith(PREFIX):
+        tail = raw[len(PREFIX) :].decode("latin-1")
+    else:
+        tail = quote(path, safe="/:@!$&'()*+,;=-._~")
+    url = f"{comfyui_base_url(svc)}/{tail}"
+    qs = scope.get("query_string", b"")
+    return url + "?" + qs.decode("latin-1") if qs else url
+
+
 async def _body(request: Request) -> AsyncIterator[bytes]:
     async for chunk in request.stream():
         if chunk:
@@ -121,10 +138,7 @@ class _Passthrough(StreamingResponse):
 async def proxy(path: str, request: Request, svc: ServicesDep) -> Response:
     require_comfyui(svc)
     session: aiohttp.ClientSession = request.app.state.proxy_session
-    url = f"{comfyui_base_url(svc)}/{path}"
-    qs = request.scope.get("query_string", b"")
-    if qs:
-        url += "?" + qs.decode("latin-1")
+    url = URL(upstream_url(svc, request.scope, path), encoded=True)
     method = request.method
     has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
     try:
@@ -171,7 +185,7 @@ async def proxy_ws(websocket: WebSocket) -> None:
         return
     session: aiohttp.ClientSession = websocket.app.state.proxy_session
     qs = websocket.scope.get("query_string", b"").decode("latin-1")
-    url = f"{comfyui_base_url(svc)}/ws" + (f"?{qs}" if qs else "")
+    url = URL(f"{comfyui_base_url(svc)}/ws" + (f"?{qs}" if qs else ""), encoded=True)
     try:
         upstream = await session.ws_connect(url, autoping=True, max_msg_size=0, heartbeat=None)
     except (TimeoutError, aiohttp.ClientError):
