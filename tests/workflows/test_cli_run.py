@@ -91,29 +91,22 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(5)
 
 
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    root = tmp_path / "workspace"
-    ws = Workspace(root)
-    ws.init()
-    port = _port()
-    monkeypatch.setenv("WORKSPACE_ROOT", str(root))
-    monkeypatch.setenv("COMFYUI_INTERNAL_PORT", str(port))
-    return {"ws": ws, "port": port, "tmp": tmp_path}
-
-
-@pytest.fixture
-def comfy(env: dict[str, Any]) -> Iterator[dict[str, Any]]:
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """One fake ComfyUI for the module, reading the models of its own workspace."""
     if not FAKE.is_file():
         pytest.skip("the fake ComfyUI is not in this tree")
-    ws: Workspace = env["ws"]
+    tmp = tmp_path_factory.mktemp("comfy")
+    ws = Workspace(tmp / "workspace")
+    ws.init()
+    port = _port()
     cmd = [
         sys.executable,
         str(FAKE),
         "--listen",
         "127.0.0.1",
         "--port",
-        str(env["port"]),
+        str(port),
         "--cpu",
         "--output-directory",
         str(ws.output),
@@ -122,16 +115,35 @@ def comfy(env: dict[str, Any]) -> Iterator[dict[str, Any]]:
         "--extra-model-paths-config",
         str(ws.generated_yaml),
     ]
-    log = (env["tmp"] / "fake.log").open("wb")
+    log = (tmp / "fake.log").open("wb")
     proc = subprocess.Popen(
         cmd, cwd=FAKE.parent, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     try:
-        _wait_http(f"http://127.0.0.1:{env['port']}/system_stats", proc)
-        yield env
+        _wait_http(f"http://127.0.0.1:{port}/system_stats", proc)
+        yield {"ws": ws, "port": port}
     finally:
         _stop(proc)
         log.close()
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A workspace and a port where no ComfyUI listens."""
+    ws = Workspace(tmp_path / "workspace")
+    ws.init()
+    port = _port()
+    monkeypatch.setenv("WORKSPACE_ROOT", str(ws.root))
+    monkeypatch.setenv("COMFYUI_INTERNAL_PORT", str(port))
+    return {"ws": ws, "port": port, "tmp": tmp_path}
+
+
+@pytest.fixture
+def comfy(server: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The module's fake ComfyUI, with the environment pointing at it."""
+    monkeypatch.setenv("WORKSPACE_ROOT", str(server["ws"].root))
+    monkeypatch.setenv("COMFYUI_INTERNAL_PORT", str(server["port"]))
+    return {**server, "tmp": tmp_path}
 
 
 def _write(path: Path, data: Any) -> Path:
