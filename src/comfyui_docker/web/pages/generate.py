@@ -76,9 +76,9 @@ async def generate_queue(request: Request) -> JSONResponse:
         if not isinstance(body, dict):
             raise InvalidInput("the request body must be a JSON object")
         template_id = str(body.get("template", ""))
-        tmpl = gen.TEMPLATES.get(template_id)
-        models = installed_models(svc, tmpl.model_folder) if tmpl else None
-        graph = gen.build(template_id, body, models if tmpl and tmpl.model_folder else None)
+        # Model names are not checked against our folders: ComfyUI may see more (its own
+        # models/ folder, the user's extra paths) and is the one to say what is missing.
+        graph = gen.build(template_id, body)
         relay_id = relay_client_id(svc)
         client_id = relay_id or str(body.get("client_id", ""))
         if not CLIENT_ID_RE.match(client_id):

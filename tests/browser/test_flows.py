@@ -1,0 +1,159 @@
+"""Main actions end to end in Chromium against the live app, the fake ComfyUI and the model host."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import needs_chromium
+from .live import LiveApp
+
+pytestmark = [pytest.mark.browser, needs_chromium]
+
+
+def test_generate_demo_graph_shows_its_image(page: Any, stack: LiveApp) -> None:
+    page.goto(stack.url + "/generate")
+    page.wait_for_function("window.Alpine && Alpine.store('cd').live")
+    page.fill("#f-width", "96")
+    page.fill("#f-height", "64")
+    page.click("#queue-btn")
+    img = page.locator("#gen-images img").first
+    img.wait_for(state="visible")
+    page.wait_for_function("document.querySelector('#gen-images img').naturalWidth === 96")
+    assert page.locator("#gen-status .badge").inner_text() == "done"
+    assert page.locator("#gen-bar").get_attribute("style") == "width:100%"
+    page.watch.shot("flow-generate-demo")
+    # The image really is in the output folder, and the gallery shows it with its graph.
+    files = list((stack.settings.workspace_root / "output" / "dashboard").glob("demo_*.png"))
+    assert files
+    page.goto(stack.url + "/outputs")
+    card = page.locator(f'.output-card[data-rel="dashboard/{files[0].name}"]')
+    card.locator("button").first.click()
+    page.locator("#output-detail").get_by_text("96×64").wait_for()
+    page.watch.shot("flow-outputs-detail")
+    assert page.watch.errors == [], page.watch.failed
+
+
+def test_generate_readable_error_and_missing_model(page: Any, stack: LiveApp) -> None:
+    page.goto(stack.url + "/generate?template=sd15")
+    page.wait_for_function("window.Alpine && Alpine.store('cd').live")
+    assert page.locator("#no-model").is_visible()
+    page.click("#queue-btn")
+    problems = page.locator("#gen-problems")
+    problems.wait_for(state="visible")
+    text = problems.inner_text()
+    assert "v1-5-pruned-emaonly-fp16.safetensors" in text and "not installed" in text
+    assert "Traceback" not in text
+    page.watch.shot("flow-generate-missing-model")
+
+
+def test_outputs_zip_and_delete(page: Any, stack: LiveApp) -> None:
+    out = stack.settings.workspace_root / "output"
+    sample = Path(__file__).resolve().parents[3] / "shared" / "comfyui-samples" / "view_g1.png"
+    for i in range(3):
+        (out / f"pick_{i}.png").write_bytes(sample.read_bytes())
+    page.goto(stack.url + "/outputs")
+    for i in range(2):
+        page.check(f'input[value="pick_{i}.png"]')
+    with page.expect_download() as dl:
+        page.click("#zip-btn")
+    data = Path(dl.value.path()).read_bytes()
+    assert sorted(zipfile.ZipFile(io.BytesIO(data)).namelist()) == ["pick_0.png", "pick_1.png"]
+    page.once("dialog", lambda d: d.accept())
+    page.click("#delete-btn")
+    page.get_by_text("Deleted 2 files.").wait_for()
+    assert not (out / "pick_0.png").exists() and (out / "pick_2.png").exists()
+    assert page.locator('input[value="pick_0.png"]').count() == 0
+    page.watch.shot("flow-outputs-deleted")
+    assert page.watch.errors == [], page.watch.failed
+
+
+def test_settings_save_and_validation(page: Any, stack: LiveApp) -> None:
+    page.goto(stack.url + "/settings")
+    page.fill("#hf_token", "not a token")
+    page.click("#settings-form button[type=submit]")
+    page.locator(".field-error").first.wait_for()
+    assert not (stack.settings.workspace_root / "config" / "user_settings.yaml").exists()
+    page.fill("#hf_token", "hf_browsertesttoken42")
+    page.fill("#download_parallel_files", "2")
+    page.click("#settings-form button[type=submit]")
+    page.locator("#settings-notice").wait_for()
+    assert "hf_…en42" in page.locator("#hf_token").get_attribute("placeholder")
+    saved = (stack.settings.workspace_root / "config" / "user_settings.yaml").read_text()
+    assert "hf_browsertesttoken42" in saved
+    assert "hf_browsertesttoken42" not in page.content()
+    page.watch.shot("flow-settings-saved")
+
+
+def test_failed_request_is_shown(page: Any, stack: LiveApp) -> None:
+    """htmx 2 does not swap errors: the global handler must show them."""
+    page.goto(stack.url + "/pro")
+    page.once("dialog", lambda d: d.accept())
+    page.click("#restart-btn")  # no supervisor in this process: 503
+    toast = page.locator("#toasts .toast").first
+    toast.wait_for()
+    assert re.search(r"503: ComfyUI is not supervised", toast.inner_text())
+    page.evaluate("htmx.ajax('GET', '/outputs/meta/nope.png', {target: '#main'})")
+    page.locator("#toasts .toast", has_text="404").wait_for()
+    page.watch.shot("flow-error-toast")
+
+
+def test_workflow_upload_check_and_install(page: Any, stack: LiveApp, tmp_path: Path) -> None:
+    wf = {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny_test.safetensors"}},
+        "2": {"class_type": "LoraLoader", "inputs": {"lora_name": "browser_test_lora.safetensors", "strength_model": 1, "strength_clip": 1, "model": ["1", 0], "clip": ["1", 1]}},
+    }
+    path = tmp_path / "needs_lora.json"
+    path.write_text(json.dumps(wf))
+    page.goto(stack.url + "/workflows")
+    page.set_input_files("#wf-file", str(path))
+    row = page.locator('.wf-row[data-name="needs_lora.json"]')
+    row.wait_for()
+    # Drag and drop too: a File dropped on the zone is saved the same way.
+    page.evaluate(
+        """() => { const dt = new DataTransfer();
+        dt.items.add(new File([JSON.stringify({"1": {"class_type": "EmptyImage", "inputs": {}}})], "dropped.json", {type: "application/json"}));
+        document.getElementById('drop-zone').dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true})); }"""
+    )
+    page.locator('.wf-row[data-name="dropped.json"]').wait_for()
+    row.locator(".check-btn").click()
+    box = row.locator(".missing-box")
+    box.get_by_text("loras/browser_test_lora.safetensors").wait_for()
+    page.watch.shot("flow-workflow-missing")
+    row.locator(".install-missing-btn").click()
+    box.get_by_text("installed").first.wait_for(timeout=30_000)
+    box.get_by_text("Every model this workflow names is on the volume.").wait_for(timeout=15_000)
+    assert (stack.settings.workspace_root / "models" / "loras" / "browser_test_lora.safetensors").stat().st_size == 512 * 1024
+    page.watch.shot("flow-workflow-installed")
+    assert page.watch.errors == [], page.watch.failed
+
+
+def test_install_preset_progress_reaches_100(page: Any, stack: LiveApp) -> None:
+    page.goto(stack.url + "/models")
+    card = page.locator('.preset-card[data-preset="TINY_TEST"]')
+    card.wait_for()
+    assert card.locator(".badge").first.inner_text() == "not installed"
+    widths: list[float] = []
+    page.expose_function("recordWidth", lambda w: widths.append(float(w)))
+    card.locator(".install-btn").click()
+    bar = card.locator(".progress")
+    bar.wait_for()
+    page.evaluate(
+        """() => { const el = document.querySelector('[data-preset="TINY_TEST"] .progress');
+        new MutationObserver(() => window.recordWidth(parseFloat(el.style.width))).observe(el, {attributes: true}); }"""
+    )
+    page.watch.shot("flow-preset-installing", full_page=False)
+    card.locator(".badge", has_text="installed").first.wait_for(timeout=30_000)
+    page.wait_for_function("document.querySelector('[data-preset=\"TINY_TEST\"] .badge').textContent === 'installed'")
+    assert widths and max(widths) == 100.0, widths
+    assert any(0 < w < 100 for w in widths), f"no intermediate progress seen: {widths}"
+    assert (stack.settings.workspace_root / "models" / "checkpoints" / "tiny_test.safetensors").is_file()
+    page.get_by_text("tiny_test.safetensors").first.wait_for()
+    page.watch.shot("flow-preset-installed")
+    assert page.watch.errors == [], page.watch.failed
