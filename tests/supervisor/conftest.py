@@ -8,7 +8,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from fakes.comfyui_root.launch import FAKE_ROOT, free_port
 
 from comfyui_docker.comfyui.client import ComfyUIClient
 from comfyui_docker.events import EventBus
@@ -16,6 +15,7 @@ from comfyui_docker.settings import Settings
 from comfyui_docker.supervisor import Service, Timings
 from comfyui_docker.supervisor.comfyui import comfyui_spec
 from comfyui_docker.workspace import Workspace
+from fakes.comfyui_root.launch import FAKE_ROOT, free_port
 
 FAST = Timings(
     start_grace=0.6,

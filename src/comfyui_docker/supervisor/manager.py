@@ -273,6 +273,8 @@ class Supervisor:
 
     def __init__(self) -> None:
         self.services: dict[str, Service] = {}
+        self.gpu: Any = None  # gpu.GpuReport of the last preflight (start-up fills it)
+        self.background: set[asyncio.Task[Any]] = set()
 
     def add(self, service: Service) -> Service:
         self.services[service.spec.name] = service

@@ -1,0 +1,89 @@
+"""Readiness: what `GET /health/ready` and `comfyui-docker health --json` report.
+
+    ready     ComfyUI answers as ours (or there is no ComfyUI to wait for: not_installed)
+    healthy   nothing is broken for good: ComfyUI is not fatal/blocked (what Docker's HEALTHCHECK uses)
+
+Detail: ComfyUI's supervised state (with its last log lines when it failed), nginx, the GPU
+preflight, downloads, disk space left on the volume, the start-up phase timings.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .services import Services
+from .workspace import LOW_SPACE_BYTES
+
+BROKEN = frozenset({"fatal", "blocked"})
+READY = frozenset({"running", "not_installed"})
+TAIL_LINES = 20
+
+
+def _service(services: Services, name: str) -> dict[str, Any] | None:
+    sup = services.supervisor
+    if sup is None or name not in getattr(sup, "services", {}):
+        return None
+    service = sup.get(name)
+    out: dict[str, Any] = service.status().as_dict()
+    if out["state"] in ("fatal", "backoff", "blocked", "starting"):
+        out["log_tail"] = service.logs.tail(TAIL_LINES)
+    return out
+
+
+def _downloads(services: Services) -> dict[str, Any]:
+    presets = services.presets
+    if presets is None:
+        return {"state": "unavailable"}
+    counts: dict[str, int] = {}
+    try:
+        for task in presets.tasks():
+            state = str(getattr(task, "state", "unknown"))
+            counts[state] = counts.get(state, 0) + 1
+    except Exception as exc:  # a broken download service must not break the health check
+        return {"state": "error", "detail": str(exc)}
+    active = sum(n for s, n in counts.items() if s in ("queued", "downloading", "verifying"))
+    return {"state": "active" if active else "idle", "tasks": counts}
+
+
+def _disk(services: Services) -> dict[str, Any]:
+    try:
+        usage = services.workspace.disk_usage()
+    except OSError as exc:
+        return {"state": "error", "detail": str(exc)}
+    low = usage.free < LOW_SPACE_BYTES
+    return {
+        "state": "low" if low else "ok",
+        "free": usage.free,
+        "total": usage.total,
+        "percent_used": round(usage.percent, 1),
+    }
+
+
+def readiness(services: Services) -> dict[str, Any]:
+    """The readiness report (plain data, JSON-ready)."""
+    comfy = _service(services, "comfyui")
+    if comfy is None:
+        installed = services.settings.comfyui_installed
+        comfy = {"state": "not_started" if installed else "not_installed", "detail": ""}
+    state = str(comfy["state"])
+    out: dict[str, Any] = {
+        "ready": state in READY,
+        "healthy": state not in BROKEN,
+        "status": "ok" if state in READY else ("failed" if state in BROKEN else "starting"),
+        "comfyui": comfy,
+        "downloads": _downloads(services),
+        "disk": _disk(services),
+        "uptime": round(time.time() - services.started_at, 1),
+        "timings": [
+            {"name": t.name, "seconds": t.seconds, "ok": t.ok, "detail": t.detail} for t in services.timings
+        ],
+    }
+    nginx = _service(services, "nginx")
+    if nginx is not None:
+        out["nginx"] = nginx
+        out["healthy"] = out["healthy"] and nginx["state"] not in BROKEN
+    report = getattr(services.supervisor, "gpu", None)
+    if report is not None:
+        out["gpu"] = {"state": report.verdict, **report.as_dict()}
+    return out

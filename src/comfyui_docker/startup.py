@@ -1,0 +1,349 @@
+"""`comfyui-docker start`: the container's entry point. One process, one asyncio loop.
+
+Phases, each timed (`services.timings`) and logged with its duration:
+
+    environment      settings read, logging to stderr and workspace/logs/dashboard.log
+    configuration    volume layout + extra_model_paths.yaml (Workspace.init; no recursive scan)
+    volume check     free space, the user's own yaml (a broken one is not passed to ComfyUI)
+    preset catalog   PresetService + catalog (when the downloads subsystem is present)
+    dashboard        uvicorn serving create_app(settings, services) in this loop: answers from here on
+    gpu preflight    NVML + torch's CUDA build (gpu.py); mismatch -> ComfyUI `blocked`, no GPU -> --cpu
+    comfyui          the supervised child (not_installed when there is no ComfyUI) + the WS relay
+    nginx            the supervised nginx in front (ENABLE_NGINX)
+    downloads        resume unfinished installs, queue PRESET_DOWNLOAD & co.
+
+SIGTERM/SIGINT (docker stop) stop everything within 10 s: ComfyUI and nginx get SIGINT then
+SIGTERM then SIGKILL, downloads are cancelled (their .part files and journal stay resumable), the
+dashboard closes; exit code 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import aiohttp
+
+from . import gpu
+from .comfyui.client import ComfyUIClient
+from .comfyui.relay import Relay
+from .errors import AppError
+from .logs import configure
+from .model_paths import check_user_yaml
+from .services import PhaseTiming, Services
+from .settings import Settings
+from .supervisor import ProcessSpec, Service, State, Supervisor, Timings
+from .supervisor.comfyui import comfyui_spec, not_installed_detail
+from .supervisor.logcapture import stderr_echo
+
+log = logging.getLogger("comfyui_docker.start")
+STOP_BUDGET = 9.0  # docker stop sends SIGKILL after 10 s
+
+
+class Phases:
+    """Times each phase into `services.timings` and logs it."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[PhaseTiming]:
+        timing = PhaseTiming(name, 0.0)
+        started = time.perf_counter()
+        try:
+            yield timing
+        except Exception as exc:
+            timing.ok = False
+            timing.detail = timing.detail or str(exc)
+            raise
+        finally:
+            timing.seconds = round(time.perf_counter() - started, 4)
+            self.services.timings.append(timing)
+            level = logging.INFO if timing.ok else logging.ERROR
+            extra = f" ({timing.detail})" if timing.detail else ""
+            log.log(level, "phase %-15s %7.1f ms%s", name, timing.seconds * 1000, extra)
+
+
+class _Server:
+    """uvicorn in our loop, without its own signal handling (we own SIGTERM/SIGINT)."""
+
+    def __init__(self, app: Any, host: str, port: int) -> None:
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                yield
+
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=2,
+            ws_ping_interval=20,
+        )
+        self.server = Server(config)
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self.server.serve(), name="dashboard")
+        while not self.server.started:
+            if self.task.done():
+                exc = self.task.exception() if not self.task.cancelled() else None
+                raise AppError(f"the dashboard could not start: {exc or 'uvicorn stopped'}")
+            await asyncio.sleep(0.005)
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        if self.task is not None:
+            with contextlib.suppress(Exception, SystemExit, asyncio.CancelledError):
+                await self.task
+
+
+def dashboard_address(settings: Settings) -> tuple[str, int]:
+    if settings.enable_nginx:
+        return "127.0.0.1", settings.dashboard_internal_port
+    return settings.dashboard_host, settings.dashboard_port
+
+
+async def _tcp_probe(host: str, port: int) -> bool:
+    try:
+        _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+def nginx_service(services: Services, supervisor: Supervisor) -> Service | None:
+    """nginx under the same supervision (its config and argv come from comfyui_docker.nginx)."""
+    settings = services.settings
+    try:
+        from . import nginx
+    except ImportError:  # hook: the container area provides comfyui_docker/nginx.py
+        log.warning("ENABLE_NGINX is set but this build has no nginx module")
+        return None
+    conf = nginx.write_config(settings, services.workspace)
+    nginx.check(conf)
+    port = settings.dashboard_port
+
+    async def probe() -> bool:
+        return await _tcp_probe("127.0.0.1", port)
+
+    spec = ProcessSpec(
+        name="nginx",
+        argv=nginx.argv(conf),
+        identity="nginx",
+        probe=probe,
+        timings=Timings(start_grace=10, ready_timeout=15, retries=5, stop_sigint=2.0, stop_sigterm=2.0),
+    )
+    return supervisor.add(Service(spec, bus=services.bus, log_dir=services.workspace.logs))
+
+
+def _make_presets(services: Services) -> Any:
+    try:
+        from .downloads.service import PresetService
+    except ImportError:
+        log.info("preset downloads are not part of this build")
+        return None
+    presets = PresetService(services.settings, services.workspace, services.bus, services.http)
+    presets.load_catalog()
+    return presets
+
+
+async def run(
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    app_factory: Callable[[Settings, Services], Any] | None = None,
+    preflight: Callable[[Settings], Awaitable[gpu.GpuReport]] | None = None,
+    echo_children: bool = True,
+) -> int:
+    """Run everything until `stop` is set (by SIGTERM/SIGINT when not given). Returns the exit code."""
+    loop = asyncio.get_running_loop()
+    stop = stop or asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    services = Services.create(settings)
+    phase = Phases(services)
+    supervisor = Supervisor()
+    services.supervisor = supervisor
+    relay: Relay | None = None
+    server: _Server | None = None
+    try:
+        with phase("environment") as p:
+            configure(settings.log_level, None)
+            p.detail = f"Python {sys.version.split()[0]}, workspace {settings.workspace_root}"
+        with phase("configuration") as p:
+            report = services.workspace.init()
+            configure(settings.log_level, services.workspace.logs)
+            p.detail = (
+                f"{len(report.created)} folder(s) created, {services.workspace.generated_yaml.name} written"
+            )
+        with phase("volume check") as p:
+            for problem in report.problems:
+                log.warning("volume: %s", problem)
+            usable, problems = check_user_yaml(services.workspace.user_yaml)
+            for prob in problems:
+                log.warning("%s%s", services.workspace.user_yaml.name, prob)
+            free = report.disk.free if report.disk else 0
+            p.detail = f"{free / 1024**3:.1f} GiB free" + (
+                "" if usable or not problems else ", user yaml unusable"
+            )
+        services.http = aiohttp.ClientSession()
+        with phase("preset catalog") as p:
+            try:
+                services.presets = _make_presets(services)
+            except AppError as exc:
+                log.error("preset catalog: %s", exc)
+            p.detail = "loaded" if services.presets is not None else "not available"
+        with phase("dashboard") as p:
+            if app_factory is None:
+                from .web.app import create_app
+
+                app_factory = create_app
+            host, port = dashboard_address(settings)
+            if not port_free(host, port):
+                raise AppError(
+                    f"port {port} on {host} is already in use: the dashboard cannot listen",
+                    hint="stop the other program or set DASHBOARD_PORT",
+                )
+            server = _Server(app_factory(settings, services), host, port)
+            await server.start()
+            p.detail = f"http://{host}:{port}"
+        with phase("gpu preflight") as p:
+            check = preflight or (lambda s: gpu.preflight(s.comfyui_python))
+            report_gpu = await check(settings)
+            supervisor.gpu = report_gpu
+            p.detail = f"{report_gpu.verdict}: {report_gpu.message}"
+            if report_gpu.verdict in ("no_gpu", "warning", "error"):
+                log.warning("GPU: %s (%s)", report_gpu.message, report_gpu.hint)
+        with phase("comfyui") as p:
+            relay = _start_comfyui(services, supervisor, report_gpu, echo_children)
+            p.detail = supervisor.status("comfyui").state.value
+        if settings.enable_nginx:
+            with phase("nginx") as p:
+                try:
+                    nginx = nginx_service(services, supervisor)
+                    if nginx is not None:
+                        nginx.start()
+                    p.detail = "started" if nginx else "hook missing"
+                except AppError as exc:
+                    log.error("nginx: %s", exc)
+                    p.ok, p.detail = False, str(exc)
+        with phase("downloads") as p:
+            if services.presets is not None:
+                await services.presets.start()
+                queued = await services.presets.queue_startup(settings.startup_presets)
+                p.detail = f"{len(queued)} preset(s) queued"
+            else:
+                p.detail = "no download service"
+        total = sum(t.seconds for t in services.timings)
+        log.info("start-up done in %.0f ms; waiting for SIGTERM", total * 1000)
+        await stop.wait()
+    except AppError as exc:
+        log.error("start failed: %s", exc)
+        return 1
+    finally:
+        log.info("stopping")
+        await _shutdown(services, supervisor, relay, server)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    return 0
+
+
+def _start_comfyui(
+    services: Services, supervisor: Supervisor, report: gpu.GpuReport, echo: bool
+) -> Relay | None:
+    settings = services.settings
+    client = ComfyUIClient(services.http, f"http://127.0.0.1:{settings.comfyui_internal_port}")
+    services.comfyui = client
+    if not settings.comfyui_installed:
+        placeholder = ProcessSpec(name="comfyui", argv=["main.py"], log_name="comfyui.log")
+        service = supervisor.add(Service(placeholder, bus=services.bus, log_dir=services.workspace.logs))
+        service.hold(State.NOT_INSTALLED, not_installed_detail(settings))
+        return None
+    cpu = report.wants_cpu and gpu.wants_cpu_flag(settings.comfyui_extra_args)
+    spec = comfyui_spec(settings, services.workspace, client, cpu=cpu)
+
+    async def precheck() -> tuple[State, str] | None:
+        if not settings.comfyui_installed:
+            return State.NOT_INSTALLED, not_installed_detail(settings)
+        if report.blocks_start:
+            return State.BLOCKED, f"{report.message}. {report.hint}"
+        return None
+
+    service = Service(
+        spec,
+        bus=services.bus,
+        log_dir=services.workspace.logs,
+        precheck=precheck,
+        echo=stderr_echo() if echo else None,
+    )
+    supervisor.add(service)
+    service.start()
+    relay = Relay(client, services.bus)
+    relay.start()
+    if report.devices and report.torch_check != "import":
+        task = asyncio.create_task(_deep_check(supervisor, settings), name="gpu-deep-check")
+        supervisor.background.add(task)
+        task.add_done_callback(supervisor.background.discard)
+    return relay
+
+
+async def _deep_check(supervisor: Supervisor, settings: Settings) -> None:
+    report = await gpu.deep_preflight(settings.comfyui_python)
+    supervisor.gpu = report
+    if report.verdict != "ok":
+        log.warning("GPU (torch import): %s (%s)", report.message, report.hint)
+
+
+async def _shutdown(
+    services: Services, supervisor: Supervisor, relay: Relay | None, server: _Server | None
+) -> None:
+    async def everything() -> None:
+        jobs: list[Awaitable[Any]] = [supervisor.stop()]
+        if relay is not None:
+            jobs.append(relay.stop())
+        if services.presets is not None:
+            jobs.append(services.presets.close())
+        await asyncio.gather(*jobs, return_exceptions=True)
+        for task in list(supervisor.background):
+            task.cancel()
+        if server is not None:
+            await server.stop()
+        if services.http is not None:
+            await services.http.close()
+
+    try:
+        await asyncio.wait_for(everything(), STOP_BUDGET)
+    except TimeoutError:
+        log.error("shutdown took longer than %.0f s; exiting anyway", STOP_BUDGET)
+
+
+def main(settings: Settings) -> int:
+    try:
+        return asyncio.run(run(settings))
+    except KeyboardInterrupt:
+        return 0
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
