@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from ..errors import InvalidInput
 from .prompts import process_dynamic_prompt
-from .widgets import input_specs, layout_values, spec_options, widget_kind
+from .widgets import control_default, input_specs, layout_values, spec_options, widget_kind
 
 MODE_NEVER = 2
 MODE_BYPASS = 4
@@ -452,23 +452,41 @@ class Converter:
             return None
         return None
 
+    def _has_control(self, graph: Graph, node_id: int, widget_name: str) -> bool:
+        node = graph.nodes.get(node_id) or {}
+        definition = self.object_info.get(str(node.get("type")))
+        if definition is None:
+            return False
+        for name, spec in input_specs(definition):
+            if name == widget_name:
+                return control_default(spec, name) is not None
+        return False
+
     def _promoted_value(self, instance: Dto, def_input: Mapping[str, Any]) -> tuple[bool, Any] | None:
         """The value of the widget a subgraph input promotes.
 
         An instance saved with its own `widgets_values` (one per promoted input, in the order of
-        the subgraph's inputs) keeps them; otherwise the promoted widget shows the inner one.
+        the subgraph's inputs; older saves add one for a seed's control widget) keeps them;
+        otherwise the promoted widget shows the inner widget's value.
         """
         assert instance.inner is not None
         graph = instance.inner
         saved = instance.node.get("widgets_values")
-        props = instance.node.get("properties") or {}
-        if isinstance(saved, list) and saved and "proxyWidgets" not in props:
+        if isinstance(saved, list) and saved:
             promoted = [
-                d for d in (graph.definition or {}).get("inputs") or [] if self._promoted_widget(graph, d)
+                (d, found)
+                for d in (graph.definition or {}).get("inputs") or []
+                if (found := self._promoted_widget(graph, d)) is not None
             ]
-            for i, item in enumerate(promoted):
+            # older saves also kept a slot for the control widget that follows a seed
+            with_controls = len(saved) > len(promoted)
+            index = 0
+            for item, (inner_id, widget_name) in promoted:
                 if item is def_input:
-                    return (True, saved[i]) if i < len(saved) else None
+                    return (True, saved[index]) if index < len(saved) else None
+                index += 1
+                if with_controls and self._has_control(graph, inner_id, widget_name):
+                    index += 1
         for link_id in def_input.get("linkIds") or []:
             link = graph.links.get(_int(link_id))
             target = graph.nodes.get(link.target_id) if link else None
