@@ -42,6 +42,8 @@ from .http import (
 from .partfile import PartFile, Piece, plan_pieces
 
 BLOCK = 4 * 1024 * 1024
+SMALL_BLOCK = 64 * 1024
+SUBMIT_EVERY = 0.2  # seconds: slow connections still report progress and keep little in memory
 MIB = 1024 * 1024
 FreeSpace = Callable[[Path], int]
 Progress = Callable[[int], None]
@@ -218,6 +220,7 @@ class _Job:
         size = 0
         offset = piece.start + piece.received
         limit = piece.length
+        last = self.loop.time()
         try:
             while True:
                 if limit is not None and piece.received + size >= limit:
@@ -232,7 +235,8 @@ class _Job:
                     chunk = chunk[: limit - piece.received - size]
                 buf.append(chunk)
                 size += len(chunk)
-                if size >= BLOCK:
+                if size >= BLOCK or (size >= SMALL_BLOCK and self.loop.time() - last >= SUBMIT_EVERY):
+                    last = self.loop.time()
                     data = b"".join(buf)
                     buf, size = [], 0
                     await self._submit(index, offset, data)
