@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -91,18 +92,13 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(5)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """One fake ComfyUI for the module, reading the models of its own workspace."""
-    if not FAKE.is_file():
-        pytest.skip("the fake ComfyUI is not in this tree")
-    tmp = tmp_path_factory.mktemp("comfy")
-    ws = Workspace(tmp / "workspace")
-    ws.init()
-    port = _port()
+def _start(
+    root: Path, python: str, ws: Workspace, port: int, log_path: Path, wait_s: float
+) -> subprocess.Popen[bytes]:
+    """ComfyUI's main.py (real or fake) on 127.0.0.1:port, reading the workspace's models."""
     cmd = [
-        sys.executable,
-        str(FAKE),
+        python,
+        "main.py",
         "--listen",
         "127.0.0.1",
         "--port",
@@ -115,16 +111,30 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         "--extra-model-paths-config",
         str(ws.generated_yaml),
     ]
-    log = (tmp / "fake.log").open("wb")
-    proc = subprocess.Popen(
-        cmd, cwd=FAKE.parent, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait_http(f"http://127.0.0.1:{port}/system_stats", proc)
+        _wait_http(f"http://127.0.0.1:{port}/system_stats", proc, wait_s)
+    except RuntimeError:
+        _stop(proc)
+        raise
+    return proc
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """One fake ComfyUI for the module, reading the models of its own workspace."""
+    if not FAKE.is_file():
+        pytest.skip("the fake ComfyUI is not in this tree")
+    tmp = tmp_path_factory.mktemp("comfy")
+    ws = Workspace(tmp / "workspace")
+    ws.init()
+    port = _port()
+    proc = _start(FAKE.parent, sys.executable, ws, port, tmp / "fake.log", 20)
+    try:
         yield {"ws": ws, "port": port}
     finally:
         _stop(proc)
-        log.close()
 
 
 @pytest.fixture
@@ -374,3 +384,34 @@ def test_install_missing_downloads_then_runs(
     # ComfyUI then really tries the file: it is no model, and says so
     assert code == 1
     assert "Could not detect model type" in err
+
+
+@pytest.mark.real_comfyui
+def test_real_comfyui_runs_a_converted_workflow(
+    env: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Opt-in: COMFYUI_ROOT points at a real ComfyUI (COMFYUI_PYTHON: its interpreter)."""
+    root = os.environ.get("COMFYUI_ROOT")
+    if not root or not (Path(root) / "main.py").is_file():
+        pytest.skip("COMFYUI_ROOT does not point at a real ComfyUI (main.py); opt-in test")
+    python = os.environ.get("COMFYUI_PYTHON", sys.executable)
+    proc = _start(Path(root), python, env["ws"], env["port"], env["tmp"] / "comfyui.log", 180)
+    try:
+        wf = _write(env["tmp"] / "wf.json", UI_WORKFLOW)
+        out = env["tmp"] / "out"
+        code = main(
+            [
+                "run",
+                str(wf),
+                "--out",
+                str(out),
+                "--set",
+                "Result.filename_prefix=real/run",
+                "--timeout",
+                "120",
+            ]
+        )
+        assert code == 0, capsys.readouterr().err
+        assert (out / "real" / "run_00001_.png").read_bytes()[:4] == b"\x89PNG"
+    finally:
+        _stop(proc)

@@ -365,3 +365,20 @@ def test_type_compatibility() -> None:
     assert is_valid_connection("*", "MODEL")
     assert is_valid_connection("IMAGE,MASK", "MASK")
     assert not is_valid_connection("IMAGE", "LATENT")
+
+
+def test_set_and_get_nodes_are_named_wires(object_info: dict[str, Any]) -> None:
+    g = G()
+    img = g.node(1, "EmptyImage", [8, 8, 1, 0])
+    setter = g.node(2, "SetNode", ["canvas"])
+    getter = g.node(3, "GetNode", ["canvas"])
+    other = g.node(5, "GetNode", ["nothing"])
+    save = g.node(4, "SaveImage", ["x"])
+    save2 = g.node(6, "SaveImage", ["y"])
+    g.link(img, 0, setter, "IMAGE", "IMAGE")
+    g.link(getter, 0, save, "images", "IMAGE")
+    g.link(other, 0, save2, "images", "IMAGE")
+    prompt = convert(g.json(), object_info)
+    assert set(prompt) == {"1", "4", "6"}
+    assert prompt["4"]["inputs"]["images"] == ["1", 0]
+    assert "images" not in prompt["6"]["inputs"]

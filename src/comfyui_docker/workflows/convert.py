@@ -7,8 +7,9 @@ as `[origin id, output index]`, and `_meta.title`.
 
 How the graph is resolved, as the editor does it:
 
-- Nodes without a definition that the editor draws itself (notes, reroutes, primitive nodes)
-  are never sent. A primitive node first copies its value into the widgets it feeds.
+- Nodes without a definition that the editor draws itself (notes, reroutes, primitive nodes,
+  KJNodes' SetNode/GetNode named wires) are never sent. A primitive node first copies its value
+  into the widgets it feeds; a GetNode continues from the SetNode of the same name.
 - A muted node (mode 2) is not sent, and inputs linked to it are dropped.
 - A bypassed node (mode 4) is not sent; a link from one of its outputs continues from its input
   of the matching type (the input with the same index when its type fits, else the first input
@@ -50,6 +51,8 @@ VIRTUAL_TYPES = frozenset(
         "Fast Muter (rgthree)",
         "Fast Bypasser (rgthree)",
         "Bookmark (rgthree)",
+        "SetNode",
+        "GetNode",
     }
 )
 
@@ -522,8 +525,21 @@ class Converter:
         if self.is_virtual(dto):
             if slot < len(dto.inputs):
                 return self.resolve_input(dto, slot, visited, type_)
+            if dto.node.get("type") == "GetNode":
+                setter = self._setter_for(dto)
+                return self.resolve_input(setter, 0, visited, type_) if setter is not None else None
             return None
         return ("link", dto.exec_id, slot)
+
+    def _setter_for(self, getter: Dto) -> Dto | None:
+        """The SetNode (KJNodes' named wire) in the same graph whose name a GetNode reads."""
+        values = getter.node.get("widgets_values")
+        name = values[0] if isinstance(values, list) and values else None
+        for nid, node in getter.graph.nodes.items():
+            sv = node.get("widgets_values")
+            if node.get("type") == "SetNode" and isinstance(sv, list) and sv and sv[0] == name:
+                return self.dtos.get(":".join((*getter.path, str(nid))))
+        return None
 
     def _bypass_slot(self, dto: Dto, slot: int, type_: Any) -> int:
         inputs = dto.inputs
