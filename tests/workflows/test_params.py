@@ -6,7 +6,13 @@ from typing import Any
 
 import pytest
 
-from comfyui_docker.workflows.params import ParameterError, apply_sets, parse_assignment
+from comfyui_docker.workflows.params import (
+    ParameterError,
+    apply_sets,
+    apply_values,
+    main_inputs,
+    parse_assignment,
+)
 
 
 @pytest.fixture
@@ -145,3 +151,20 @@ def test_booleans(object_info: dict[str, Any]) -> None:
 
 def test_parse_assignment_keeps_equals_in_the_value() -> None:
     assert parse_assignment("A.b=x=y") == ("A.b", "x=y")
+
+
+def test_main_inputs_and_typed_values(prompt: dict[str, Any], object_info: dict[str, Any]) -> None:
+    prompt["12"] = {"class_type": "LoadImage", "_meta": {"title": "Photo"}, "inputs": {"image": "a.png"}}
+    found = {item["key"]: item for item in main_inputs(prompt, object_info)}
+    assert found["6.text"]["kind"] == "prompt" and found["6.text"]["multiline"]
+    assert found["3.seed"]["kind"] == "seed" and found["3.seed"]["max"] == 18446744073709551615
+    assert found["5.width"]["kind"] == "size" and found["5.width"]["value"] == 512
+    assert found["12.image"]["kind"] == "upload"
+    assert "3.model" not in found  # linked inputs are not form fields
+    out, changes = apply_values(
+        prompt, object_info, {"3.seed": 7, "Positive Prompt.text": "a dog", "5.width": 640}
+    )
+    assert out["3"]["inputs"]["seed"] == 7 and out["6"]["inputs"]["text"] == "a dog"
+    assert len(changes) == 3
+    with pytest.raises(ParameterError, match="whole number"):
+        apply_values(prompt, object_info, {"3.seed": "x"})

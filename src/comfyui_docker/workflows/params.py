@@ -249,3 +249,71 @@ def apply_sets(
             )
         changes.append(set_input(out, object_info, ids[0], name, raw))
     return out, changes
+
+
+def apply_values(
+    prompt: Mapping[str, Any], object_info: Mapping[str, Any], values: Mapping[str, Any]
+) -> tuple[dict[str, Any], list[Change]]:
+    """Like `apply_sets`, for typed values from a form or JSON: `{"NODE.INPUT": value}`."""
+    out = copy.deepcopy(dict(prompt))
+    changes = []
+    for target, raw in values.items():
+        ids, name = _resolve_target(out, target)
+        if len(ids) > 1:
+            raise ParameterError(f"{target!r} names {len(ids)} nodes ({', '.join(ids)}); use a node id")
+        changes.append(set_input(out, object_info, ids[0], name, raw))
+    return out, changes
+
+
+#: What a form needs to offer for a workflow: kind -> input names (any class).
+MAIN_INPUTS = {
+    "prompt": ("text", "prompt", "positive_prompt", "negative_prompt"),
+    "seed": ("seed", "noise_seed"),
+    "size": ("width", "height", "length", "batch_size"),
+    "steps": ("steps", "cfg"),
+}
+#: Loader nodes whose file input is an upload (class -> input).
+UPLOAD_INPUTS = {"LoadImage": "image", "LoadImageMask": "image", "LoadVideo": "file", "LoadAudio": "audio"}
+
+
+def main_inputs(prompt: Mapping[str, Any], object_info: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The inputs a simple form should offer (prompt texts, seeds, sizes, steps, uploads).
+
+    Each entry: `key` ("NODE.INPUT", for `apply_values`), `node_id`, `title`, `class_type`,
+    `input`, `kind`, `value`, and from the definition `type`, `min`, `max`, `choices`, `multiline`.
+    Linked inputs are left out (their value comes from another node).
+    """
+    out = []
+    for node_id, node in prompt.items():
+        class_type = node.get("class_type")
+        definition = object_info.get(class_type) if isinstance(class_type, str) else None
+        if definition is None:
+            continue
+        inputs = node.get("inputs") or {}
+        for name, value in inputs.items():
+            if isinstance(value, list):
+                continue
+            kind = next((k for k, names in MAIN_INPUTS.items() if name in names), None)
+            if UPLOAD_INPUTS.get(str(class_type)) == name:
+                kind = "upload"
+            spec = input_spec(definition, name, inputs) if kind else None
+            if spec is None or (kind == "prompt" and widget_kind(spec) != "STRING"):
+                continue
+            opts = spec_options(spec)
+            out.append(
+                {
+                    "key": f"{node_id}.{name}",
+                    "node_id": node_id,
+                    "title": _title(node),
+                    "class_type": class_type,
+                    "input": name,
+                    "kind": kind,
+                    "value": value,
+                    "type": widget_kind(spec),
+                    "min": opts.get("min"),
+                    "max": opts.get("max"),
+                    "choices": combo_choices(spec) if kind == "upload" else None,
+                    "multiline": bool(opts.get("multiline")),
+                }
+            )
+    return out
