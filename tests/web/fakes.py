@@ -105,8 +105,8 @@ class FakePresets:
         self.bus.publish(TaskState(task_id=task.id, preset_id=preset_id, state="queued"))
         return task
 
-    async def install_files(self, label: str, files: list[dict[str, Any]]) -> FakeTask:
-        task = FakeTask(f"t{next(self._ids)}", label, files=list(files))
+    async def install_files(self, label: str, files: list[Any]) -> FakeTask:
+        task = FakeTask(f"t{next(self._ids)}", label, files=[{"path": f.path, "url": f.url} for f in files])
         self._tasks[task.id] = task
         return task
 
@@ -133,16 +133,12 @@ class FakePresets:
         self.installed.discard(preset_id)
         return [f["path"] for f in preset["files"]]
 
-    def installed_state(self, preset_id: str) -> dict[str, Any]:
+    def installed_state(self, preset_id: str) -> str:
         self.get(preset_id)
-        return {"installed": preset_id in self.installed}
+        return "installed" if preset_id in self.installed else "not_installed"
 
     def owners_of(self, rel_path: str) -> list[str]:
-        return sorted(
-            pid
-            for pid, p in PRESETS.items()
-            if pid in self.installed and any(f["path"] == rel_path for f in p["files"])
-        )
+        return sorted(pid for pid, p in PRESETS.items() if any(f["path"] == rel_path for f in p["files"]))
 
     def providers(self, folder: str, filename: str) -> list[str]:
         rel = f"{folder}/{filename}"

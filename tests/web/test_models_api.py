@@ -26,7 +26,6 @@ async def test_listing_sizes_owners_and_disk(client, app_svc) -> None:
     put(svc, "loras/style/nested.safetensors", b"y" * 3)
     put(svc, "loras/.hidden", b"z")
     put(svc, "vae/ae.safetensors.part", b"p" * 5)
-    svc.presets.installed.add("SD15_BASE")
     body = (await client.get("/api/models")).json()
     assert set(body["folders"]) == {"checkpoints", "loras", "vae"}
     ck = body["folders"]["checkpoints"]

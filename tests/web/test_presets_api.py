@@ -77,7 +77,7 @@ async def test_uninstall_and_installed_state(client, app_svc) -> None:
     presets = app_svc[1].presets
     presets.installed.add("FLUX_SCHNELL")
     got = (await client.get("/api/presets/FLUX_SCHNELL")).json()
-    assert got["installed_state"] == {"installed": True}
+    assert got["installed"] == "installed" and got["name"] == "FLUX.1 schnell"
     r = await client.delete("/api/presets/FLUX_SCHNELL")
     assert r.status_code == 200
     assert r.json() == {
@@ -85,7 +85,8 @@ async def test_uninstall_and_installed_state(client, app_svc) -> None:
         "preset_id": "FLUX_SCHNELL",
         "removed": ["diffusion_models/flux1-schnell.safetensors", "vae/ae.safetensors"],
     }
-    assert (await client.get("/api/presets/FLUX_SCHNELL")).json()["installed_state"] == {"installed": False}
+    presets.installed.discard("FLUX_SCHNELL")
+    assert (await client.get("/api/presets/FLUX_SCHNELL")).json()["installed"] == "not_installed"
 
 
 async def test_service_missing_or_disabled(tmp_path: Path) -> None:

@@ -48,12 +48,8 @@ async def _start_presets(svc: Services) -> Any:
         log.info("preset service not available in this build")
         return None
     try:
-        factory = getattr(PresetService, "create", None)
-        service = factory(svc) if callable(factory) else PresetService(svc)
-        service = await _maybe_await(service)
-        start = getattr(service, "start", None)
-        if callable(start):
-            await _maybe_await(start())
+        service = PresetService(svc.settings, svc.workspace, svc.bus, svc.http)
+        await service.start()
         return service
     except Exception:
         log.exception("the preset service did not start; the Models page will say so")

@@ -84,16 +84,12 @@ def comfyui_status(svc: Services) -> dict[str, Any]:
             }
         return {"state": UNMANAGED, "detail": "not supervised by this process", "ready": True}
     st: Any = None
-    for attr in ("status", "state_of", "get"):
-        func = getattr(sup, attr, None)
-        if callable(func):
-            try:
-                st = func("comfyui")
-            except (KeyError, LookupError, ValueError):
-                st = None
-            break
-    if st is None:
-        st = getattr(sup, "comfyui", None) or getattr(sup, "state", None)
+    func = getattr(sup, "status", None)
+    if callable(func):
+        try:
+            st = func("comfyui")
+        except (KeyError, LookupError, ValueError):
+            return {"state": "not_installed", "detail": "ComfyUI is not supervised", "ready": False}
     if isinstance(st, dict):
         state, detail = _text(st.get("state")), _text(st.get("detail"))
     elif isinstance(st, str):

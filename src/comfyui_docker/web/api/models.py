@@ -8,7 +8,8 @@
     POST   /api/models/install-missing     {workflow} -> install the providing presets / URLs
 
 A file entry: `name` (relative to its folder, `/` for sub-folders), `size`, `mtime` (epoch s),
-`owners` (ids of the installed presets that hold it) and `partial` for a `.part` download.
+`owners` (ids of the catalog presets that name this file) and `partial` for a `.part` download.
+Deleting a file that an installed preset needs answers 409 unless `force=true`.
 """
 
 from __future__ import annotations
@@ -112,6 +113,18 @@ async def _owners(svc: Services, folder: str, name: str) -> list[str]:
     return [str(o) for o in result or []]
 
 
+async def _installed_owners(svc: Services, folder: str, name: str) -> list[str]:
+    """The presets that hold this file and are installed now (deleting it would break them)."""
+    out = []
+    for pid in await _owners(svc, folder, name):
+        state = svc.presets.installed_state(pid)
+        if inspect.isawaitable(state):
+            state = await state
+        if state == "installed":
+            out.append(pid)
+    return out
+
+
 async def _folder_view(svc: Services, folder: str) -> dict[str, Any]:
     files = await asyncio.to_thread(_list_folder, svc.workspace.models / folder)
     for f in files:
@@ -194,7 +207,7 @@ async def delete_model(
     force: Annotated[bool, Query(description="delete even when an installed preset owns it")] = False,
 ) -> dict[str, Any]:
     target = resolve_model_file(svc, folder, name)
-    owners = await _owners(svc, folder, name)
+    owners = await _installed_owners(svc, folder, name)
     if owners and not force:
         raise Conflict(
             f"models/{folder}/{name} belongs to the installed preset(s) {', '.join(owners)}",
@@ -268,13 +281,14 @@ async def missing(body: MissingRequest, request: Request, svc: ServicesDep) -> d
     responses=error_responses(400, 404, 409, 503, 507),
 )
 async def install_missing(body: InstallMissingRequest, request: Request, svc: ServicesDep) -> dict[str, Any]:
+    from ...catalog.schema import FileSpec
     from ..deps import get_presets
 
     presets = get_presets(svc)
     items = await find_missing(request, svc, body.workflow)
     tasks: list[dict[str, Any]] = []
     started: set[str] = set()
-    by_url: list[dict[str, Any]] = []
+    by_url: list[Any] = []
     unresolved: list[dict[str, Any]] = []
     for item in items:
         how = item["install"]
@@ -288,7 +302,7 @@ async def install_missing(body: InstallMissingRequest, request: Request, svc: Se
                 task = await task if inspect.isawaitable(task) else task
                 tasks.append(task.to_dict() if hasattr(task, "to_dict") else dict(task))
         else:
-            by_url.append({"path": f"{item['folder']}/{item['name']}", "url": how["url"]})
+            by_url.append(FileSpec(path=f"{item['folder']}/{item['name']}", url=how["url"]))
     if by_url:
         task = presets.install_files("workflow models", by_url)
         task = await task if inspect.isawaitable(task) else task

@@ -138,9 +138,11 @@ async def cancel(task_id: TaskId, presets: PresetsDep) -> dict[str, Any]:
 
 @router.get("/{preset_id}", summary="One preset with its installed state", responses=error_responses(404))
 async def get_preset(preset_id: PresetId, presets: PresetsDep) -> dict[str, Any]:
-    preset = _preset_dict(await _call(presets.get(preset_id)))
-    state = await _call(presets.installed_state(preset_id))
-    preset["installed_state"] = state if isinstance(state, dict | str | bool) or state is None else str(state)
+    found = await _call(presets.get(preset_id))
+    pid = str(getattr(found, "id", None) or preset_id)
+    items = [_preset_dict(p) for p in await _call(presets.list_presets(None, None))]
+    preset = next((p for p in items if p.get("id") == pid), None) or _preset_dict(found)
+    preset.setdefault("installed", str(await _call(presets.installed_state(pid))))
     return preset
 
 
