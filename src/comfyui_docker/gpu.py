@@ -186,11 +186,15 @@ async def deep_torch_check(python: Path, timeout: float = 90.0) -> dict[str, Any
 
 
 def recommend(cuda_driver: tuple[int, int] | None) -> str | None:
-    """The newest image variant whose CUDA this driver supports."""
+    """The newest image variant whose CUDA this driver supports; else the oldest one of the same
+    CUDA major (it runs through CUDA's minor-version compatibility); None when nothing fits."""
     if cuda_driver is None:
         return None
     fitting = [name for name, need, _drv in VARIANTS if need <= cuda_driver]
-    return fitting[-1] if fitting else None
+    if fitting:
+        return fitting[-1]
+    same_major = [name for name, need, _drv in VARIANTS if need[0] == cuda_driver[0]]
+    return same_major[0] if same_major else None
 
 
 def judge(nv: dict[str, Any], torch: dict[str, Any], torch_check: str) -> GpuReport:
@@ -212,7 +216,7 @@ def judge(nv: dict[str, Any], torch: dict[str, Any], torch_check: str) -> GpuRep
         report.hint = "ComfyUI runs on the CPU (--cpu, slow); on a GPU pod, check the container got the GPU"
         return report
     names = ", ".join(d["name"] for d in report.devices)
-    if torch_check == "skipped" or torch.get("error") and not torch.get("torch"):
+    if torch_check == "skipped" or (torch.get("error") and not torch.get("torch")):
         report.verdict = "ok" if "error" not in torch else "error"
         why = torch.get("error") or torch.get("skipped") or "torch not checked"
         report.message = f"{names}; driver {report.driver_version} (CUDA {report.cuda_driver}); {why}"

@@ -40,7 +40,7 @@ from .model_paths import check_user_yaml
 from .services import PhaseTiming, Services
 from .settings import Settings
 from .supervisor import ProcessSpec, Service, State, Supervisor, Timings
-from .supervisor.comfyui import comfyui_spec, not_installed_detail
+from .supervisor.comfyui import COMFYUI_TIMINGS, comfyui_spec, not_installed_detail
 from .supervisor.logcapture import stderr_echo
 
 log = logging.getLogger("comfyui_docker.start")
@@ -170,13 +170,15 @@ async def run(
     app_factory: Callable[[Settings, Services], Any] | None = None,
     preflight: Callable[[Settings], Awaitable[gpu.GpuReport]] | None = None,
     echo_children: bool = True,
+    services: Services | None = None,
+    comfyui_timings: Timings | None = None,
 ) -> int:
     """Run everything until `stop` is set (by SIGTERM/SIGINT when not given). Returns the exit code."""
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    services = Services.create(settings)
+    services = services or Services.create(settings)
     phase = Phases(services)
     supervisor = Supervisor()
     services.supervisor = supervisor
@@ -231,7 +233,7 @@ async def run(
             if report_gpu.verdict in ("no_gpu", "warning", "error"):
                 log.warning("GPU: %s (%s)", report_gpu.message, report_gpu.hint)
         with phase("comfyui") as p:
-            relay = _start_comfyui(services, supervisor, report_gpu, echo_children)
+            relay = _start_comfyui(services, supervisor, report_gpu, echo_children, comfyui_timings)
             p.detail = supervisor.status("comfyui").state.value
         if settings.enable_nginx:
             with phase("nginx") as p:
@@ -265,7 +267,11 @@ async def run(
 
 
 def _start_comfyui(
-    services: Services, supervisor: Supervisor, report: gpu.GpuReport, echo: bool
+    services: Services,
+    supervisor: Supervisor,
+    report: gpu.GpuReport,
+    echo: bool,
+    timings: Timings | None = None,
 ) -> Relay | None:
     settings = services.settings
     client = ComfyUIClient(services.http, f"http://127.0.0.1:{settings.comfyui_internal_port}")
@@ -276,7 +282,7 @@ def _start_comfyui(
         service.hold(State.NOT_INSTALLED, not_installed_detail(settings))
         return None
     cpu = report.wants_cpu and gpu.wants_cpu_flag(settings.comfyui_extra_args)
-    spec = comfyui_spec(settings, services.workspace, client, cpu=cpu)
+    spec = comfyui_spec(settings, services.workspace, client, cpu=cpu, timings=timings or COMFYUI_TIMINGS)
 
     async def precheck() -> tuple[State, str] | None:
         if not settings.comfyui_installed:

@@ -46,12 +46,15 @@ def _token(settings: Settings) -> str | None:
 def _call(
     settings: Settings, method: str, path: str, timeout: float, url: str | None = None
 ) -> tuple[int, Any]:
-    req = urllib.request.Request((url or _base_url(settings)) + path, method=method)
+    base = (url or _base_url(settings)).rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        raise OSError(f"{base} is not an http(s) URL")
+    req = urllib.request.Request(base + path, method=method)  # noqa: S310 - scheme checked above
     token = _token(settings)
     if token:
         req.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
             status, raw = resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         status, raw = exc.code, exc.read()

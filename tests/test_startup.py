@@ -1,0 +1,139 @@
+"""`comfyui-docker start` as a real subprocess (dashboard first, ComfyUI supervised, clean stop)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from fakes.comfyui_root.launch import FAKE_ROOT, free_port
+
+CLI = [sys.executable, "-m", "comfyui_docker"]
+
+
+def get(url: str) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def wait_for(check: Any, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"condition not met in {timeout} s (last: {last})")
+
+
+def launch(tmp_path: Path, comfyui_root: Path | None) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    env = {
+        **os.environ,
+        "WORKSPACE_ROOT": str(tmp_path / "ws"),
+        "DASHBOARD_HOST": "127.0.0.1",
+        "DASHBOARD_PORT": str(free_port()),
+        "COMFYUI_INTERNAL_PORT": str(free_port()),
+        "COMFYUI_PYTHON": sys.executable,
+        "COMFYUI_ROOT": str(comfyui_root or (tmp_path / "no-comfyui")),
+        "ENABLE_NGINX": "false",
+    }
+    with (tmp_path / "start.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [*CLI, "start"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    return proc, env
+
+
+def children_of(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
+    try:
+        return psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+@pytest.fixture
+def stopper() -> Any:
+    procs: list[subprocess.Popen[bytes]] = []
+    yield procs.append
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+def test_start_serves_dashboard_then_comfyui_and_stops_cleanly_on_sigterm(
+    tmp_path: Path, stopper: Any
+) -> None:
+    proc, env = launch(tmp_path, FAKE_ROOT)
+    stopper(proc)
+    base = f"http://127.0.0.1:{env['DASHBOARD_PORT']}"
+    wait_for(lambda: get(base + "/health")[0] == 200, 30)
+    status, ready = wait_for(lambda: (r := get(base + "/health/ready"))[1]["ready"] and r, 30)
+    assert status == 200 and ready["comfyui"]["state"] == "running"
+    assert [t["name"] for t in ready["timings"]][:5] == [
+        "environment",
+        "configuration",
+        "volume check",
+        "preset catalog",
+        "dashboard",
+    ]
+    comfy = json.loads(
+        urllib.request.urlopen(f"http://127.0.0.1:{env['COMFYUI_INTERNAL_PORT']}/system_stats").read()
+    )
+    argv = comfy["system"]["argv"]
+    ws = Path(env["WORKSPACE_ROOT"])
+    assert argv[argv.index("--output-directory") + 1] == str(ws / "output")
+    assert argv[argv.index("--input-directory") + 1] == str(ws / "uploads")
+    assert argv[argv.index("--extra-model-paths-config") + 1] == str(ws / "config" / "extra_model_paths.yaml")
+    assert "--cpu" in argv  # no GPU here
+    health = subprocess.run([*CLI, "health", "--ready"], env=env, capture_output=True, text=True, timeout=30)
+    assert health.returncode == 0, health.stdout + health.stderr
+    kids = children_of(proc)
+    assert kids
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    assert time.monotonic() - started < 10
+    assert not [k for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE]
+    log = (ws / "logs" / "comfyui.log").read_text()
+    assert "Stopped server" in log  # ComfyUI got its clean SIGINT
+
+
+def test_start_without_comfyui_runs_the_dashboard(tmp_path: Path, stopper: Any) -> None:
+    proc, env = launch(tmp_path, None)
+    stopper(proc)
+    base = f"http://127.0.0.1:{env['DASHBOARD_PORT']}"
+    wait_for(lambda: get(base + "/health")[0] == 200, 30)
+    status, ready = wait_for(
+        lambda: (r := get(base + "/health/ready"))[1].get("comfyui", {}).get("state") != "not_started" and r,
+        10,
+    )
+    assert ready["comfyui"]["state"] == "not_installed"
+    assert "COMFYUI_ROOT" in ready["comfyui"]["detail"]
+    assert status == 200 and ready["ready"] is True
+    health = subprocess.run([*CLI, "health", "--json"], env=env, capture_output=True, text=True, timeout=30)
+    assert health.returncode == 0 and json.loads(health.stdout)["comfyui"]["state"] == "not_installed"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(10) == 0
+
+
+def test_health_cli_fails_when_nothing_answers(tmp_path: Path) -> None:
+    env = {**os.environ, "WORKSPACE_ROOT": str(tmp_path), "DASHBOARD_PORT": str(free_port())}
+    proc = subprocess.run([*CLI, "health"], env=env, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1 and "does not answer" in proc.stdout
