@@ -26,167 +26,23 @@ widget values named `UNKNOWN`, `UNKNOWN_1`, ...), which ComfyUI then rejects.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..errors import InvalidInput
+from .graph import (
+    MODE_BYPASS,
+    MODE_NEVER,
+    SUBGRAPH_INPUT_NODE,
+    Dto,
+    Graph,
+    Link,
+    WorkflowError,
+    is_valid_connection,
+    load_graphs,
+    to_int,
+)
+from .nodetypes import FRONTEND_TITLES, VIRTUAL_TYPES, MissingNode, UnknownNodeError, node_pack
 from .prompts import process_dynamic_prompt
 from .widgets import control_default, input_specs, layout_values, spec_options, widget_kind
-
-MODE_NEVER = 2
-MODE_BYPASS = 4
-SUBGRAPH_INPUT_NODE = -10
-SUBGRAPH_OUTPUT_NODE = -20
-
-#: Node types the editor draws itself and never sends to ComfyUI (no class on the server).
-VIRTUAL_TYPES = frozenset(
-    {
-        "Note",
-        "MarkdownNote",
-        "Reroute",
-        "PrimitiveNode",
-        "Label (rgthree)",
-        "Fast Groups Muter (rgthree)",
-        "Fast Groups Bypasser (rgthree)",
-        "Fast Muter (rgthree)",
-        "Fast Bypasser (rgthree)",
-        "Bookmark (rgthree)",
-        "SetNode",
-        "GetNode",
-    }
-)
-
-#: Node names the editor (comfyui-frontend-package 1.49.6) shows from its own translations where
-#: they differ from the server's `display_name`; a node without its own title is titled so.
-FRONTEND_TITLES = {
-    "LTXVConcatAVLatent": "LTXVConcatAVLatent",
-    "LTXVSeparateAVLatent": "LTXVSeparateAVLatent",
-    "ByteDanceSeedreamNodeV2": "ByteDance Seedream 4.5 & 5.0",
-    "ByteDance2ReferenceNode": "ByteDance Seedance 2.5 Reference to Video",
-    "TopazImageEnhance": "Topaz Image Enhance",
-    "IdeogramPImage": "Ideogram P-Image",
-}
-
-
-class WorkflowError(InvalidInput):
-    """The workflow cannot be converted (malformed graph, broken link, loop)."""
-
-    code = "invalid_workflow"
-
-
-#: Node packs of a few widely used classes whose saved nodes often lack `cnr_id`.
-KNOWN_PACKS = {
-    "GetImageSizeAndCount": "comfyui-kjnodes",
-    "ImageResizeKJ": "comfyui-kjnodes",
-    "SetNode": "comfyui-kjnodes",
-    "GetNode": "comfyui-kjnodes",
-    "ImageRemoveAlpha+": "comfyui_essentials",
-    "ImageResize+": "comfyui_essentials",
-    "GetImageSize+": "comfyui_essentials",
-    "AILab_QwenVL": "comfyui-qwenvl",
-    "VHS_VideoCombine": "comfyui-videohelpersuite",
-    "VHS_LoadVideo": "comfyui-videohelpersuite",
-}
-
-
-@dataclass(frozen=True)
-class MissingNode:
-    node_id: str
-    title: str | None
-    class_type: str
-    pack: str | None
-
-    def describe(self) -> str:
-        where = f"node {self.node_id}" + (
-            f" ({self.title!r})" if self.title and self.title != self.class_type else ""
-        )
-        provided = f" (node pack {self.pack!r})" if self.pack else ""
-        return f"{where}: class {self.class_type!r}{provided}"
-
-
-class UnknownNodeError(WorkflowError):
-    """Nodes whose class is not installed in this ComfyUI (the first one in the attributes)."""
-
-    code = "unknown_node_type"
-
-    def __init__(self, missing: list[MissingNode]) -> None:
-        first = missing[0]
-        classes = sorted({m.class_type for m in missing})
-        packs = sorted({m.pack for m in missing if m.pack})
-        message = f"{len(missing)} node(s) use classes this ComfyUI does not have: " + "; ".join(
-            m.describe() for m in missing
-        )
-        hint = (
-            "install the node pack(s) " + ", ".join(repr(p) for p in packs) + " and restart ComfyUI"
-            if packs
-            else "install the custom node pack(s) that provide "
-            + ", ".join(repr(c) for c in classes)
-            + " and restart ComfyUI"
-        )
-        super().__init__(
-            message,
-            hint=hint,
-            nodes=[m.__dict__ for m in missing],
-        )
-        self.missing = missing
-        self.node_id = first.node_id
-        self.title = first.title
-        self.class_type = first.class_type
-        self.pack = first.pack
-
-
-@dataclass(frozen=True)
-class Link:
-    id: int
-    origin_id: int
-    origin_slot: int
-    target_id: int
-    target_slot: int
-    type: Any
-
-
-@dataclass
-class Graph:
-    """The root graph or one subgraph definition."""
-
-    key: str  # "" for the root, else the subgraph id
-    nodes: dict[int, dict[str, Any]]
-    links: dict[int, Link]
-    definition: dict[str, Any] | None = None  # the subgraph definition (inputs/outputs)
-    overrides: dict[int, dict[str, Any]] = field(default_factory=dict)  # primitive node values
-
-
-@dataclass
-class Dto:
-    """One node of the flattened graph (an instance of a node at a subgraph path)."""
-
-    exec_id: str
-    path: tuple[str, ...]  # ids of the enclosing subgraph instances
-    node: dict[str, Any]
-    graph: Graph
-    instance: Dto | None  # the subgraph instance containing this node
-    inner: Graph | None = None  # for subgraph instances: their definition
-
-    @property
-    def mode(self) -> int:
-        """The node's mode.
-
-        Nodes inside a muted or bypassed subgraph instance of the root graph inherit its mode
-        (the editor leaves them out); an instance nested deeper does not pass its mode down.
-        """
-        own = self.node.get("mode") or 0
-        own = own if isinstance(own, int) else 0
-        if own in (MODE_NEVER, MODE_BYPASS) or self.instance is None:
-            return own
-        top = self.instance
-        while top.instance is not None:
-            top = top.instance
-        top_mode = top.node.get("mode")
-        return top_mode if top_mode in (MODE_NEVER, MODE_BYPASS) else own
-
-    @property
-    def inputs(self) -> list[dict[str, Any]]:
-        return self.node.get("inputs") or []
 
 
 def is_api_format(workflow: Any) -> bool:
@@ -198,86 +54,6 @@ def is_api_format(workflow: Any) -> bool:
     return all(isinstance(v, Mapping) and "class_type" in v for v in workflow.values())
 
 
-def node_pack(node: Mapping[str, Any]) -> str | None:
-    """The node pack a saved node names (`cnr_id`, else `aux_id`), or a known one for its class."""
-    props = node.get("properties") or {}
-    if isinstance(props, Mapping):
-        for key in ("cnr_id", "aux_id"):
-            value = props.get(key)
-            if isinstance(value, str) and value and value != "comfy-core":
-                return value
-    ntype = node.get("type")
-    return KNOWN_PACKS.get(ntype) if isinstance(ntype, str) else None
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise WorkflowError(f"not a node id or slot number: {value!r}") from None
-
-
-def _parse_links(raw: Any) -> dict[int, Link]:
-    links: dict[int, Link] = {}
-    for item in raw or []:
-        if isinstance(item, Mapping):
-            link = Link(
-                _int(item.get("id")),
-                _int(item.get("origin_id")),
-                _int(item.get("origin_slot")),
-                _int(item.get("target_id")),
-                _int(item.get("target_slot")),
-                item.get("type"),
-            )
-        elif isinstance(item, (list, tuple)) and len(item) >= 5:
-            link = Link(
-                _int(item[0]),
-                _int(item[1]),
-                _int(item[2]),
-                _int(item[3]),
-                _int(item[4]),
-                item[5] if len(item) > 5 else None,
-            )
-        else:
-            continue
-        links[link.id] = link
-    return links
-
-
-def _parse_graph(key: str, data: Mapping[str, Any], definition: dict[str, Any] | None) -> Graph:
-    nodes: dict[int, dict[str, Any]] = {}
-    for node in data.get("nodes") or []:
-        if not isinstance(node, dict) or "id" not in node:
-            raise WorkflowError("a node has no id; the file is not a ComfyUI workflow")
-        nodes[_int(node["id"])] = node
-    return Graph(key, nodes, _parse_links(data.get("links")), definition)
-
-
-def _subgraph_definitions(workflow: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = {}
-    pending = [workflow]
-    while pending:
-        current = pending.pop()
-        defs = current.get("definitions") or {}
-        for sub in defs.get("subgraphs") or [] if isinstance(defs, Mapping) else []:
-            if isinstance(sub, dict) and isinstance(sub.get("id"), str) and sub["id"] not in found:
-                found[sub["id"]] = sub
-                pending.append(sub)
-    return found
-
-
-def is_valid_connection(a: Any, b: Any) -> bool:
-    """LiteGraph's type compatibility: '*' and '' match anything; comma lists match any member."""
-    a = 0 if a in ("", "*") else a
-    b = 0 if b in ("", "*") else b
-    if not a or not b or a == b:
-        return True
-    sa, sb = str(a).lower(), str(b).lower()
-    if "," not in sa and "," not in sb:
-        return sa == sb
-    return bool(set(sa.split(",")) & set(sb.split(",")))
-
-
 class Converter:
     def __init__(
         self,
@@ -285,64 +61,11 @@ class Converter:
         object_info: Mapping[str, Any],
         unknown: Literal["error", "keep"] = "error",
     ) -> None:
-        if not isinstance(workflow, Mapping) or not isinstance(workflow.get("nodes"), list):
-            raise WorkflowError(
-                "not a UI-format ComfyUI workflow (no 'nodes' list)",
-                hint="save the workflow from ComfyUI's editor (Workflow > Save) or pass an API prompt",
-            )
         self.object_info = object_info
         self.unknown = unknown
-        self.defs = _subgraph_definitions(workflow)
-        root = _parse_graph("", workflow, None)
-        self.graphs: dict[str, Graph] = {"": root}
-        used = set(root.nodes)
-        raw_state = workflow.get("state")
-        state: Mapping[str, Any] = raw_state if isinstance(raw_state, Mapping) else {}
-        last = workflow.get("last_node_id", state.get("lastNodeId", 0))
-        self.last_node_id = last if isinstance(last, int) else 0
-        for sid, sub in self.defs.items():
-            graph = _parse_graph(sid, sub, sub)
-            self._deduplicate_ids(graph, used)
-            self.graphs[sid] = graph
+        self.graphs, self.defs = load_graphs(workflow)
         self.dtos: dict[str, Dto] = {}
         self.missing: list[MissingNode] = []
-        for graph in self.graphs.values():
-            self._apply_primitives(graph)
-
-    def _deduplicate_ids(self, graph: Graph, used: set[int]) -> None:
-        """Renumber inner nodes whose id is taken, as the editor does when it loads subgraphs.
-
-        Ids of the root graph and of subgraphs loaded earlier are taken; a clash gets the next
-        free id after the workflow's `last_node_id` (which then grows).
-        """
-        remap: dict[int, int] = {}
-        for nid in list(graph.nodes):
-            if nid in used:
-                new = self.last_node_id + 1
-                while new in used:
-                    new += 1
-                self.last_node_id = new
-                remap[nid] = new
-                used.add(new)
-            else:
-                used.add(nid)
-                self.last_node_id = max(self.last_node_id, nid)
-        if not remap:
-            return
-        graph.nodes = {
-            remap.get(nid, nid): {**node, "id": remap.get(nid, nid)} for nid, node in graph.nodes.items()
-        }
-        graph.links = {
-            lid: Link(
-                link.id,
-                remap.get(link.origin_id, link.origin_id),
-                link.origin_slot,
-                remap.get(link.target_id, link.target_id),
-                link.target_slot,
-                link.type,
-            )
-            for lid, link in graph.links.items()
-        }
 
     # -- flattening ---------------------------------------------------------------------------
 
@@ -363,29 +86,6 @@ class Converter:
             else:
                 self.dtos[exec_id] = dto
 
-    # -- primitive nodes ----------------------------------------------------------------------
-
-    def _apply_primitives(self, graph: Graph) -> None:
-        for node in graph.nodes.values():
-            if node.get("type") != "PrimitiveNode":
-                continue
-            values = node.get("widgets_values")
-            if not isinstance(values, list) or not values:
-                continue
-            outputs = node.get("outputs") or []
-            link_ids = (outputs[0].get("links") or []) if outputs else []
-            for link_id in link_ids:
-                link = graph.links.get(_int(link_id))
-                target = graph.nodes.get(link.target_id) if link else None
-                if link is None or target is None:
-                    continue
-                inputs = target.get("inputs") or []
-                if link.target_slot >= len(inputs):
-                    continue
-                widget = inputs[link.target_slot].get("widget")
-                if isinstance(widget, Mapping) and widget.get("name"):
-                    graph.overrides.setdefault(link.target_id, {})[widget["name"]] = values[0]
-
     # -- link resolution ----------------------------------------------------------------------
 
     def is_virtual(self, dto: Dto) -> bool:
@@ -403,7 +103,7 @@ class Converter:
         link_id = inputs[slot].get("link")
         if link_id is None:
             return None
-        link = dto.graph.links.get(_int(link_id))
+        link = dto.graph.links.get(to_int(link_id))
         if link is None:
             return None
         if link.origin_id == SUBGRAPH_INPUT_NODE and dto.instance is not None:
@@ -425,7 +125,7 @@ class Converter:
         outer_link = None
         if outer_slot is not None:
             outer_link = instance.inputs[outer_slot].get("link")
-        if outer_link is None or instance.graph.links.get(_int(outer_link)) is None:
+        if outer_link is None or instance.graph.links.get(to_int(outer_link)) is None:
             found = self._promoted_value(instance, def_inputs[link.origin_slot])
             return ("value", found[1]) if found else None
         return self.resolve_input(instance, outer_slot, visited) if outer_slot is not None else None
@@ -442,7 +142,7 @@ class Converter:
     def _promoted_widget(self, graph: Graph, def_input: Mapping[str, Any]) -> tuple[int, str] | None:
         """(inner node id, widget name) of the widget a subgraph input feeds first, if any."""
         for link_id in def_input.get("linkIds") or []:
-            link = graph.links.get(_int(link_id))
+            link = graph.links.get(to_int(link_id))
             target = graph.nodes.get(link.target_id) if link else None
             if link is None or target is None:
                 continue
@@ -491,7 +191,7 @@ class Converter:
                 if with_controls and self._has_control(graph, inner_id, widget_name):
                     index += 1
         for link_id in def_input.get("linkIds") or []:
-            link = graph.links.get(_int(link_id))
+            link = graph.links.get(to_int(link_id))
             target = graph.nodes.get(link.target_id) if link else None
             if link is None or target is None:
                 continue
@@ -567,7 +267,7 @@ class Converter:
         if slot >= len(outputs):
             return None
         for link_id in outputs[slot].get("linkIds") or []:
-            link = dto.inner.links.get(_int(link_id))
+            link = dto.inner.links.get(to_int(link_id))
             if link is None:
                 continue
             inner = self.dtos.get(":".join((*dto.path, str(dto.node.get("id")), str(link.origin_id))))
@@ -584,7 +284,7 @@ class Converter:
             return {}
         definition = self.object_info[ntype]
         values = layout_values(ntype, definition, dto.node.get("widgets_values"))
-        overrides = dto.graph.overrides.get(_int(dto.node.get("id")))
+        overrides = dto.graph.overrides.get(to_int(dto.node.get("id")))
         if overrides:
             for name, value in overrides.items():
                 if name in values:
@@ -699,3 +399,18 @@ def to_prompt(workflow: Mapping[str, Any], object_info: Mapping[str, Any]) -> di
         inner = workflow.get("prompt")
         return dict(inner) if isinstance(inner, Mapping) else dict(workflow)
     return convert(workflow, object_info)
+
+
+__all__ = [
+    "MODE_BYPASS",
+    "MODE_NEVER",
+    "Converter",
+    "MissingNode",
+    "UnknownNodeError",
+    "WorkflowError",
+    "convert",
+    "is_api_format",
+    "is_valid_connection",
+    "node_pack",
+    "to_prompt",
+]
