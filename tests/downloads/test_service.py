@@ -33,7 +33,7 @@ def catalog(host: ModelHost) -> str:
     host.add("/b.safetensors", MODEL_B)
     host.add("/a.gguf", GGUF)
     host.add("/gated.safetensors", blob(1000), require_token="nope")
-    sha_a = sha(MODEL_A)
+    sha_a, url_a = sha(MODEL_A), host.url("/a.safetensors")
     return f"""
 presets:
   PRESET_A:
@@ -44,7 +44,7 @@ presets:
       - {{path: vae/shared_vae.safetensors, url: "{host.url("/vae.safetensors")}", size: {len(VAE)}}}
     variants:
       fp16:
-        files: [{{path: diffusion_models/a.safetensors, url: "{host.url("/a.safetensors")}", sha256: {sha_a}}}]
+        files: [{{path: diffusion_models/a.safetensors, url: "{url_a}", sha256: {sha_a}}}]
       gguf_q4:
         files: [{{path: diffusion_models/a.gguf, url: "{host.url("/a.gguf")}", size: "100KB"}}]
   PRESET_B:

@@ -220,6 +220,7 @@ class _Job:
         size = 0
         offset = piece.start + piece.received
         limit = piece.length
+        began = piece.received
         last = self.loop.time()
         try:
             while True:
@@ -248,8 +249,13 @@ class _Job:
                 await self._submit(index, offset, data)
                 piece.received += len(data)
             resp.release()
-        if limit is not None and piece.received < limit:
-            raise Transient(f"the body ended early ({piece.received} of {limit} bytes)")
+        got = piece.received - began
+        if limit is not None and piece.received >= limit:
+            return
+        if resp.content_length is not None and got < resp.content_length:
+            raise Transient(f"the body ended early ({got} of {resp.content_length} bytes)")
+        if got == 0 and limit is not None:
+            raise Transient("the server sent an empty body")
 
     # ---- the download ---------------------------------------------------------------
     async def run(self) -> FetchResult:
@@ -288,7 +294,9 @@ class _Job:
         """Probe with `Range: bytes=0-` to learn the size and whether ranges work."""
         while True:
             try:
-                resp = await self._open(0, None, use_final=False)
+                # a first piece only: enough to learn the size and whether ranges work
+                probe_end = self.opt.piece_size - 1 if self.opt.connections > 1 else None
+                resp = await self._open(0, probe_end, use_final=False)
             except Transient as exc:
                 await self._failed(exc)
                 continue
