@@ -95,7 +95,8 @@ def test_sigkill_at_random_moments_then_restart_completes(tmp_path: Path, connec
     assert sha(final.read_bytes()) == sha(data)
     refetched = sent - len(data)
     print(
-        f"\nSIGKILL x{kills}, {connections} connection(s): {refetched / 1024:.0f} KiB fetched again of {len(data) // 1024} KiB"
+        f"\nSIGKILL x{kills}, {connections} connection(s): "
+        f"{refetched / 1024:.0f} KiB fetched again of {len(data) // 1024} KiB"
     )
     assert kills >= 2
     # at most what was received but not yet flushed (256 KiB per flush, a block per connection) per kill
