@@ -328,16 +328,28 @@ def layout(run_dir: Path, workspace: Workspace) -> NginxLayout:
     )
 
 
+def public_listen_host(settings: Settings) -> str:
+    """Every address (the image's case) unless DASHBOARD_HOST names one, e.g. 127.0.0.1 on a laptop."""
+    host = settings.dashboard_host.strip()
+    if host in ("", "0.0.0.0", "::", "[::]", "*"):
+        return ""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
 def write_config(
     settings: Settings,
     workspace: Workspace,
     run_dir: Path | None = None,
     *,
-    listen_host: str = "",
+    listen_host: str | None = None,
 ) -> Path:
-    """Render the config into `run_dir` (default: a folder in the system temp dir); return its path."""
+    """Render the config into `run_dir` (default: a folder in the system temp dir); return its path.
+
+    The public ports listen on every address, or on DASHBOARD_HOST when that names one address.
+    """
     run_dir = default_run_dir() if run_dir is None else run_dir
-    text = render(settings, workspace, run_dir, listen_host=listen_host)
+    host = public_listen_host(settings) if listen_host is None else listen_host
+    text = render(settings, workspace, run_dir, listen_host=host)
     run_dir.mkdir(parents=True, exist_ok=True)
     for name in TEMP_DIRS:
         (run_dir / name).mkdir(exist_ok=True)

@@ -120,3 +120,15 @@ def test_check_reports_nginx_own_words(nginx_binary: str, tmp_path: Path) -> Non
     bad.write_text("events {}\nhttp { server { listen 1; bogus_directive on; } }\n")
     with pytest.raises(nginx.NginxError, match="bogus_directive"):
         nginx.check(bad, nginx_binary)
+
+
+@pytest.mark.parametrize(
+    ("host", "listen"),
+    [("0.0.0.0", ""), ("", ""), ("::", ""), ("127.0.0.1", "127.0.0.1"), ("::1", "[::1]")],
+)
+def test_public_ports_listen_where_dashboard_host_says(tmp_path: Path, host: str, listen: str) -> None:
+    base = settings_for(tmp_path, "")
+    s = Settings(**{**base.__dict__, "dashboard_host": host})
+    assert nginx.public_listen_host(s) == listen
+    text = nginx.write_config(s, Workspace(s.workspace_root), tmp_path / "run").read_text()
+    assert f"listen {listen + ':' if listen else ''}{s.comfyui_port};" in text
