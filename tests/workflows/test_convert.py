@@ -382,3 +382,42 @@ def test_set_and_get_nodes_are_named_wires(object_info: dict[str, Any]) -> None:
     assert set(prompt) == {"1", "4", "6"}
     assert prompt["4"]["inputs"]["images"] == ["1", 0]
     assert "images" not in prompt["6"]["inputs"]
+
+
+def test_mutated_templates_fail_cleanly(object_info: dict[str, Any]) -> None:
+    """Random damage to real templates gives a result or a 400-class error, never a crash."""
+    import copy
+    import random
+
+    from comfyui_docker.errors import AppError
+    from comfyui_docker.workflows.refs import model_refs
+    from comfyui_docker.workflows.templates import TemplateLibrary
+
+    lib = TemplateLibrary()
+    names = sorted(lib.infos())
+    rnd = random.Random(8)
+    junk: list[Any] = [None, "x", 3, -1, [], {}, [None], {"a": 1}, 1.5, True, "-10"]
+
+    def damage(item: Any, depth: int = 0) -> None:
+        if isinstance(item, dict) and item:
+            key = rnd.choice(list(item))
+            if rnd.random() < 0.5 or depth > 5:
+                item[key] = rnd.choice(junk)
+            else:
+                damage(item[key], depth + 1)
+        elif isinstance(item, list) and item:
+            i = rnd.randrange(len(item))
+            if rnd.random() < 0.5 or depth > 5:
+                item[i] = rnd.choice(junk)
+            else:
+                damage(item[i], depth + 1)
+
+    for _ in range(400):
+        workflow = copy.deepcopy(lib.load(rnd.choice(names)))
+        for _ in range(rnd.randint(1, 4)):
+            damage(workflow)
+        for call in (lambda: convert(workflow, object_info), lambda: model_refs(workflow, object_info)):
+            try:
+                call()
+            except AppError as exc:
+                assert exc.status == 400, exc

@@ -390,7 +390,14 @@ def convert(
     unknown: Literal["error", "keep"] = "error",
 ) -> dict[str, Any]:
     """The API prompt for a UI-format workflow, given ComfyUI's node definitions."""
-    return Converter(workflow, object_info, unknown).convert()
+    try:
+        return Converter(workflow, object_info, unknown).convert()
+    except (TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:
+        # a shape the checks above did not foresee: still the file's fault, never a crash
+        raise WorkflowError(
+            f"the workflow is malformed ({exc.__class__.__name__}: {exc})",
+            hint="open it in ComfyUI's editor and save it again",
+        ) from exc
 
 
 def to_prompt(workflow: Mapping[str, Any], object_info: Mapping[str, Any]) -> dict[str, Any]:

@@ -90,40 +90,86 @@ def to_int(value: Any) -> int:
         raise WorkflowError(f"not a node id or slot number: {value!r}") from None
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _link_from(item: Any) -> Link | None:
+    if isinstance(item, Mapping):
+        fields = [item.get(k) for k in ("id", "origin_id", "origin_slot", "target_id", "target_slot")]
+        kind = item.get("type")
+    elif isinstance(item, (list, tuple)) and len(item) >= 5:
+        fields, kind = list(item[:5]), item[5] if len(item) > 5 else None
+    else:
+        return None
+    ints = [f for f in fields if isinstance(f, int) and not isinstance(f, bool)]
+    if len(ints) != 5:
+        return None  # a broken link is dropped, as the editor drops it on load
+    return Link(ints[0], ints[1], ints[2], ints[3], ints[4], kind)
+
+
 def parse_links(raw: Any) -> dict[int, Link]:
     links: dict[int, Link] = {}
-    for item in raw or []:
-        if isinstance(item, Mapping):
-            link = Link(
-                to_int(item.get("id")),
-                to_int(item.get("origin_id")),
-                to_int(item.get("origin_slot")),
-                to_int(item.get("target_id")),
-                to_int(item.get("target_slot")),
-                item.get("type"),
-            )
-        elif isinstance(item, (list, tuple)) and len(item) >= 5:
-            link = Link(
-                to_int(item[0]),
-                to_int(item[1]),
-                to_int(item[2]),
-                to_int(item[3]),
-                to_int(item[4]),
-                item[5] if len(item) > 5 else None,
-            )
-        else:
-            continue
-        links[link.id] = link
+    for item in _list(raw):
+        link = _link_from(item)
+        if link is not None:
+            links[link.id] = link
     return links
+
+
+def _slot(raw: Any) -> dict[str, Any]:
+    """An input/output slot with the fields the converter reads, well typed (others kept)."""
+    if not isinstance(raw, Mapping):
+        return {"name": "", "type": None, "link": None}
+    slot = dict(raw)
+    slot["name"] = raw.get("name") if isinstance(raw.get("name"), str) else ""
+    link = raw.get("link")
+    slot["link"] = link if isinstance(link, int) and not isinstance(link, bool) else None
+    slot["links"] = [x for x in _list(raw.get("links")) if isinstance(x, int) and not isinstance(x, bool)]
+    if "widget" in raw and not (
+        isinstance(raw["widget"], Mapping) and isinstance(raw["widget"].get("name"), str)
+    ):
+        del slot["widget"]
+    return slot
+
+
+def clean_node(raw: Any) -> dict[str, Any]:
+    """A node with well-typed fields, or WorkflowError when it cannot be read at all."""
+    if not isinstance(raw, Mapping) or "id" not in raw:
+        raise WorkflowError("a node has no id; the file is not a ComfyUI workflow")
+    node = dict(raw)
+    node["id"] = to_int(raw["id"])
+    if not isinstance(raw.get("type"), str) or not raw["type"]:
+        raise WorkflowError(f"node {node['id']} has no type")
+    mode = raw.get("mode")
+    node["mode"] = mode if isinstance(mode, int) and not isinstance(mode, bool) else 0
+    node["inputs"] = [_slot(x) for x in _list(raw.get("inputs"))]
+    node["outputs"] = [_slot(x) for x in _list(raw.get("outputs"))]
+    values = raw.get("widgets_values")
+    node["widgets_values"] = values if isinstance(values, (list, Mapping)) else None
+    node["properties"] = raw.get("properties") if isinstance(raw.get("properties"), Mapping) else {}
+    if "title" in raw and not isinstance(raw["title"], str):
+        del node["title"]
+    return node
 
 
 def parse_graph(key: str, data: Mapping[str, Any], definition: dict[str, Any] | None) -> Graph:
     nodes: dict[int, dict[str, Any]] = {}
-    for node in data.get("nodes") or []:
-        if not isinstance(node, dict) or "id" not in node:
-            raise WorkflowError("a node has no id; the file is not a ComfyUI workflow")
-        nodes[to_int(node["id"])] = node
+    for raw in _list(data.get("nodes")):
+        node = clean_node(raw)
+        nodes[node["id"]] = node
     return Graph(key, nodes, parse_links(data.get("links")), definition)
+
+
+def _clean_io(raw: Any) -> list[dict[str, Any]]:
+    out = []
+    for item in _list(raw):
+        entry = dict(item) if isinstance(item, Mapping) else {}
+        entry["linkIds"] = [
+            x for x in _list(entry.get("linkIds")) if isinstance(x, int) and not isinstance(x, bool)
+        ]
+        out.append(entry)
+    return out
 
 
 def subgraph_definitions(workflow: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -133,9 +179,14 @@ def subgraph_definitions(workflow: Mapping[str, Any]) -> dict[str, dict[str, Any
         current = pending.pop()
         defs = current.get("definitions") or {}
         for sub in defs.get("subgraphs") or [] if isinstance(defs, Mapping) else []:
-            if isinstance(sub, dict) and isinstance(sub.get("id"), str) and sub["id"] not in found:
-                found[sub["id"]] = sub
-                pending.append(sub)
+            if isinstance(sub, Mapping) and isinstance(sub.get("id"), str) and sub["id"] not in found:
+                clean = {
+                    **sub,
+                    "inputs": _clean_io(sub.get("inputs")),
+                    "outputs": _clean_io(sub.get("outputs")),
+                }
+                found[sub["id"]] = clean
+                pending.append(clean)
     return found
 
 

@@ -114,14 +114,18 @@ def _prompt_refs(prompt: Mapping[str, Any]) -> Iterator[ModelRef]:
                 yield ModelRef(folder, value, node_id=str(node_id), class_type=class_type, input=input_name)
 
 
+def _items(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _all_ui_nodes(workflow: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    for node in workflow.get("nodes") or []:
+    for node in _items(workflow.get("nodes")):
         if isinstance(node, Mapping):
             yield "", node
-    defs = workflow.get("definitions") or {}
-    for sub in defs.get("subgraphs") or [] if isinstance(defs, Mapping) else []:
+    defs = workflow.get("definitions")
+    for sub in _items(defs.get("subgraphs")) if isinstance(defs, Mapping) else []:
         if isinstance(sub, Mapping):
-            for node in sub.get("nodes") or []:
+            for node in _items(sub.get("nodes")):
                 if isinstance(node, Mapping):
                     yield str(sub.get("id")), node
 
@@ -137,7 +141,7 @@ def declared_models(workflow: Mapping[str, Any], *, active_only: bool = True) ->
             continue
         props = node.get("properties") or {}
         models = props.get("models") if isinstance(props, Mapping) else None
-        for entry in models or []:
+        for entry in models if isinstance(models, list) else []:
             if not isinstance(entry, Mapping) or not _is_file_value(entry.get("name")):
                 continue
             directory = entry.get("directory")
