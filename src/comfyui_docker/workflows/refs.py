@@ -108,7 +108,8 @@ def _prompt_refs(prompt: Mapping[str, Any]) -> Iterator[ModelRef]:
         if not isinstance(node, Mapping):
             continue
         class_type = str(node.get("class_type") or "")
-        for input_name, value in (node.get("inputs") or {}).items():
+        inputs = node.get("inputs")
+        for input_name, value in inputs.items() if isinstance(inputs, Mapping) else []:
             folder = folder_for(class_type, input_name)
             if folder and _is_file_value(value):
                 yield ModelRef(folder, value, node_id=str(node_id), class_type=class_type, input=input_name)
