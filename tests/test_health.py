@@ -106,9 +106,9 @@ async def test_running_comfyui_is_ready(tmp_path: Path) -> None:
         "configuration",
         "volume check",
         "preset catalog",
-        "dashboard",
         "gpu preflight",
         "comfyui",
+        "dashboard",
         "downloads",
     ]
     assert all(t["seconds"] >= 0 for t in report["timings"])

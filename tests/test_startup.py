@@ -91,7 +91,7 @@ def test_start_serves_dashboard_then_comfyui_and_stops_cleanly_on_sigterm(
         "configuration",
         "volume check",
         "preset catalog",
-        "dashboard",
+        "gpu preflight",
     ]
     comfy = json.loads(
         urllib.request.urlopen(f"http://127.0.0.1:{env['COMFYUI_INTERNAL_PORT']}/system_stats").read()

@@ -6,9 +6,10 @@ Phases, each timed (`services.timings`) and logged with its duration:
     configuration    volume layout + extra_model_paths.yaml (Workspace.init; no recursive scan)
     volume check     free space, the user's own yaml (a broken one is not passed to ComfyUI)
     preset catalog   PresetService + catalog (when the downloads subsystem is present)
-    dashboard        uvicorn serving create_app(settings, services) in this loop: answers from here on
     gpu preflight    NVML + torch's CUDA build (gpu.py); mismatch -> ComfyUI `blocked`, no GPU -> --cpu
-    comfyui          the supervised child (not_installed when there is no ComfyUI) + the WS relay
+    comfyui          spawn the supervised child (not_installed when there is no ComfyUI) + the WS relay;
+                     it boots in its own process while the dashboard imports (no added ComfyUI latency)
+    dashboard        uvicorn serving create_app(settings, services) in this loop: answers from here on
     nginx            the supervised nginx in front (ENABLE_NGINX)
     downloads        resume unfinished installs, queue PRESET_DOWNLOAD & co.
 
@@ -211,6 +212,16 @@ async def run(
             except AppError as exc:
                 log.error("preset catalog: %s", exc)
             p.detail = "loaded" if services.presets is not None else "not available"
+        with phase("gpu preflight") as p:
+            check = preflight or (lambda s: gpu.preflight(s.comfyui_python))
+            report_gpu = await check(settings)
+            supervisor.gpu = report_gpu
+            p.detail = f"{report_gpu.verdict}: {report_gpu.message}"
+            if report_gpu.verdict in ("no_gpu", "warning", "error"):
+                log.warning("GPU: %s (%s)", report_gpu.message, report_gpu.hint)
+        with phase("comfyui") as p:
+            relay = _start_comfyui(services, supervisor, report_gpu, echo_children, comfyui_timings)
+            p.detail = supervisor.status("comfyui").state.value
         with phase("dashboard") as p:
             if app_factory is None:
                 from .web.app import create_app
@@ -225,16 +236,6 @@ async def run(
             server = _Server(app_factory(settings, services), host, port)
             await server.start()
             p.detail = f"http://{host}:{port}"
-        with phase("gpu preflight") as p:
-            check = preflight or (lambda s: gpu.preflight(s.comfyui_python))
-            report_gpu = await check(settings)
-            supervisor.gpu = report_gpu
-            p.detail = f"{report_gpu.verdict}: {report_gpu.message}"
-            if report_gpu.verdict in ("no_gpu", "warning", "error"):
-                log.warning("GPU: %s (%s)", report_gpu.message, report_gpu.hint)
-        with phase("comfyui") as p:
-            relay = _start_comfyui(services, supervisor, report_gpu, echo_children, comfyui_timings)
-            p.detail = supervisor.status("comfyui").state.value
         if settings.enable_nginx:
             with phase("nginx") as p:
                 try:
