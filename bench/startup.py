@@ -168,9 +168,8 @@ def main() -> None:
             via.append(time_comfy_via_start(empty, args.comfy_delay))
             direct.append(time_comfy_direct(empty, args.comfy_delay))
         mv, md = statistics.median(via), statistics.median(direct)
-        print(
-            f"ComfyUI ready through `start` (fake, {args.comfy_delay:g} s boot): median {mv:6.2f} s  runs {_s(via)}"
-        )
+        label = f"ComfyUI ready through `start` (fake, {args.comfy_delay:g} s boot)"
+        print(f"{label}: median {mv:6.2f} s  runs {_s(via)}")
         print(f"ComfyUI ready launched directly (peer):            median {md:6.2f} s  runs {_s(direct)}")
         print(f"  ratio start/direct: {mv / md:.3f}   target: <= 1.05")
     finally:

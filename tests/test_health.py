@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes.comfyui_root.launch import FAKE_ROOT, free_port
 
 from comfyui_docker import startup
 from comfyui_docker.gpu import GpuReport
@@ -16,6 +15,7 @@ from comfyui_docker.health import readiness
 from comfyui_docker.services import Services
 from comfyui_docker.settings import Settings
 from comfyui_docker.supervisor import Timings
+from fakes.comfyui_root.launch import FAKE_ROOT, free_port
 
 FAST = Timings(
     start_grace=0.5,
@@ -105,9 +105,9 @@ async def test_running_comfyui_is_ready(tmp_path: Path) -> None:
         "environment",
         "configuration",
         "volume check",
-        "preset catalog",
         "gpu preflight",
         "comfyui",
+        "preset catalog",
         "dashboard",
         "downloads",
     ]

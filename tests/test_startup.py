@@ -15,6 +15,7 @@ from typing import Any
 
 import psutil
 import pytest
+
 from fakes.comfyui_root.launch import FAKE_ROOT, free_port
 
 CLI = [sys.executable, "-m", "comfyui_docker"]
@@ -90,8 +91,8 @@ def test_start_serves_dashboard_then_comfyui_and_stops_cleanly_on_sigterm(
         "environment",
         "configuration",
         "volume check",
-        "preset catalog",
         "gpu preflight",
+        "comfyui",
     ]
     comfy = json.loads(
         urllib.request.urlopen(f"http://127.0.0.1:{env['COMFYUI_INTERNAL_PORT']}/system_stats").read()

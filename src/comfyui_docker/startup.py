@@ -5,10 +5,10 @@ Phases, each timed (`services.timings`) and logged with its duration:
     environment      settings read, logging to stderr and workspace/logs/dashboard.log
     configuration    volume layout + extra_model_paths.yaml (Workspace.init; no recursive scan)
     volume check     free space, the user's own yaml (a broken one is not passed to ComfyUI)
-    preset catalog   PresetService + catalog (when the downloads subsystem is present)
     gpu preflight    NVML + torch's CUDA build (gpu.py); mismatch -> ComfyUI `blocked`, no GPU -> --cpu
     comfyui          spawn the supervised child (not_installed when there is no ComfyUI) + the WS relay;
-                     it boots in its own process while the dashboard imports (no added ComfyUI latency)
+                     it boots in its own process while we go on (no added ComfyUI latency)
+    preset catalog   PresetService + catalog (when the downloads subsystem is present)
     dashboard        uvicorn serving create_app(settings, services) in this loop: answers from here on
     nginx            the supervised nginx in front (ENABLE_NGINX)
     downloads        resume unfinished installs, queue PRESET_DOWNLOAD & co.
@@ -206,12 +206,6 @@ async def run(
                 "" if usable or not problems else ", user yaml unusable"
             )
         services.http = aiohttp.ClientSession()
-        with phase("preset catalog") as p:
-            try:
-                services.presets = _make_presets(services)
-            except AppError as exc:
-                log.error("preset catalog: %s", exc)
-            p.detail = "loaded" if services.presets is not None else "not available"
         with phase("gpu preflight") as p:
             check = preflight or (lambda s: gpu.preflight(s.comfyui_python))
             report_gpu = await check(settings)
@@ -222,6 +216,12 @@ async def run(
         with phase("comfyui") as p:
             relay = _start_comfyui(services, supervisor, report_gpu, echo_children, comfyui_timings)
             p.detail = supervisor.status("comfyui").state.value
+        with phase("preset catalog") as p:
+            try:
+                services.presets = _make_presets(services)
+            except AppError as exc:
+                log.error("preset catalog: %s", exc)
+            p.detail = "loaded" if services.presets is not None else "not available"
         with phase("dashboard") as p:
             if app_factory is None:
                 from .web.app import create_app
