@@ -205,6 +205,11 @@ async def test_comfyui_down_shows_the_dashboard_page(
             assert resp.status == 503  # a POST gets the page by GET, never a 405
         async with client.get(f"{running.comfyui}/system_stats", headers=JSON) as resp:
             assert resp.status == 401  # the state page is behind the login too
+    # nginx has stopped (its buffered access log is flushed): both logs are on the volume
+    logs = stack.settings.workspace_root / "logs"
+    access = (logs / "nginx-access.log").read_text()
+    assert '"GET / HTTP/1.1" 503 ' in access and f" {down.comfyui_port}" in access
+    assert (logs / "nginx-error.log").is_file()
 
 
 # ---- ComfyUI only on loopback ----------------------------------------------------------------
