@@ -57,6 +57,7 @@ def options(**kw: object) -> FetchOptions:
     base: dict[str, object] = {
         "connections": 1,
         "piece_size": 256 * KIB,
+        "probe_size": 256 * KIB,
         "min_multi_size": 512 * KIB,
         "flush_every": 128 * KIB,
         "retry": RetryPolicy(attempts=4, base=0.01, cap=0.05),

@@ -31,6 +31,7 @@ async def main(root: str, catalog: str, preset: str, connections: int) -> int:
     options = FetchOptions(
         connections=connections,
         piece_size=512 * KIB,
+        probe_size=256 * KIB,
         min_multi_size=1024 * KIB,
         flush_every=256 * KIB,
         retry=RetryPolicy(attempts=5, base=0.05, cap=0.2),

@@ -57,8 +57,9 @@ def free_space(path: Path) -> int:
 @dataclass
 class FetchOptions:
     connections: int = 8
-    piece_size: int = 32 * MIB
-    min_multi_size: int = 64 * MIB
+    piece_size: int = 32 * MIB  # largest piece; smaller files get smaller pieces
+    probe_size: int = 1 * MIB  # the first request's range: learns size and Range support
+    min_multi_size: int = 16 * MIB
     flush_every: int = 64 * MIB
     max_inflight_blocks: int = 8
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -295,7 +296,7 @@ class _Job:
         while True:
             try:
                 # a first piece only: enough to learn the size and whether ranges work
-                probe_end = self.opt.piece_size - 1 if self.opt.connections > 1 else None
+                probe_end = self.opt.probe_size - 1 if self.opt.connections > 1 else None
                 resp = await self._open(0, probe_end, use_final=False)
             except Transient as exc:
                 await self._failed(exc)
@@ -315,7 +316,8 @@ class _Job:
             multi = (
                 ranged and total is not None and self.opt.connections > 1 and total >= self.opt.min_multi_size
             )
-            pieces = plan_pieces(total, self.opt.piece_size, self.opt.connections if multi else 1)
+            first = min(self.opt.probe_size, total or 0) if multi else 0
+            pieces = plan_pieces(total, self.opt.piece_size, self.opt.connections if multi else 1, first)
             await self._io(self.part.open, pieces, total, {"url": self.url}, truncate=True)
         except BaseException:
             if resp is not None:

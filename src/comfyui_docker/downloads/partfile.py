@@ -42,12 +42,20 @@ class Piece:
         return self.end is not None and self.filled >= self.end - self.start
 
 
-def plan_pieces(total: int | None, piece_size: int, connections: int) -> list[Piece]:
+MIN_PIECE = 1024 * 1024
+
+
+def plan_pieces(total: int | None, piece_size: int, connections: int, first: int = 0) -> list[Piece]:
+    """Split `total` bytes into pieces: `first` bytes (the probe's range), then pieces of at
+    most `piece_size`, small enough that every connection gets about four of them."""
     if total is None:
         return [Piece(0, None)]
-    if connections <= 1 or total < 2 * piece_size:
+    if connections <= 1 or total <= first:
         return [Piece(0, total)]
-    return [Piece(s, min(s + piece_size, total)) for s in range(0, total, piece_size)]
+    size = min(piece_size, max(MIN_PIECE, (total - first) // (connections * 4)))
+    pieces = [Piece(0, first)] if first else []
+    pieces += [Piece(s, min(s + size, total)) for s in range(first, total, size)]
+    return pieces
 
 
 class PartFile:
