@@ -240,7 +240,8 @@ def main() -> int:
         has_aria = shutil.which("aria2c") is not None
         n = args.connections
         print(
-            f"server: {'nginx' if use_nginx else 'python http.server'} on 127.0.0.1; file {args.size_mb} MiB; "
+            f"server: {'nginx' if use_nginx else 'python http.server'} on 127.0.0.1; "
+            f"file {args.size_mb} MiB; "
             f"{args.rounds} rounds, alternating; to disk in {work}"
         )
 
