@@ -19,10 +19,21 @@ from comfyui_docker.settings import Settings
 from comfyui_docker.workspace import Workspace
 
 
-def make(tmp_path: Path, key: str) -> tuple[Settings, Workspace]:
+@pytest.fixture(scope="module")
+def host_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`ssh-keygen -A` once for the module (RSA keys take seconds); tests start from a copy."""
+    needs("ssh-keygen")
+    folder = tmp_path_factory.mktemp("hostkeys") / "ssh"
+    sshd.ensure_host_keys(folder)
+    return folder
+
+
+def make(tmp_path: Path, key: str, keys_from: Path | None = None) -> tuple[Settings, Workspace]:
     settings = Settings.from_env({"WORKSPACE_ROOT": str(tmp_path / "ws"), "PUBLIC_KEY": key}, cwd=tmp_path)
     ws = Workspace(settings.workspace_root)
     ws.config.mkdir(parents=True)
+    if keys_from is not None:  # a volume that already has its host keys
+        shutil.copytree(keys_from, ws.config / "ssh")
     return settings, ws
 
 
@@ -74,10 +85,18 @@ def test_several_keys_one_per_line() -> None:
     assert sshd.parse_keys(raw) == ["ssh-ed25519 AAAAC3Nza a@b", "ssh-rsa AAAAB3Nza c@d"]
 
 
-def test_plan_writes_keys_and_a_keys_only_config(tmp_path: Path) -> None:
+def test_host_keys_are_made_once(tmp_path: Path) -> None:
     needs("ssh-keygen")
+    folder = tmp_path / "ssh"
+    sshd.ensure_host_keys(folder)
+    made = {name: (folder / "etc" / "ssh" / name).read_bytes() for name in sshd.HOST_KEY_NAMES}
+    sshd.ensure_host_keys(folder)
+    assert {name: (folder / "etc" / "ssh" / name).read_bytes() for name in sshd.HOST_KEY_NAMES} == made
+
+
+def test_plan_writes_keys_and_a_keys_only_config(tmp_path: Path, host_keys: Path) -> None:
     _, pub = keypair(tmp_path)
-    settings, ws = make(tmp_path, pub)
+    settings, ws = make(tmp_path, pub, host_keys)
     plan = sshd.prepare(settings, ws, tmp_path / "run", port=2222, binary="/usr/sbin/sshd")
     assert plan is not None
     assert plan.argv == ["/usr/sbin/sshd", "-D", "-e", "-f", str(plan.config)]
@@ -103,19 +122,19 @@ def test_plan_writes_keys_and_a_keys_only_config(tmp_path: Path) -> None:
     assert (ws.config / "ssh" / "etc" / "ssh" / "ssh_host_ed25519_key").is_file()
 
 
-def test_sshd_accepts_the_config(tmp_path: Path) -> None:
+def test_sshd_accepts_the_config(tmp_path: Path, host_keys: Path) -> None:
     needs("sshd", "ssh-keygen")
     _, pub = keypair(tmp_path)
-    settings, ws = make(tmp_path, pub)
+    settings, ws = make(tmp_path, pub, host_keys)
     plan = sshd.prepare(settings, ws, tmp_path / "run", port=free_port(), listen="127.0.0.1")
     assert plan is not None
     sshd.check(plan)
 
 
-def test_login_with_the_key_only(tmp_path: Path, safe_dir: Path) -> None:
+def test_login_with_the_key_only(tmp_path: Path, safe_dir: Path, host_keys: Path) -> None:
     needs("sshd", "ssh", "ssh-keygen")
     key, pub = keypair(tmp_path)
-    settings, ws = make(tmp_path, pub)
+    settings, ws = make(tmp_path, pub, host_keys)
     port = free_port()
     plan = sshd.prepare(settings, ws, safe_dir / "run", port=port, listen="127.0.0.1")
     assert plan is not None
