@@ -61,10 +61,12 @@ async def test_proxy_json_query_status_and_big_streamed_file(tmp_path, comfy, li
             assert r.status == 404
         async with http.get(f"{server.url}/api/comfyui/view?filename=../../etc/passwd") as r:
             assert r.status == 400
-        async with http.head(f"{comfy.url}/view?filename=big.bin") as direct:
-            async with http.head(f"{server.url}/api/comfyui/view?filename=big.bin") as r:
-                assert r.status == direct.status
-                assert r.headers.get("content-length") == direct.headers.get("content-length")
+        async with (
+            http.head(f"{comfy.url}/view?filename=big.bin") as direct,
+            http.head(f"{server.url}/api/comfyui/view?filename=big.bin") as r,
+        ):
+            assert r.status == direct.status
+            assert r.headers.get("content-length") == direct.headers.get("content-length")
         # upload through the proxy (multipart streamed to ComfyUI)
         form = aiohttp.FormData()
         form.add_field("image", b"\x89PNG fake bytes", filename="pic.png", content_type="image/png")
@@ -147,10 +149,13 @@ async def test_run_ui_format_converts(tmp_path, comfy, live, free_port) -> None:
         "version": 0.4,
     }
     (svc.workspace.workflows / "ui.json").write_text(json.dumps(ui))
-    async with live(app, free_port) as server, aiohttp.ClientSession() as http:
-        async with http.post(f"{server.url}/api/workflows/ui.json/run") as r:
-            body = await r.json()
-            assert r.status == 200, body
+    async with (
+        live(app, free_port) as server,
+        aiohttp.ClientSession() as http,
+        http.post(f"{server.url}/api/workflows/ui.json/run") as r,
+    ):
+        body = await r.json()
+        assert r.status == 200, body
     assert (svc.workspace.cache / "object_info.json").is_file()  # kept for when ComfyUI is down
 
 
@@ -169,9 +174,12 @@ async def test_proxy_not_ready_and_unreachable(tmp_path, live, free_port) -> Non
     from fakes.comfyui_root.launch import free_port as another_port
 
     app, _ = build(tmp_path / "b", COMFYUI_INTERNAL_PORT=str(another_port()))
-    async with live(app, another_port()) as server, aiohttp.ClientSession() as http:
-        async with http.get(f"{server.url}/api/comfyui/system_stats") as r:
-            assert r.status == 503 and (await r.json())["error"]["details"]["state"] == "unmanaged"
+    async with (
+        live(app, another_port()) as server,
+        aiohttp.ClientSession() as http,
+        http.get(f"{server.url}/api/comfyui/system_stats") as r,
+    ):
+        assert r.status == 503 and (await r.json())["error"]["details"]["state"] == "unmanaged"
 
 
 async def test_proxy_headers_gzip_and_credentials(tmp_path, live, free_port) -> None:
@@ -208,8 +216,10 @@ async def test_proxy_headers_gzip_and_credentials(tmp_path, live, free_port) -> 
     try:
         app, _ = build(tmp_path / "ws", password=PASSWORD, COMFYUI_INTERNAL_PORT=str(up_port))
         token = token_of(app)
-        async with live(app, free_port) as server, aiohttp.ClientSession(auto_decompress=False) as http:
-            async with http.put(
+        async with (
+            live(app, free_port) as server,
+            aiohttp.ClientSession(auto_decompress=False) as http,
+            http.put(
                 URL(f"{server.url}/api/comfyui/some%2Fpath?a=1&b=%2F", encoded=True),
                 data=b"payload",
                 headers={
@@ -218,12 +228,13 @@ async def test_proxy_headers_gzip_and_credentials(tmp_path, live, free_port) -> 
                     "X-Custom": "forwarded",
                     "Accept-Encoding": "gzip",
                 },
-            ) as r:
-                assert r.status == 201
-                assert r.headers["content-encoding"] == "gzip"
-                assert gzip.decompress(await r.read()) == b'{"ok": true}'
-                assert r.headers["x-upstream"] == "yes" and "x-private" not in r.headers
-                assert r.headers["set-cookie"].startswith("comfy=1")
+            ) as r,
+        ):
+            assert r.status == 201
+            assert r.headers["content-encoding"] == "gzip"
+            assert gzip.decompress(await r.read()) == b'{"ok": true}'
+            assert r.headers["x-upstream"] == "yes" and "x-private" not in r.headers
+            assert r.headers["set-cookie"].startswith("comfy=1")
         h = {k.lower(): v for k, v in seen["headers"].items()}
         assert seen["body"] == b"payload"
         assert seen["raw_path"] == "/some%2Fpath?a=1&b=%2F"

@@ -83,7 +83,12 @@ COMMON_ERRORS = (401, 403, 422, 500)
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` entries for these statuses, all with the one error shape."""
     return {
-        s: {"model": ErrorResponse, "description": _DESCRIPTIONS.get(s, _CODES.get(s, "Error"))}
+        s: {
+            "model": ErrorResponse,
+            "description": _DESCRIPTIONS.get(s, _CODES.get(s, "Error")),
+            # errors are JSON also on routes whose success is HTML (the login form)
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+        }
         for s in statuses
     }
 
@@ -162,11 +167,35 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     message = exc.detail if isinstance(exc.detail, str) else _CODES.get(exc.status_code, "error")
     if exc.status_code == 404 and message == "Not Found":
         message = f"no such page or endpoint: {request.url.path}"
-    elif exc.status_code == 405:
+    headers = dict(exc.headers) if exc.headers else None
+    if exc.status_code == 405:
         message = f"{request.method} is not allowed on {request.url.path}"
-    return error_response(
-        request, exc.status_code, message, headers=dict(exc.headers) if exc.headers else None
-    )
+        allowed = allowed_methods(request)
+        if allowed:
+            kept = {k: v for k, v in (headers or {}).items() if k.lower() != "allow"}
+            headers = {**kept, "allow": ", ".join(sorted(allowed))}
+    return error_response(request, exc.status_code, message, headers=headers)
+
+
+def allowed_methods(request: Request) -> set[str]:
+    """Every method some route accepts on this path (one route per method here, so Starlette's
+    own `Allow` lists only the first)."""
+    from fastapi.routing import iter_route_contexts
+    from starlette.routing import Match
+
+    static: set[str] = set()
+    templated: set[str] = set()
+    scope = {**request.scope, "method": "\x00"}
+    for route in iter_route_contexts(request.app.routes):
+        try:
+            match, _ = route.matches(scope)
+        except (AttributeError, TypeError):
+            continue
+        if match != Match.NONE:
+            methods = getattr(route, "methods", None) or ()
+            (templated if "{" in str(route.path) else static).update(methods)
+    # a fixed path (/api/presets/tasks) is its own resource, even where a template also matches
+    return static or templated
 
 
 def _clean_validation(errors: Any) -> list[dict[str, Any]]:

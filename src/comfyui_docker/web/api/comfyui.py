@@ -152,9 +152,9 @@ async def generate(body: GenerateRequest, request: Request, svc: ServicesDep) ->
     return await run_workflow(request, svc, check_workflow(body.workflow), body.set)
 
 
-def _log_tail(svc: Services, n: int = 80) -> str:
+def _log_tail(svc: Services, token: str | None, n: int = 80) -> str:
     lines = tail_lines(svc.workspace.logs / "comfyui.log", n)
-    return redact("\n".join(lines), svc)
+    return redact("\n".join(lines), svc, token)
 
 
 async def _probe(request: Request, svc: Services) -> bool:
@@ -183,7 +183,7 @@ async def unavailable(
     st = comfyui_status(svc)
     if st["ready"]:
         st["ready"] = await _probe(request, svc)
-    tail = await asyncio.to_thread(_log_tail, svc)
+    tail = await asyncio.to_thread(_log_tail, svc, request.app.state.auth.api_token())
     status = 200 if st["ready"] else 503
     headers = {"cache-control": "no-store", "retry-after": "2"}
     if format == "json":

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
 
 from ...errors import NotFound
@@ -61,10 +61,11 @@ def tail_lines(path: Path, n: int, search: str | None = None, max_bytes: int = 8
         return list(reversed(found))
 
 
-def redact(text: str, svc: Services) -> str:
+def redact(text: str, svc: Services, token: str | None = None) -> str:
+    """Mask this runtime's secrets (password, API token, HF and Civitai tokens) in `text`."""
     s = svc.settings
-    for secret in (s.access_password, s.api_token, s.hf_token, s.civitai_token):
-        value = secret.get()
+    values = [x.get() for x in (s.access_password, s.api_token, s.hf_token, s.civitai_token)]
+    for value in (*values, token or ""):
         if value and len(value) >= 4:
             text = text.replace(value, "********")
     return text
@@ -89,6 +90,7 @@ async def sources(svc: ServicesDep) -> dict[str, Any]:
 @router.get("/{source}", summary="The last lines of one log", responses=error_responses(404))
 async def tail(
     source: Annotated[str, PathParam(pattern=SOURCE_RE)],
+    request: Request,
     svc: ServicesDep,
     lines: Annotated[int, Query(ge=1, le=5000)] = 200,
     search: Annotated[str | None, Query(max_length=200)] = None,
@@ -97,4 +99,5 @@ async def tail(
     if ".." in source or not path.is_file():
         raise NotFound(f"no log named '{source}'", hint="see GET /api/logs for the names")
     found = await asyncio.to_thread(tail_lines, path, lines, search)
-    return {"source": source, "lines": [redact(line, svc) for line in found]}
+    token = request.app.state.auth.api_token()
+    return {"source": source, "lines": [redact(line, svc, token) for line in found]}
