@@ -214,7 +214,7 @@ async def run(
             if report_gpu.verdict in ("no_gpu", "warning", "error"):
                 log.warning("GPU: %s (%s)", report_gpu.message, report_gpu.hint)
         with phase("comfyui") as p:
-            relay = _start_comfyui(services, supervisor, report_gpu, echo_children, comfyui_timings)
+            relay = await _start_comfyui(services, supervisor, report_gpu, echo_children, comfyui_timings)
             p.detail = supervisor.status("comfyui").state.value
         with phase("preset catalog") as p:
             try:
@@ -267,7 +267,7 @@ async def run(
     return 0
 
 
-def _start_comfyui(
+async def _start_comfyui(
     services: Services,
     supervisor: Supervisor,
     report: gpu.GpuReport,
@@ -301,6 +301,9 @@ def _start_comfyui(
     )
     supervisor.add(service)
     service.start()
+    # let it spawn now, before the dashboard's imports hold the loop for a second or two
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(service.spawned.wait(), 10)
     relay = Relay(client, services.bus)
     relay.start()
     if report.devices and report.torch_check != "import":

@@ -88,6 +88,7 @@ class Service:
         self._ready = asyncio.Event()
         self._changed = asyncio.Condition()
         self._notes: set[asyncio.Future[None]] = set()
+        self.spawned = asyncio.Event()  # set once the first attempt has spawned (or was held)
 
     # ---- public API ------------------------------------------------------------------------
     def status(self) -> Status:
@@ -172,6 +173,7 @@ class Service:
             held = await self.precheck()
             if held is not None:
                 self._set(*held)
+                self.spawned.set()
                 return
         while True:
             self._set(State.STARTING, f"attempt {self.failures + 1} of {t.retries + 1}")
@@ -199,6 +201,8 @@ class Service:
         except OSError as exc:
             self.logs.add(f"[supervisor] cannot start {self.spec.argv[0]}: {exc}")
             return f"cannot start: {exc.strerror or exc}"
+        finally:
+            self.spawned.set()
         child = self.child
         self.identity = Identity(child.pid, self.spec.identity)
         reader = asyncio.create_task(self._pump(child), name=f"log-{self.spec.name}")
