@@ -138,3 +138,55 @@ def test_health_cli_fails_when_nothing_answers(tmp_path: Path) -> None:
     env = {**os.environ, "WORKSPACE_ROOT": str(tmp_path), "DASHBOARD_PORT": str(free_port())}
     proc = subprocess.run([*CLI, "health"], env=env, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 1 and "does not answer" in proc.stdout
+
+
+def test_restart_cli_restarts_comfyui_through_the_dashboard(tmp_path: Path, stopper: Any) -> None:
+    proc, env = launch(tmp_path, FAKE_ROOT)
+    stopper(proc)
+    base = f"http://127.0.0.1:{env['DASHBOARD_PORT']}"
+    _, first = wait_for(lambda: (r := get(base + "/health/ready"))[1].get("ready") and r, 40)
+    old_pid = first["comfyui"]["pid"]
+    out = subprocess.run([*CLI, "restart"], env=env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stdout + out.stderr
+    _, again = wait_for(
+        lambda: (
+            (r := get(base + "/health/ready"))[1].get("ready") and r[1]["comfyui"]["pid"] != old_pid and r
+        ),
+        40,
+    )
+    assert again["comfyui"]["restarts"] == 1
+    logs = subprocess.run([*CLI, "logs", "-n", "5"], env=env, capture_output=True, text=True, timeout=30)
+    assert logs.returncode == 0 and "To see the GUI go to" in logs.stdout
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+
+
+@pytest.mark.nginx
+def test_start_with_nginx_in_front(tmp_path: Path, stopper: Any) -> None:
+    if not any(Path(p).exists() for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx")):
+        pytest.skip("nginx is not installed")
+    proc, env = launch(tmp_path, FAKE_ROOT)
+    proc.kill()
+    proc.wait(5)
+    env = {
+        **env,
+        "ENABLE_NGINX": "true",
+        "COMFYUI_PORT": str(free_port()),
+        "DASHBOARD_INTERNAL_PORT": str(free_port()),
+    }
+    with (tmp_path / "nginx-start.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [*CLI, "start"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    stopper(proc)
+    public = f"http://127.0.0.1:{env['DASHBOARD_PORT']}"
+    wait_for(lambda: get(public + "/health")[0] == 200, 40)
+    internal = f"http://127.0.0.1:{env['DASHBOARD_INTERNAL_PORT']}"
+    _, ready = wait_for(lambda: (r := get(internal + "/health/ready"))[1].get("ready") and r, 40)
+    assert ready["nginx"]["state"] == "running"
+    stats = wait_for(lambda: get(f"http://127.0.0.1:{env['COMFYUI_PORT']}/system_stats"), 20)
+    assert stats[0] == 200 and "--output-directory" in stats[1]["system"]["argv"]
+    nginx_pid = ready["nginx"]["pid"]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    assert not psutil.pid_exists(nginx_pid) or psutil.Process(nginx_pid).status() == psutil.STATUS_ZOMBIE

@@ -83,6 +83,7 @@ def readiness(services: Services) -> dict[str, Any]:
     if nginx is not None:
         out["nginx"] = nginx
         out["healthy"] = out["healthy"] and nginx["state"] not in BROKEN
+        out["ready"] = out["ready"] and nginx["state"] == "running"
     report = getattr(services.supervisor, "gpu", None)
     if report is not None:
         out["gpu"] = {"state": report.verdict, **report.as_dict()}
