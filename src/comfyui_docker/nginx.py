@@ -57,9 +57,13 @@ class NginxLayout:
     error_log: Path
 
 
-def default_run_dir() -> Path:
-    """A folder on the container's own disk (not the shared volume) for the config, pid and temp files."""
-    return Path(tempfile.gettempdir()) / "comfyui-docker" / "nginx"
+def default_run_dir(settings: Settings) -> Path:
+    """A folder on the container's own disk (not the shared volume) for the config, pid and temp files.
+
+    Keyed by the public dashboard port, so two runtimes on one machine (tests, a laptop) never
+    share a pid file or temp folders.
+    """
+    return Path(tempfile.gettempdir()) / "comfyui-docker" / f"nginx-{settings.dashboard_port}"
 
 
 def _worker_user() -> str:
@@ -347,7 +351,7 @@ def write_config(
 
     The public ports listen on every address, or on DASHBOARD_HOST when that names one address.
     """
-    run_dir = default_run_dir() if run_dir is None else run_dir
+    run_dir = default_run_dir(settings) if run_dir is None else run_dir
     host = public_listen_host(settings) if listen_host is None else listen_host
     text = render(settings, workspace, run_dir, listen_host=host)
     run_dir.mkdir(parents=True, exist_ok=True)
