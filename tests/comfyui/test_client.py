@@ -137,3 +137,21 @@ def test_relay_frame_conversion() -> None:
     preview = binary_event(b"\x00\x00\x00\x01\x00\x00\x00\x01JPEGDATA", "p")
     assert preview is not None and preview.payload["mime"] == "image/jpeg" and preview.prompt_id == "p"
     assert binary_event(b"\x00\x00\x00\x02\x00\x00\x00\x01", None) is None
+
+
+async def test_relay_wakes_when_the_supervisor_says_running(comfy: Comfy) -> None:
+    from comfyui_docker.events import ServiceState
+
+    async with aiohttp.ClientSession() as session:
+        bus = EventBus()
+        relay = Relay(ComfyUIClient(session, "http://127.0.0.1:9"), bus, retry=5.0, retry_cap=5.0)
+        relay.start()
+        await asyncio.sleep(0.2)  # first attempt failed; the next one is 5 s away
+        relay.client = ComfyUIClient(session, comfy.url)
+        bus.publish(ServiceState(service="comfyui", state="running"))
+        for _ in range(40):
+            if relay.connected:
+                break
+            await asyncio.sleep(0.05)
+        assert relay.connected  # well before the 5 s retry
+        await relay.stop()

@@ -14,12 +14,11 @@ import contextlib
 import json
 import logging
 import struct
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 
-from ..events import EventBus, GenerationEvent
+from ..events import EventBus, GenerationEvent, ServiceState
 from .client import ComfyUIClient
 
 log = logging.getLogger(__name__)
@@ -59,28 +58,41 @@ class Relay:
         *,
         retry: float = 1.0,
         retry_cap: float = 5.0,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.client = client
         self.bus = bus
         self.retry = retry
         self.retry_cap = retry_cap
-        self.sleep = sleep
+        self._wake = asyncio.Event()
         self.connected = False
         self.connections = 0
         self._task: asyncio.Task[None] | None = None
+        self._follower: asyncio.Task[None] | None = None
         self._current: str | None = None
 
     def start(self) -> None:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self.run(), name="comfyui-ws-relay")
+            self._follower = asyncio.create_task(self._follow_service(), name="comfyui-ws-relay-wake")
+
+    def wake(self) -> None:
+        """Retry now (the supervisor saw ComfyUI become ready): no frame of the first job is missed."""
+        self._wake.set()
+
+    async def _follow_service(self, service: str = "comfyui") -> None:
+        """Wake the relay whenever the supervised `service` turns `running`."""
+        async with self.bus.subscribe(["service_state"]) as sub:
+            async for event in sub:
+                if isinstance(event, ServiceState) and event.service == service and event.state == "running":
+                    self.wake()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (self._task, self._follower):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._follower = None
         self.connected = False
 
     async def run(self) -> None:
@@ -92,8 +104,13 @@ class Relay:
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 log.debug("ComfyUI WebSocket: %s", exc)
             self.connected = False
-            await self.sleep(delay)
-            delay = min(self.retry_cap, delay * 2)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+            if self._wake.is_set():
+                self._wake.clear()
+                delay = self.retry
+            else:
+                delay = min(self.retry_cap, delay * 2)
 
     async def _session(self) -> None:
         async with self.client.session.ws_connect(self.client.ws_url, heartbeat=30, max_msg_size=0) as ws:
