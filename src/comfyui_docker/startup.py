@@ -13,6 +13,9 @@ Phases, each timed (`services.timings`) and logged with its duration:
     nginx            the supervised nginx in front (ENABLE_NGINX)
     downloads        resume unfinished installs, queue PRESET_DOWNLOAD & co.
 
+ComfyUI is spawned as early as its command line is known: aiohttp, the ComfyUI client and the web
+app are imported only after the spawn, so their import time overlaps ComfyUI's own boot.
+
 SIGTERM/SIGINT (docker stop) stop everything within 10 s: ComfyUI and nginx get SIGINT then
 SIGTERM then SIGKILL, downloads are cancelled (their .part files and journal stay resumable), the
 dashboard closes; exit code 0.
@@ -28,13 +31,9 @@ import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from . import gpu
-from .comfyui.client import ComfyUIClient
-from .comfyui.relay import Relay
 from .errors import AppError
 from .logs import configure
 from .model_paths import check_user_yaml
@@ -43,6 +42,9 @@ from .settings import Settings
 from .supervisor import ProcessSpec, Service, State, Supervisor, Timings
 from .supervisor.comfyui import COMFYUI_TIMINGS, comfyui_spec, not_installed_detail
 from .supervisor.logcapture import stderr_echo
+
+if TYPE_CHECKING:  # imported after ComfyUI is spawned: aiohttp costs ~0.2-0.5 s of start-up
+    from .comfyui.relay import Relay
 
 log = logging.getLogger("comfyui_docker.start")
 STOP_BUDGET = 9.0  # docker stop sends SIGKILL after 10 s
@@ -205,7 +207,6 @@ async def run(
             p.detail = f"{free / 1024**3:.1f} GiB free" + (
                 "" if usable or not problems else ", user yaml unusable"
             )
-        services.http = aiohttp.ClientSession()
         with phase("gpu preflight") as p:
             check = preflight or (lambda s: gpu.preflight(s.comfyui_python))
             report_gpu = await check(settings)
@@ -275,15 +276,20 @@ async def _start_comfyui(
     timings: Timings | None = None,
 ) -> Relay | None:
     settings = services.settings
-    client = ComfyUIClient(services.http, f"http://127.0.0.1:{settings.comfyui_internal_port}")
-    services.comfyui = client
     if not settings.comfyui_installed:
         placeholder = ProcessSpec(name="comfyui", argv=["main.py"], log_name="comfyui.log")
         service = supervisor.add(Service(placeholder, bus=services.bus, log_dir=services.workspace.logs))
         service.hold(State.NOT_INSTALLED, not_installed_detail(settings))
+        _clients(services)
         return None
     cpu = report.wants_cpu and gpu.wants_cpu_flag(settings.comfyui_extra_args)
-    spec = comfyui_spec(settings, services.workspace, client, cpu=cpu, timings=timings or COMFYUI_TIMINGS)
+    spec = comfyui_spec(
+        settings,
+        services.workspace,
+        lambda: services.comfyui,
+        cpu=cpu,
+        timings=timings or COMFYUI_TIMINGS,
+    )
 
     async def precheck() -> tuple[State, str] | None:
         if not settings.comfyui_installed:
@@ -304,13 +310,29 @@ async def _start_comfyui(
     # let it spawn now, before the dashboard's imports hold the loop for a second or two
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(service.spawned.wait(), 10)
-    relay = Relay(client, services.bus)
+    from .comfyui.relay import Relay
+
+    relay = Relay(_clients(services), services.bus)
     relay.start()
     if report.devices and report.torch_check != "import":
         task = asyncio.create_task(_deep_check(supervisor, settings), name="gpu-deep-check")
         supervisor.background.add(task)
         task.add_done_callback(supervisor.background.discard)
     return relay
+
+
+def _clients(services: Services) -> Any:
+    """The shared aiohttp session and the ComfyUI client (imported late: see the module docstring)."""
+    import aiohttp
+
+    from .comfyui.client import ComfyUIClient
+
+    if services.http is None:
+        services.http = aiohttp.ClientSession()
+    if services.comfyui is None:
+        port = services.settings.comfyui_internal_port
+        services.comfyui = ComfyUIClient(services.http, f"http://127.0.0.1:{port}")
+    return services.comfyui
 
 
 async def _deep_check(supervisor: Supervisor, settings: Settings) -> None:

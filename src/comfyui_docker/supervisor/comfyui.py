@@ -17,13 +17,17 @@ SQLite is unsafe on network volumes shared by several pods, and temp is wiped at
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..comfyui.client import ComfyUIClient
 from ..model_paths import check_user_yaml
 from ..settings import Settings
 from ..workspace import Workspace
 from .spec import ProcessSpec, Timings
+
+if TYPE_CHECKING:  # aiohttp is imported only after ComfyUI is spawned (start-up latency)
+    from ..comfyui.client import ComfyUIClient
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +73,16 @@ def comfyui_args(
 def comfyui_spec(
     settings: Settings,
     workspace: Workspace,
-    client: ComfyUIClient,
+    client: ComfyUIClient | Callable[[], ComfyUIClient | None],
     *,
     cpu: bool = False,
     timings: Timings = COMFYUI_TIMINGS,
     warnings: list[str] | None = None,
 ) -> ProcessSpec:
-    """The supervised ComfyUI: its own Python, run from COMFYUI_ROOT, ready when /system_stats is ours."""
+    """The supervised ComfyUI: its own Python, run from COMFYUI_ROOT, ready when /system_stats is ours.
+
+    `client` may be a getter: the runtime creates its HTTP client after the spawn.
+    """
     if settings.comfyui_root is None:
         raise ValueError("ComfyUI is not installed (COMFYUI_ROOT unset)")
     user_directory(workspace).mkdir(parents=True, exist_ok=True)
@@ -87,7 +94,8 @@ def comfyui_spec(
     output = workspace.output
 
     async def probe() -> bool:
-        return await client.is_ours(output)
+        current = client() if callable(client) else client
+        return current is not None and await current.is_ours(output)
 
     return ProcessSpec(
         name="comfyui",
