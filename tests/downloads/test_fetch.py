@@ -96,7 +96,11 @@ async def test_200_instead_of_206_starts_over(
 ) -> None:
     data = blob(SIZE)
     url = host.add("/m", data, "drop:120000", "ignore_range")
-    result = await make_fetcher(session).fetch(url, tmp_path / "m.bin", sha256=sha(data))
+    seen: list[int] = []
+    result = await make_fetcher(session).fetch(
+        url, tmp_path / "m.bin", sha256=sha(data), progress=seen.append
+    )
+    assert sum(seen) == SIZE  # the discarded prefix is taken back
     assert (tmp_path / "m.bin").read_bytes() == data
     assert result.restarts == 1
     assert result.refetched == 120000
@@ -207,8 +211,12 @@ async def test_resume_after_interruption_hashes_the_prefix(
     with pytest.raises(DownloadError):
         await make_fetcher(session).fetch(url, tmp_path / "m.bin")
     host.files["/m"].faults.clear()
-    result = await make_fetcher(session).fetch(url, tmp_path / "m.bin", sha256=sha(data))
+    seen: list[int] = []
+    result = await make_fetcher(session).fetch(
+        url, tmp_path / "m.bin", sha256=sha(data), progress=seen.append
+    )
     assert result.resumed_from == 200000 and result.network_bytes == SIZE - 200000
+    assert seen[0] == 200000 and sum(seen) == SIZE  # the resumed prefix counts as done
     assert (tmp_path / "m.bin").read_bytes() == data
 
 

@@ -333,6 +333,7 @@ class _Job:
     async def _resume(self, pieces: list[Piece], total: int | None) -> None:
         remaining = (total - sum(p.filled for p in pieces)) if total is not None else 0
         self._check_space(remaining)
+        self.progress(self.resumed_from)  # bytes already on disk count as done
         if len(pieces) == 1:
             await self._single(pieces, total, first=None)
         else:
@@ -342,6 +343,7 @@ class _Job:
         self.restarts += 1
         pieces = [Piece(0, total)]
         await self._drain()
+        self.progress(-sum(p.received for p in self.part.pieces))
         await self._io(self.part.reset, pieces, total, {"url": self.url})
         return pieces
 
@@ -389,9 +391,12 @@ class _Job:
     async def _multi(self, pieces: list[Piece], first: aiohttp.ClientResponse | None) -> None:
         self.connections_used = min(self.opt.connections, sum(1 for p in pieces if not p.complete))
 
+        taken: list[aiohttp.ClientResponse] = []
+
         async def worker(initial: aiohttp.ClientResponse | None) -> None:
             resp = initial
             if resp is not None:
+                taken.append(resp)
                 pieces[0].busy = True
                 await self._piece(pieces, 0, resp)
             while True:
@@ -415,6 +420,9 @@ class _Job:
             await self._single(fresh, total, first=None)
         except* BaseException as group_exc:
             raise _first_error(group_exc) from None
+        finally:
+            if first is not None and not taken:
+                first.release()  # the group was cancelled before its first worker ran
 
     async def _piece(self, pieces: list[Piece], index: int, resp: aiohttp.ClientResponse | None) -> None:
         piece = pieces[index]
