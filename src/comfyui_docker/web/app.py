@@ -28,6 +28,7 @@ from .. import __version__
 from ..services import Services
 from ..settings import Settings
 from . import errors, proxy
+from .api.presets import ListCache, invalidate_on_events
 from .api.system import SystemSampler, publish_loop
 from .auth import CSRF_HEADER, Auth, AuthMiddleware
 
@@ -68,13 +69,18 @@ async def _lifespan_for(app: FastAPI, svc: Services, own_services: bool) -> Asyn
             svc.presets = await _start_presets(svc)
             owned_presets = svc.presets is not None
     app.state.proxy_session = proxy.make_session()
-    publisher = asyncio.create_task(publish_loop(svc, app.state.sampler), name="system-status")
+    background = [
+        asyncio.create_task(publish_loop(svc, app.state.sampler), name="system-status"),
+        asyncio.create_task(invalidate_on_events(svc.bus, app.state.preset_cache), name="preset-cache"),
+    ]
     try:
         yield
     finally:
-        publisher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await publisher
+        for task in background:
+            task.cancel()
+        for task in background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await app.state.proxy_session.close()
         if owned_presets:
             for name in ("close", "stop", "aclose"):
@@ -115,6 +121,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.auth = Auth(settings)
     app.state.sampler = SystemSampler()
+    app.state.preset_cache = ListCache()
     app.state.proxy_session = None
 
     errors.install(app)

@@ -269,8 +269,8 @@ class AuthMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind not in ("http", "websocket"):
-            await self.app(scope, receive, send)
+        if kind not in ("http", "websocket") or scope["path"] == "/health":
+            await self.app(scope, receive, send)  # liveness: public, polled often, nothing to check
             return
         headers = header_dict(scope)
         result = self.auth.authenticate(headers)

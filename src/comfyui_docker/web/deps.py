@@ -23,7 +23,7 @@ READY_STATES = frozenset({"running", "ready"})
 UNMANAGED = "unmanaged"
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     svc: Services = request.app.state.services
     return svc
 
@@ -31,7 +31,7 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_presets(svc: ServicesDep) -> Any:
+async def get_presets(svc: ServicesDep) -> Any:
     if not svc.settings.enable_preset_manager:
         raise Forbidden(
             "the preset manager is disabled", hint="set ENABLE_PRESET_MANAGER=true to install presets"
@@ -55,7 +55,7 @@ class AuthInfo:
     csrf_token: str | None
 
 
-def get_auth_info(request: Request) -> AuthInfo:
+async def get_auth_info(request: Request) -> AuthInfo:
     state = request.state
     return AuthInfo(
         password_set=bool(getattr(state, "password_set", False)),

@@ -31,7 +31,7 @@ from .errors import COMMON_ERRORS, error_responses
 
 log = logging.getLogger(__name__)
 
-CHUNK = 256 * 1024
+READ_BUFFER = 1024 * 1024  # let the client buffer more than aiohttp's 64 KiB between reads
 HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -58,6 +58,7 @@ def make_session() -> aiohttp.ClientSession:
         cookie_jar=aiohttp.DummyCookieJar(),
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
         connector=aiohttp.TCPConnector(limit=200, force_close=False),
+        read_bufsize=READ_BUFFER,
         skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
     )
 
@@ -126,7 +127,7 @@ class _Passthrough(StreamingResponse):
             try:
                 if head:
                     return
-                async for chunk in resp.content.iter_chunked(CHUNK):
+                async for chunk in resp.content.iter_any():  # what has arrived, no re-slicing
                     yield chunk
             finally:
                 resp.release()

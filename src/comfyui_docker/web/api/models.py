@@ -203,6 +203,7 @@ def resolve_model_file(svc: Services, folder: str, name: str) -> Path:
 async def delete_model(
     folder: str,
     name: str,
+    request: Request,
     svc: ServicesDep,
     force: Annotated[bool, Query(description="delete even when an installed preset owns it")] = False,
 ) -> dict[str, Any]:
@@ -216,6 +217,7 @@ async def delete_model(
         )
     size = target.lstat().st_size
     target.unlink()
+    request.app.state.preset_cache.clear()
     return {"status": "deleted", "folder": folder, "name": name, "bytes": size, "owners": owners}
 
 
@@ -284,7 +286,7 @@ async def install_missing(body: InstallMissingRequest, request: Request, svc: Se
     from ...catalog.schema import FileSpec
     from ..deps import get_presets
 
-    presets = get_presets(svc)
+    presets = await get_presets(svc)
     items = await find_missing(request, svc, body.workflow)
     tasks: list[dict[str, Any]] = []
     started: set[str] = set()
@@ -307,4 +309,5 @@ async def install_missing(body: InstallMissingRequest, request: Request, svc: Se
         task = presets.install_files("workflow models", by_url)
         task = await task if inspect.isawaitable(task) else task
         tasks.append(task.to_dict() if hasattr(task, "to_dict") else dict(task))
+    request.app.state.preset_cache.clear()
     return {"tasks": tasks, "unresolved": unresolved, "missing": len(items)}

@@ -10,22 +10,72 @@
 
 Thin: each route parses, calls `services.presets` (downloads.service.PresetService), answers.
 Progress is pushed over `/ws` (`task_state`, `download_progress`), not polled.
+
+The list is the page everyone opens and costs the service a journal lookup per preset, so its
+JSON is kept for `LIST_TTL` seconds and dropped at once when a task changes state (a `task_state`
+event) or this API installs, cancels, uninstalls or deletes a model: what the dashboard itself
+changes shows immediately; a file copied onto the volume by hand shows within two seconds.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
+import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from ..deps import PresetsDep
+from ...events import EventBus
+from ..deps import PresetsDep, get_presets
 from ..errors import COMMON_ERRORS, error_responses
 
 ID_PATTERN = r"^[A-Z][A-Z0-9_]{0,127}$"
 TASK_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 VARIANT_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+
+LIST_TTL = 2.0
+
+
+class ListCache:
+    """The encoded preset list per (category, type), for `LIST_TTL` seconds or until cleared."""
+
+    def __init__(self, ttl: float = LIST_TTL, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self._clock = clock
+        self._items: dict[tuple[str | None, str | None], tuple[float, bytes]] = {}
+
+    def get(self, key: tuple[str | None, str | None]) -> bytes | None:
+        hit = self._items.get(key)
+        if hit is not None and self._clock() - hit[0] < self.ttl:
+            return hit[1]
+        return None
+
+    def put(self, key: tuple[str | None, str | None], body: bytes) -> None:
+        self._items[key] = (self._clock(), body)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+async def invalidate_on_events(bus: EventBus, cache: ListCache) -> None:
+    """Clear the cache whenever an install task changes state (woken by the bus, never polling)."""
+    sub = bus.subscribe(["task_state"], maxsize=16)
+    try:
+        while True:
+            await sub.get()
+            cache.clear()
+    finally:
+        sub.close()
+
+
+def cache_of(request: Request) -> ListCache:
+    cache: ListCache = request.app.state.preset_cache
+    return cache
+
 
 router = APIRouter(prefix="/api/presets", tags=["presets"], responses=error_responses(*COMMON_ERRORS, 503))
 
@@ -89,13 +139,22 @@ def _problems(presets: Any) -> list[str]:
 
 @router.get("", response_model=PresetListResponse, summary="List the presets of the catalog")
 async def list_presets(
-    presets: PresetsDep,
+    request: Request,
     category: Annotated[str | None, Query(max_length=64)] = None,
     type: Annotated[str | None, Query(max_length=32, description="video, image, audio or other")] = None,
-) -> dict[str, Any]:
-    items = [_preset_dict(p) for p in await _call(presets.list_presets(category, type))]
-    by_id = {str(p.get("id")): p for p in items}
-    return {"presets": by_id, "total": len(by_id), "problems": _problems(presets)}
+) -> Response:
+    # the services are read without a dependency: this is the hottest route of the dashboard
+    presets = await get_presets(request.app.state.services)
+    cache = cache_of(request)
+    key = (category, type)
+    body = cache.get(key)
+    if body is None:
+        items = [_preset_dict(p) for p in await _call(presets.list_presets(category, type))]
+        by_id = {str(p.get("id")): p for p in items}
+        payload = {"presets": by_id, "total": len(by_id), "problems": _problems(presets)}
+        body = json.dumps(payload, separators=(",", ":"), default=str).encode()
+        cache.put(key, body)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/tasks", response_model=TaskList, summary="Install tasks, newest last")
@@ -114,8 +173,9 @@ async def task_status(task_id: TaskId, presets: PresetsDep) -> dict[str, Any]:
     summary="Install a preset in the background",
     responses=error_responses(400, 404, 409, 507),
 )
-async def install(body: PresetInstallRequest, presets: PresetsDep) -> dict[str, Any]:
+async def install(body: PresetInstallRequest, request: Request, presets: PresetsDep) -> dict[str, Any]:
     task = _task_dict(await _call(presets.install(body.preset_id, body.variant)))
+    cache_of(request).clear()
     variant = f" ({body.variant})" if body.variant else ""
     return {
         "task_id": str(task.get("id")),
@@ -129,8 +189,9 @@ async def install(body: PresetInstallRequest, presets: PresetsDep) -> dict[str, 
     summary="Cancel an install task (its .part files stay resumable)",
     responses=error_responses(404, 409),
 )
-async def cancel(task_id: TaskId, presets: PresetsDep) -> dict[str, Any]:
+async def cancel(task_id: TaskId, request: Request, presets: PresetsDep) -> dict[str, Any]:
     result = await _call(presets.cancel(task_id))
+    cache_of(request).clear()
     if result is None or isinstance(result, bool):
         result = await _call(presets.task(task_id))
     return _task_dict(result)
@@ -152,6 +213,7 @@ async def get_preset(preset_id: PresetId, presets: PresetsDep) -> dict[str, Any]
     summary="Uninstall a preset (files no other installed preset uses are deleted)",
     responses=error_responses(404, 409),
 )
-async def uninstall(preset_id: PresetId, presets: PresetsDep) -> dict[str, Any]:
+async def uninstall(preset_id: PresetId, request: Request, presets: PresetsDep) -> dict[str, Any]:
     removed = await _call(presets.uninstall(preset_id))
+    cache_of(request).clear()
     return {"status": "deleted", "preset_id": preset_id, "removed": [str(r) for r in removed or []]}

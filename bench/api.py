@@ -1,0 +1,307 @@
+"""Dashboard API benchmark: our app next to a bare uvicorn "hello" app, in one run.
+
+    .venv/bin/python bench/api.py [--quick]
+
+Prints, each time as ours / peer / ratio:
+1. p50/p95/p99 latency and requests/s of `GET /health` and `GET /api/presets` (real PresetService,
+   shipped catalog, password set, Bearer token sent) at concurrency 1 and 50, against a bare
+   FastAPI app on the same uvicorn settings answering `/health` (the peer). Rounds alternate
+   A B A B; the medians of the rounds are reported.
+2. Proxy throughput: a 100 MB file through `/api/comfyui/view` next to the same file fetched from
+   the (fake) ComfyUI directly, MB/s and ratio, plus the dashboard's peak RSS growth meanwhile.
+3. Event latency: publish on the bus (inside the server) -> JSON frame received by a WebSocket
+   client, p50/p99 over 500 events.
+
+Servers run as separate processes (uvicorn, uvloop + httptools, no access log); the load generator
+is aiohttp in this process. Targets (issue 5): c=1 p95 < 5 ms; c=50 /health p95 <= 1.2x and
+/api/presets p95 <= 2x the bare app's; proxy >= 0.8x direct with flat memory; events p99 < 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import aiohttp
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # the fake ComfyUI launcher
+PASSWORD = "bench-password"
+
+
+# ---------------------------------------------------------------------------------------------
+# server side (run as a subprocess: `bench/api.py --serve ours|hello --port P ...`)
+
+
+def serve(kind: str, port: int, workspace: str, comfyui_port: int) -> None:
+    import uvicorn
+    from fastapi import FastAPI
+
+    if kind == "hello":
+        app = FastAPI()
+
+        @app.get("/health")
+        async def health() -> dict[str, str]:
+            return {"status": "ok"}
+
+    else:
+        from comfyui_docker.events import DownloadProgress
+        from comfyui_docker.settings import Settings
+        from comfyui_docker.web.app import create_app
+
+        settings = Settings.from_env(
+            {
+                "WORKSPACE_ROOT": workspace,
+                "ACCESS_PASSWORD": PASSWORD,
+                "COMFYUI_INTERNAL_PORT": str(comfyui_port),
+            }
+        )
+        app = create_app(settings)
+        app.state.services.workspace.init()
+
+        @app.post("/bench/publish")  # bench-only route, added here, not part of the product
+        async def publish(n: int = 500, gap_ms: float = 5.0) -> dict[str, int]:
+            bus = app.state.services.bus
+            for i in range(n):
+                bus.publish(
+                    DownloadProgress(task_id="bench", preset_id="X", file="f", bytes_done=i, bytes_total=n)
+                )
+                await asyncio.sleep(gap_ms / 1000)
+            return {"published": n}
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# client side
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, kind: str, workspace: str, comfyui_port: int = 1) -> None:
+        self.kind = kind
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--serve",
+                kind,
+                "--port",
+                str(self.port),
+                "--workspace",
+                workspace,
+                "--comfyui-port",
+                str(comfyui_port),
+            ],
+            cwd=REPO,
+        )
+
+    async def wait(self) -> None:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(300):
+                try:
+                    async with http.get(self.url + "/health") as r:
+                        if r.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)
+        raise RuntimeError(f"{self.kind} did not start")
+
+    def rss(self) -> int:
+        with open(f"/proc/{self.proc.pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+async def load(url: str, concurrency: int, total: int, headers: dict[str, str]) -> dict[str, float]:
+    latencies: list[float] = []
+    conn = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=conn, headers=headers) as http:
+        for _ in range(min(20, total)):  # warm-up
+            async with http.get(url) as r:
+                await r.read()
+        remaining = total
+
+        async def worker() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                t0 = time.perf_counter()
+                async with http.get(url) as r:
+                    await r.read()
+                    if r.status != 200:
+                        raise RuntimeError(f"{url} -> {r.status}")
+                latencies.append(time.perf_counter() - t0)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - start
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000
+
+    return {"p50": pct(0.50), "p95": pct(0.95), "p99": pct(0.99), "rps": len(latencies) / wall}
+
+
+def med(rounds: list[dict[str, float]]) -> dict[str, float]:
+    return {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+
+
+def line(label: str, ours: dict[str, float], peer: dict[str, float]) -> str:
+    return (
+        f"{label:<34} ours p50 {ours['p50']:6.2f} p95 {ours['p95']:6.2f} p99 {ours['p99']:6.2f} ms "
+        f"{ours['rps']:7.0f} req/s | bare p50 {peer['p50']:6.2f} p95 {peer['p95']:6.2f} "
+        f"p99 {peer['p99']:6.2f} ms {peer['rps']:7.0f} req/s | p95 ratio {ours['p95'] / peer['p95']:.2f}"
+    )
+
+
+async def bench_http(ours: Server, hello: Server, token: str, rounds: int, n1: int, n50: int) -> None:
+    auth = {"Authorization": f"Bearer {token}"}
+    print("== HTTP latency (ms) and throughput; A B A B rounds, medians ==")
+    for conc, total in ((1, n1), (50, n50)):
+        res: dict[str, list[dict[str, float]]] = {"health": [], "presets": [], "hello": []}
+        for _ in range(rounds):
+            res["health"].append(await load(ours.url + "/health", conc, total, {}))
+            res["hello"].append(await load(hello.url + "/health", conc, total, {}))
+            res["presets"].append(await load(ours.url + "/api/presets", conc, total, auth))
+        peer = med(res["hello"])
+        print(line(f"GET /health        c={conc}", med(res["health"]), peer))
+        print(line(f"GET /api/presets   c={conc}", med(res["presets"]), peer))
+
+
+async def fetch_all(http: aiohttp.ClientSession, url: str) -> tuple[int, float]:
+    t0 = time.perf_counter()
+    n = 0
+    async with http.get(url) as r:
+        assert r.status == 200, r.status
+        async for chunk in r.content.iter_chunked(1 << 20):
+            n += len(chunk)
+    return n, time.perf_counter() - t0
+
+
+async def bench_proxy(ours: Server, comfy_url: str, token: str, rounds: int) -> None:
+    print("== Proxy: 100 MB /view through the dashboard vs from ComfyUI directly ==")
+    auth = {"Authorization": f"Bearer {token}"}
+    direct_mb, proxied_mb = [], []
+    base_rss = ours.rss()
+    peak = [base_rss]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], ours.rss())
+            time.sleep(0.01)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    async with aiohttp.ClientSession(headers=auth) as http:
+        for _ in range(rounds):
+            n, s = await fetch_all(http, f"{comfy_url}/view?filename=bench100.bin&type=output")
+            direct_mb.append(n / s / 1e6)
+            n2, s2 = await fetch_all(http, f"{ours.url}/api/comfyui/view?filename=bench100.bin&type=output")
+            assert n2 == n
+            proxied_mb.append(n2 / s2 / 1e6)
+    stop.set()
+    sampler.join()
+    d, p = statistics.median(direct_mb), statistics.median(proxied_mb)
+    print(f"direct {d:8.1f} MB/s | proxied {p:8.1f} MB/s | ratio {p / d:.2f}")
+    print(
+        f"dashboard RSS before {base_rss / 2**20:.1f} MiB, peak during {rounds * 100} MB proxied "
+        f"{peak[0] / 2**20:.1f} MiB (+{(peak[0] - base_rss) / 2**20:.1f} MiB)"
+    )
+
+
+async def bench_events(ours: Server, token: str, n: int) -> None:
+    print("== Event latency: bus.publish -> WebSocket client ==")
+    auth = {"Authorization": f"Bearer {token}"}
+    lat: list[float] = []
+    async with (
+        aiohttp.ClientSession(headers=auth) as http,
+        http.ws_connect(ours.url.replace("http", "ws") + "/ws?types=download_progress") as ws,
+    ):
+        await ws.receive()  # hello
+        trigger = asyncio.create_task(http.post(ours.url + f"/bench/publish?n={n}&gap_ms=5"))
+        while len(lat) < n:
+            msg = await ws.receive(timeout=30)
+            now = time.time()
+            data = json.loads(msg.data)
+            lat.append((now - data["ts"]) * 1000)
+        (await trigger).release()
+    lat.sort()
+    print(
+        f"{n} events: p50 {lat[n // 2]:.2f} ms, p99 {lat[int(n * 0.99) - 1]:.2f} ms, "
+        f"max {lat[-1]:.2f} ms (target p99 < 50 ms)"
+    )
+
+
+async def main(quick: bool) -> None:
+    from comfyui_docker.settings import Settings
+    from comfyui_docker.web.auth import Auth
+    from fakes.comfyui_root.launch import run_comfyui
+
+    rounds = 2 if quick else 3
+    n1, n50 = (500, 2000) if quick else (1500, 5000)
+    with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp, run_comfyui(Path(tmp) / "comfy") as comfy:
+        big = comfy.layout.output / "bench100.bin"
+        with big.open("wb") as fh:
+            block = os.urandom(1 << 20)
+            for _ in range(100):
+                fh.write(block)
+        ws = str(Path(tmp) / "ws")
+        token = Auth(Settings.from_env({"WORKSPACE_ROOT": ws, "ACCESS_PASSWORD": PASSWORD})).api_token() or ""
+        ours = Server("ours", ws, comfy.port)
+        hello = Server("hello", ws)
+        try:
+            await ours.wait()
+            await hello.wait()
+            print(f"machine: {os.cpu_count()} CPUs; python {sys.version.split()[0]}")
+            await bench_http(ours, hello, token, rounds, n1, n50)
+            await bench_proxy(ours, comfy.url, token, rounds)
+            await bench_events(ours, token, 300 if quick else 500)
+        finally:
+            ours.stop()
+            hello.stop()
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--serve", choices=("ours", "hello"))
+    ap.add_argument("--port", type=int)
+    ap.add_argument("--workspace")
+    ap.add_argument("--comfyui-port", type=int, default=1)
+    ap.add_argument("--quick", action="store_true", help="fewer requests and rounds")
+    args = ap.parse_args()
+    if args.serve:
+        serve(args.serve, args.port, args.workspace, args.comfyui_port)
+    else:
+        asyncio.run(main(args.quick))
