@@ -15,6 +15,7 @@ from fakes.comfyui_root.launch import (
     Layout,
     command,
     free_port,
+    python_for,
     ready,
     real_comfyui_root,
     run_comfyui,
@@ -56,7 +57,8 @@ def test_bad_yaml_crashes_before_listening(tmp_path: Path, root: object, case: s
     bad = tmp_path / "bad.yaml"
     bad.write_text(text, encoding="utf-8")
     port = free_port()
-    argv = command(sys.executable, port, layout, ["--cpu"], [bad])
+    python = sys.executable if where == FAKE_ROOT else python_for(where)
+    argv = command(python, port, layout, ["--cpu"], [bad])
     proc = subprocess.run(argv, cwd=where, capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
     assert "Traceback" in proc.stderr and message in proc.stderr
