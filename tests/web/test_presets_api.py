@@ -98,3 +98,40 @@ async def test_service_missing_or_disabled(tmp_path: Path) -> None:
     async with client_for(app) as c:
         r = await c.post("/api/presets/install", json={"preset_id": "SD15_BASE"})
         assert r.status_code == 403 and "ENABLE_PRESET_MANAGER" in r.json()["error"]["hint"]
+
+
+async def test_list_cache_is_dropped_on_task_events_and_own_changes(client, app_svc) -> None:
+    import asyncio
+
+    presets = app_svc[1].presets
+    first = (await client.get("/api/presets")).json()
+    assert "NEW_ONE" not in first["presets"]
+    from .fakes import PRESETS
+
+    PRESETS["NEW_ONE"] = {**PRESETS["SD15_BASE"], "id": "NEW_ONE", "name": "added"}
+    try:
+        # still the cached list (the catalog changed behind the service's back)
+        assert "NEW_ONE" not in (await client.get("/api/presets")).json()["presets"]
+        # a task changing state drops it at once (the listener is woken by the bus)
+        await client.post("/api/presets/install", json={"preset_id": "SD15_BASE"})
+        assert "NEW_ONE" in (await client.get("/api/presets")).json()["presets"]
+        del PRESETS["NEW_ONE"]
+        app_svc[1].bus.publish(TaskState(task_id="x", preset_id="SD15_BASE", state="done"))
+        await asyncio.sleep(0.05)
+        assert "NEW_ONE" not in (await client.get("/api/presets")).json()["presets"]
+    finally:
+        PRESETS.pop("NEW_ONE", None)
+    assert presets.calls.count(("list", (None, None))) == 3
+
+
+def test_list_cache_ttl() -> None:
+    from comfyui_docker.web.api.presets import ListCache
+
+    now = [0.0]
+    cache = ListCache(ttl=2.0, clock=lambda: now[0])
+    cache.put((None, None), b"x")
+    assert cache.get((None, None)) == b"x" and cache.get(("a", None)) is None
+    now[0] = 1.9
+    assert cache.get((None, None)) == b"x"
+    now[0] = 2.1
+    assert cache.get((None, None)) is None

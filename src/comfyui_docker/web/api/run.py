@@ -9,7 +9,6 @@ events. ComfyUI's validation errors come back as 400 `comfyui_rejected` with its
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
 import json
 import uuid
@@ -19,7 +18,7 @@ import aiohttp
 from fastapi import Request
 from pydantic import BaseModel, Field
 
-from ...errors import AppError, InvalidInput, ServiceUnavailable
+from ...errors import AppError, ServiceUnavailable
 from ...services import Services
 from ..deps import comfyui_base_url, require_comfyui
 
@@ -77,38 +76,17 @@ async def _object_info(request: Request, svc: Services) -> dict[str, Any]:
     return result
 
 
-def apply_params(prompt: dict[str, Any], values: dict[str, Any], workflow: dict[str, Any]) -> dict[str, Any]:
-    """Set `<node id or title>.<input>` values on an API prompt."""
+async def apply_params(
+    request: Request, svc: Services, prompt: dict[str, Any], values: dict[str, Any]
+) -> dict[str, Any]:
+    """Set `<node id or title>.<input>` values, type-checked against the node definitions."""
     if not values:
         return prompt
-    try:
-        params: Any = importlib.import_module("comfyui_docker.workflows.params")
-    except ImportError:
-        params = None
-    func = getattr(params, "apply", None)
-    if callable(func):
-        result: dict[str, Any] = func(prompt, values, workflow=workflow)
-        return result
-    titles: dict[str, list[str]] = {}
-    for node_id, node in prompt.items():
-        title = (node.get("_meta") or {}).get("title") if isinstance(node, dict) else None
-        if title:
-            titles.setdefault(str(title), []).append(node_id)
-    for key, value in values.items():
-        target, sep, input_name = key.rpartition(".")
-        if not sep or not target or not input_name:
-            raise InvalidInput(f"'{key}' is not '<node id or title>.<input>'", hint="e.g. KSampler.seed")
-        ids = [target] if target in prompt else titles.get(target, [])
-        if not ids:
-            ids = [i for i, n in prompt.items() if isinstance(n, dict) and n.get("class_type") == target]
-        if len(ids) != 1:
-            found = "no node" if not ids else f"{len(ids)} nodes"
-            raise InvalidInput(f"'{target}' matches {found}", hint="use the node id or a unique title")
-        inputs = prompt[ids[0]].setdefault("inputs", {})
-        if input_name not in inputs:
-            raise InvalidInput(f"node '{target}' has no input '{input_name}'")
-        inputs[input_name] = value
-    return prompt
+    from ...workflows.params import apply_values
+
+    info = await _object_info(request, svc)
+    result, _changes = apply_values(prompt, info, values)
+    return result
 
 
 async def to_prompt(request: Request, svc: Services, workflow: dict[str, Any]) -> dict[str, Any]:
@@ -126,7 +104,7 @@ async def run_workflow(
     request: Request, svc: Services, workflow: dict[str, Any], values: dict[str, Any]
 ) -> dict[str, Any]:
     require_comfyui(svc)
-    prompt = apply_params(await to_prompt(request, svc, workflow), values, workflow)
+    prompt = await apply_params(request, svc, await to_prompt(request, svc, workflow), values)
     cid = client_id(request, svc)
     session: aiohttp.ClientSession = request.app.state.proxy_session
     body: dict[str, Any] = {"prompt": prompt, "client_id": cid}
