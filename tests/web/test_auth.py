@@ -250,3 +250,15 @@ async def test_cors_same_origin_by_default_and_configurable(tmp_path: Path) -> N
         assert "access-control-allow-origin" not in r.headers
         r = await c.post("/api/generate", json={}, headers={"origin": "https://tools.example"})
         assert r.status_code != 403
+
+
+async def test_verify_refuses_cross_site_changes_for_comfyui_port(locked) -> None:
+    async with client_for(locked[0]) as c:
+        await login(c)
+        base = {"x-original-method": "POST", "host": "pod-3000.proxy.runpod.net"}
+        r = await c.get("/auth/verify", headers={**base, "origin": "https://other-8080.proxy.runpod.net"})
+        assert r.status_code == 403
+        r = await c.get("/auth/verify", headers={**base, "origin": "https://pod-3000.proxy.runpod.net"})
+        assert r.status_code == 204
+        r = await c.get("/auth/verify", headers={"x-original-method": "GET", "origin": "https://x.example"})
+        assert r.status_code == 204  # reads are not changes

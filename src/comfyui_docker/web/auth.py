@@ -39,7 +39,10 @@ For templates (the UI engineer's pages): `request.state.password_set` (bool),
 (str or None). `deps.AuthInfoDep` gives the same as a dependency.
 
 nginx (`auth_request`): `GET /auth/verify` answers 204 when the cookie or Bearer token is valid
-(or no password is set) and 401 otherwise. On the ComfyUI port, nginx also routes `/login`,
+(or no password is set) and 401 otherwise; 403 when nginx passes `X-Original-Method` with an
+unsafe method and the request's `Origin` is foreign (ComfyUI has no CSRF protection of its own,
+and another pod's `*.proxy.runpod.net` page counts as same-site for SameSite=Lax). nginx should
+pass `Host`, `Origin`, `Cookie`, `Authorization` and `X-Original-Method $request_method`. On the ComfyUI port, nginx also routes `/login`,
 `/logout`, `/auth/verify` and `/comfyui-unavailable` to the dashboard; every URL here is
 host-relative, so the same login works under either host.
 """
@@ -508,9 +511,29 @@ async def logout(request: Request) -> Response:
     "/auth/verify",
     status_code=204,
     summary="For nginx auth_request: 204 when logged in, 401 otherwise",
-    responses={204: {"description": "Authenticated (or no password set)"}, **error_responses(401)},
+    responses={
+        204: {"description": "Authenticated (or no password set)"},
+        **error_responses(401, 403),
+    },
 )
 async def verify(request: Request) -> Response:
+    headers = header_dict(request.scope)
+    method = headers.get("x-original-method", "GET").upper()
+    origin = headers.get("origin")
+    if (
+        method not in SAFE_METHODS
+        and request.state.auth_method != "token"
+        and origin
+        and origin != "null"
+        and not get_auth(request).same_origin(origin, headers)
+    ):
+        # a page on another site (another pod's subdomain is "same-site" for SameSite=Lax)
+        # posting to ComfyUI's port with the user's cookie
+        return JSONResponse(
+            error_payload(403, "cross-site request refused", code="csrf_failed"),
+            status_code=403,
+            headers={"cache-control": "no-store"},
+        )
     if request.state.auth_method in ("open", "session", "token"):
         return Response(status_code=204, headers={"cache-control": "no-store"})
     return JSONResponse(
