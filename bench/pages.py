@@ -33,13 +33,19 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from browser.conftest import ARGS, CHROMIUM  # noqa: E402
 from browser.live import LiveApp, free_port  # noqa: E402
-
 from comfyui_docker.events import DownloadProgress, TaskState  # noqa: E402
 from comfyui_docker.settings import Settings  # noqa: E402
 from comfyui_docker.web.pages.static import STATIC  # noqa: E402
 
-SECTIONS = {"home": "/", "outputs": "/outputs", "generate": "/generate", "models": "/models",
-            "workflows": "/workflows", "settings": "/settings", "pro": "/pro"}
+SECTIONS = {
+    "home": "/",
+    "outputs": "/outputs",
+    "generate": "/generate",
+    "models": "/models",
+    "workflows": "/workflows",
+    "settings": "/settings",
+    "pro": "/pro",
+}
 BUDGET = 50 * 1024
 
 
@@ -68,10 +74,16 @@ class StaticPeer:
         for name, html in pages.items():
             (self.dir / name).mkdir()
             (self.dir / name / "index.html").write_text(html)
-        app = Starlette(routes=[Mount("/static", StaticFiles(directory=STATIC)),
-                                Mount("/", StaticFiles(directory=self.dir, html=True))])
+        app = Starlette(
+            routes=[
+                Mount("/static", StaticFiles(directory=STATIC)),
+                Mount("/", StaticFiles(directory=self.dir, html=True)),
+            ]
+        )
         self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         while not self.server.started:
@@ -102,8 +114,10 @@ def progress_latency(browser: Any, live: LiveApp, rounds: int) -> tuple[list[flo
     page.goto(live.url + "/")
     page.wait_for_function("window.Alpine && Alpine.store('cd').live")
     bus = live.services.bus
-    live.call(bus.publish, TaskState(task_id="bench", preset_id="BENCH", state="downloading",
-                                     bytes_done=0, bytes_total=1000))
+    live.call(
+        bus.publish,
+        TaskState(task_id="bench", preset_id="BENCH", state="downloading", bytes_done=0, bytes_total=1000),
+    )
     page.wait_for_selector("#home-tasks .bar > div", state="attached")
     page.evaluate("""() => {
       window.benchBar = []; window.benchWs = [];
@@ -115,8 +129,13 @@ def progress_latency(browser: Any, live: LiveApp, rounds: int) -> tuple[list[flo
     sent: list[float] = []
     for i in range(1, rounds + 1):
         n = page.evaluate("window.benchBar.length")
-        event = DownloadProgress(task_id="bench", preset_id="BENCH", file="x", bytes_done=i * 1000 // (rounds + 1),
-                                 bytes_total=1000)
+        event = DownloadProgress(
+            task_id="bench",
+            preset_id="BENCH",
+            file="x",
+            bytes_done=i * 1000 // (rounds + 1),
+            bytes_total=1000,
+        )
 
         def publish(ev: DownloadProgress = event) -> None:
             sent.append(time.time() * 1000)
@@ -150,8 +169,10 @@ def main() -> int:
         peer = StaticPeer({name: w[2] for name, w in weights.items()})
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-            print(f"{'section':10} {'JS+CSS gz':>10} {'HTML gz':>8} | {'TTFB ms':>8} {'peer':>6} | "
-                  f"{'load ms':>8} {'peer':>6} {'ratio':>6}")
+            print(
+                f"{'section':10} {'JS+CSS gz':>10} {'HTML gz':>8} | {'TTFB ms':>8} {'peer':>6} | "
+                f"{'load ms':>8} {'peer':>6} {'ratio':>6}"
+            )
             worst_load = 0.0
             for name, path in SECTIONS.items():
                 ours: list[tuple[float, float]] = []
@@ -167,17 +188,27 @@ def main() -> int:
                 worst_load = max(worst_load, o_load)
                 js_css, html_gz, _ = weights[name]
                 flag = "" if js_css <= BUDGET else "  OVER BUDGET"
-                print(f"{name:10} {js_css:>10,} {html_gz:>8,} | {o_ttfb:>8.1f} {p_ttfb:>6.1f} | "
-                      f"{o_load:>8.1f} {p_load:>6.1f} {o_load / p_load:>6.2f}{flag}")
+                print(
+                    f"{name:10} {js_css:>10,} {html_gz:>8,} | {o_ttfb:>8.1f} {p_ttfb:>6.1f} | "
+                    f"{o_load:>8.1f} {p_load:>6.1f} {o_load / p_load:>6.2f}{flag}"
+                )
             bar, ws = progress_latency(browser, live, max(20, args.rounds * 3))
             browser.close()
         peer.stop()
         print()
-        print(f"targets: JS+CSS <= {BUDGET:,} B gzip per page; load < 300 ms (worst median here: {worst_load:.1f} ms)")
-        print(f"event -> progress bar changed: p50 {statistics.median(bar):.1f} ms, max {max(bar):.1f} ms "
-              f"(n={len(bar)}, target < 100 ms)")
-        print(f"event -> WebSocket message in the page (peer, transport only): p50 {statistics.median(ws):.1f} ms, "
-              f"max {max(ws):.1f} ms; ratio {statistics.median(bar) / max(statistics.median(ws), 0.01):.2f}")
+        print(
+            f"targets: JS+CSS <= {BUDGET:,} B gzip per page; load < 300 ms "
+            f"(worst median here: {worst_load:.1f} ms)"
+        )
+        print(
+            f"event -> progress bar changed: p50 {statistics.median(bar):.1f} ms, max {max(bar):.1f} ms "
+            f"(n={len(bar)}, target < 100 ms)"
+        )
+        print(
+            "event -> WebSocket message in the page (peer, transport only): "
+            f"p50 {statistics.median(ws):.1f} ms, "
+            f"max {max(ws):.1f} ms; ratio {statistics.median(bar) / max(statistics.median(ws), 0.01):.2f}"
+        )
     finally:
         live.stop()
     return 0

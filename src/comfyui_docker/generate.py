@@ -58,7 +58,9 @@ class Template:
     defaults: dict[str, Any] = field(default_factory=dict)
 
 
-def _prompt_fields(width: int, height: int, steps: int, cfg: float, sampler: str, scheduler: str) -> tuple[Field, ...]:
+def _prompt_fields(
+    width: int, height: int, steps: int, cfg: float, sampler: str, scheduler: str
+) -> tuple[Field, ...]:
     return (
         Field("model", "Checkpoint", "model", help="a file in models/checkpoints"),
         Field("prompt", "Prompt", "text", "a lighthouse on a cliff at sunset, dramatic sky, highly detailed"),
@@ -121,7 +123,9 @@ def _hex_color(raw: str) -> int | None:
     return int(m.group(1), 16) if m else None
 
 
-def parse(template: Template, raw: Mapping[str, Any], models: list[str] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+def parse(
+    template: Template, raw: Mapping[str, Any], models: list[str] | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
     """Form values -> typed values, or {field: problem} for each bad one."""
     values: dict[str, Any] = {}
     errors: dict[str, str] = {}
@@ -156,7 +160,11 @@ def parse(template: Template, raw: Mapping[str, Any], models: list[str] | None =
                 errors[f.name] = "a whole number" if f.kind == "int" else "a number"
                 continue
             if (f.min is not None and num < f.min) or (f.max is not None and num > f.max):
-                errors[f.name] = f"from {f.min:g} to {f.max:g}" if f.min is not None and f.max is not None else "out of range"
+                errors[f.name] = (
+                    f"from {f.min:g} to {f.max:g}"
+                    if f.min is not None and f.max is not None
+                    else "out of range"
+                )
                 continue
             values[f.name] = num
     return values, errors
@@ -169,9 +177,17 @@ def graph(template: Template, v: Mapping[str, Any], *, prefix: str = "dashboard"
         return {
             "1": {
                 "class_type": "EmptyImage",
-                "inputs": {"width": int(v["width"]), "height": int(v["height"]), "batch_size": batch, "color": int(v["color"])},
+                "inputs": {
+                    "width": int(v["width"]),
+                    "height": int(v["height"]),
+                    "batch_size": batch,
+                    "color": int(v["color"]),
+                },
             },
-            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": f"{prefix}/demo"}},
+            "2": {
+                "class_type": "SaveImage",
+                "inputs": {"images": ["1", 0], "filename_prefix": f"{prefix}/demo"},
+            },
         }
     seed = int(v.get("seed", -1))
     if seed < 0:
@@ -179,7 +195,10 @@ def graph(template: Template, v: Mapping[str, Any], *, prefix: str = "dashboard"
     latent = "EmptySD3LatentImage" if template.id == "flux_schnell" else "EmptyLatentImage"
     return {
         "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": v["model"]}},
-        "5": {"class_type": latent, "inputs": {"width": int(v["width"]), "height": int(v["height"]), "batch_size": batch}},
+        "5": {
+            "class_type": latent,
+            "inputs": {"width": int(v["width"]), "height": int(v["height"]), "batch_size": batch},
+        },
         "6": {"class_type": "CLIPTextEncode", "inputs": {"text": v["prompt"], "clip": ["4", 1]}},
         "7": {"class_type": "CLIPTextEncode", "inputs": {"text": v["negative"], "clip": ["4", 1]}},
         "3": {
@@ -198,7 +217,10 @@ def graph(template: Template, v: Mapping[str, Any], *, prefix: str = "dashboard"
             },
         },
         "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
-        "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": f"{prefix}/{template.id}"}},
+        "9": {
+            "class_type": "SaveImage",
+            "inputs": {"images": ["8", 0], "filename_prefix": f"{prefix}/{template.id}"},
+        },
     }
 
 
@@ -223,14 +245,18 @@ def _clean(text: Any) -> str:
     return _PATH_RE.sub("", str(text or "")).strip()
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def explain(body: Any) -> list[str]:
     """Sentences for a 400 from POST /prompt; never leaks tracebacks or server paths."""
     if not isinstance(body, dict):
         return ["ComfyUI refused the workflow without saying why (see the ComfyUI log on the Pro page)."]
     out: list[str] = []
-    err = body.get("error") if isinstance(body.get("error"), dict) else {}
+    err = _dict(body.get("error"))
     etype = str(err.get("type", ""))
-    extra = err.get("extra_info") if isinstance(err.get("extra_info"), dict) else {}
+    extra = _dict(err.get("extra_info"))
     if etype == "missing_node_type":
         cls = extra.get("class_type")
         if cls:
@@ -249,7 +275,7 @@ def explain(body: Any) -> list[str]:
         out.append("No workflow was sent to ComfyUI.")
     elif etype == "invalid_prompt_id":
         out.append("The prompt id is not a valid UUID.")
-    nodes = body.get("node_errors") if isinstance(body.get("node_errors"), dict) else {}
+    nodes = _dict(body.get("node_errors"))
     for node_id, node in nodes.items():
         if not isinstance(node, dict):
             continue
@@ -266,7 +292,7 @@ def explain(body: Any) -> list[str]:
 
 def _node_error(node_id: str, cls: str, e: dict[str, Any]) -> str:
     etype = str(e.get("type", ""))
-    info = e.get("extra_info") if isinstance(e.get("extra_info"), dict) else {}
+    info = _dict(e.get("extra_info"))
     name = str(info.get("input_name", "?"))
     value = info.get("received_value")
     where = f"Node #{node_id} ({cls})"
@@ -281,8 +307,10 @@ def _node_error(node_id: str, cls: str, e: dict[str, Any]) -> str:
     if etype == "invalid_input_type":
         return f"{where}: '{name}' got {value!r}, which has the wrong type."
     if etype == "exception_during_validation":
-        return f"{where}: a link points to a node that is not in the workflow ({_clean(e.get('details')) or 'check its connections'})."
-    return f"{where}: {_clean(e.get('message')) or etype}{(' — ' + _clean(e.get('details'))) if e.get('details') else ''}."
+        why = _clean(e.get("details")) or "check its connections"
+        return f"{where}: a link points to a node that is not in the workflow ({why})."
+    more = f" — {_clean(e.get('details'))}" if e.get("details") else ""
+    return f"{where}: {_clean(e.get('message')) or etype}{more}."
 
 
 def missing_models(body: Any) -> list[dict[str, str]]:

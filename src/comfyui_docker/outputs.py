@@ -248,7 +248,7 @@ def check_selection(root: Path, rels: list[str]) -> list[tuple[str, Path]]:
 def zip_stream(files: list[tuple[str, Path]]) -> Iterator[bytes]:
     """A zip of `files` (arcname, path), produced while reading; entries are stored."""
     sink = _Sink()
-    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:  # type: ignore[arg-type]
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:  # type: ignore[call-overload]
         for arcname, path in files:
             st = path.stat()
             info = zipfile.ZipInfo.from_file(path, arcname)

@@ -8,6 +8,7 @@ Screenshots go to test-artifacts/browser/ (git-ignored).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,8 @@ TINY_RATE = 1.5 * 1024 * 1024  # bytes/s per connection: ~2 s, long enough to wa
 WORKFLOW_SIZE = 512 * 1024
 
 needs_chromium = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: apt-get install -y chromium (scripts/install-system-deps.sh)"
+    not CHROMIUM.exists(),
+    reason=f"{CHROMIUM} is missing: apt-get install -y chromium (scripts/install-system-deps.sh)",
 )
 
 
@@ -66,7 +68,7 @@ presets:
 """
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
@@ -103,9 +105,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory, model_host: Any) -> Iterator
     ws.user_presets.write_text(presets_yaml(f"http://127.0.0.1:{model_host.port}"), encoding="utf-8")
     with run_comfyui(base, yamls=[ours], timeout=30.0) as comfy:
         settings = Settings.from_env(
-            {"WORKSPACE_ROOT": str(base), "COMFYUI_INTERNAL_PORT": str(comfy.port), "DOWNLOAD_PARALLEL_FILES": "2"}
+            {
+                "WORKSPACE_ROOT": str(base),
+                "COMFYUI_INTERNAL_PORT": str(comfy.port),
+                "DOWNLOAD_PARALLEL_FILES": "2",
+            }
         )
         live = LiveApp(settings, comfyui_url=comfy.url).start()
+        deadline = time.monotonic() + 10
+        while not live.app.state.relay.connected and time.monotonic() < deadline:
+            time.sleep(0.05)  # a prompt queued before the relay listens has no live frames
         try:
             yield live
         finally:
@@ -119,9 +128,17 @@ class PageWatch:
         self.page = page
         self.errors: list[str] = []
         self.failed: list[str] = []
-        page.on("console", lambda m: self.errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
+        page.on(
+            "console",
+            lambda m: self.errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None,
+        )
         page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
-        page.on("response", lambda r: self.failed.append(f"{r.status} {r.request.method} {r.url}") if r.status >= 400 else None)
+        page.on(
+            "response",
+            lambda r: (
+                self.failed.append(f"{r.status} {r.request.method} {r.url}") if r.status >= 400 else None
+            ),
+        )
         self.failed: list[str] = []
 
     def shot(self, name: str, *, full_page: bool = True) -> Path:

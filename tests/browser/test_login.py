@@ -34,7 +34,9 @@ def test_login_and_logout(page: Any, secured: LiveApp) -> None:
     page.click("button[type=submit]")
     page.wait_for_url(secured.url + "/settings")
     assert page.locator("#no-password-warning").count() == 0
-    page.wait_for_function("window.Alpine && Alpine.store('cd').live")  # the events socket accepted the session
+    page.wait_for_function(
+        "window.Alpine && Alpine.store('cd').live"
+    )  # the events socket accepted the session
     token = secured.app.state.auth.api_token()
     page.click("text=Show")
     assert page.locator("#api-token").inner_text() == token

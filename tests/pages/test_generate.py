@@ -16,7 +16,10 @@ SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "comfyui-samples"
 
 def test_demo_graph_matches_comfyui_sample_shape() -> None:
     g = gen.build("demo", {"width": "64", "height": "48", "color": "#ff0000", "batch": "2"})
-    assert g["1"] == {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 48, "batch_size": 2, "color": 0xFF0000}}
+    assert g["1"] == {
+        "class_type": "EmptyImage",
+        "inputs": {"width": 64, "height": 48, "batch_size": 2, "color": 0xFF0000},
+    }
     assert g["2"]["class_type"] == "SaveImage" and g["2"]["inputs"]["images"] == ["1", 0]
 
 
@@ -42,7 +45,11 @@ def test_random_seed_when_minus_one() -> None:
 
 def test_build_reports_every_bad_field() -> None:
     with pytest.raises(InvalidInput) as info:
-        gen.build("sd15", {"model": "x.safetensors", "width": "abc", "steps": "0", "sampler": "nope"}, ["m.safetensors"])
+        gen.build(
+            "sd15",
+            {"model": "x.safetensors", "width": "abc", "steps": "0", "sampler": "nope"},
+            ["m.safetensors"],
+        )
     assert set(info.value.details["fields"]) == {"model", "width", "steps", "sampler"}
     with pytest.raises(InvalidInput):
         gen.build("nope", {})
@@ -56,7 +63,7 @@ def test_every_sampled_comfyui_error_is_explained(sample: str) -> None:
     lines = gen.explain(body)
     assert lines and all(isinstance(x, str) and len(x) > 10 for x in lines)
     text = " ".join(lines)
-    assert "Traceback" not in text and "/workspace" not in text and "File \"" not in text
+    assert "Traceback" not in text and "/workspace" not in text and 'File "' not in text
 
 
 def test_missing_model_is_named_with_its_folder() -> None:
@@ -70,7 +77,9 @@ async def test_generate_page_lists_installed_models(client: httpx.AsyncClient, w
     (ws_root / "models" / "checkpoints" / "mine.safetensors").write_bytes(b"x")
     r = await client.get("/generate?template=sd15")
     assert "<option>mine.safetensors</option>" in r.text and "no-model" not in r.text
-    frag = await client.get("/generate?template=sdxl", headers={"HX-Request": "true", "HX-Target": "gen-form"})
+    frag = await client.get(
+        "/generate?template=sdxl", headers={"HX-Request": "true", "HX-Target": "gen-form"}
+    )
     assert frag.text.lstrip().startswith('<form id="gen-form"') and 'value="sdxl"' in frag.text
     empty = await client.get("/generate?template=flux_schnell")
     assert "mine.safetensors" in empty.text  # same folder
@@ -79,7 +88,9 @@ async def test_generate_page_lists_installed_models(client: httpx.AsyncClient, w
 
 
 async def test_queue_rejects_bad_input_readably(client: httpx.AsyncClient) -> None:
-    r = await client.post("/generate/queue", content=b"not json", headers={"content-type": "application/json"})
+    r = await client.post(
+        "/generate/queue", content=b"not json", headers={"content-type": "application/json"}
+    )
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_input"
     r = await client.post("/generate/queue", json={"template": "sd15", "model": "", "client_id": "abc"})
     body = r.json()["error"]
@@ -92,3 +103,21 @@ async def test_queue_when_comfyui_is_down_is_503(client: httpx.AsyncClient) -> N
     r = await client.post("/generate/queue", json={"template": "demo", "client_id": "abc"})
     assert r.status_code == 503
     assert r.json()["error"]["code"] == "service_unavailable"
+
+
+async def test_official_templates_search_and_detail(client: httpx.AsyncClient, ws_root: Path) -> None:
+    r = await client.get("/generate/official", params={"q": "z-image turbo"})
+    assert r.status_code == 200 and 'data-name="image_z_image_turbo"' in r.text
+    tagged = await client.get("/generate/official", params={"tag": "Image"})
+    assert "template" in tagged.text and "No template matches" not in tagged.text
+    none = await client.get("/generate/official", params={"q": "zzzz-no-such-thing"})
+    assert "No template matches" in none.text
+    (ws_root / "models" / "vae" / "ae.safetensors").write_bytes(b"x")
+    d = await client.get("/generate/official/image_z_image_turbo")
+    assert d.status_code == 200
+    assert "vae/ae.safetensors" in d.text and "Install 2 missing models" in d.text
+    assert "Inputs:" in d.text  # ComfyUI is not running here: the form says why inputs are absent
+    wf = await client.get("/generate/official/image_z_image_turbo/workflow")
+    assert wf.status_code == 200 and "nodes" in wf.json()
+    bad = await client.get("/generate/official/no_such_template")
+    assert bad.status_code == 404

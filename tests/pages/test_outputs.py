@@ -23,7 +23,9 @@ def _chunk(ctype: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + ctype + data + struct.pack(">I", zlib.crc32(ctype + data))
 
 
-def make_png(texts: dict[str, str], *, itxt: dict[str, str] | None = None, ztxt: dict[str, str] | None = None) -> bytes:
+def make_png(
+    texts: dict[str, str], *, itxt: dict[str, str] | None = None, ztxt: dict[str, str] | None = None
+) -> bytes:
     ihdr = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
     out = outputs.PNG_SIGNATURE + _chunk(b"IHDR", ihdr)
     for k, v in texts.items():
@@ -46,7 +48,9 @@ def test_png_text_reads_comfyui_sample() -> None:
 
 def test_png_text_all_chunk_kinds(tmp_path: Path) -> None:
     p = tmp_path / "a.png"
-    p.write_bytes(make_png({"prompt": "{}"}, itxt={"workflow": '{"nodes": []} ünïcode'}, ztxt={"z": "zipped"}))
+    p.write_bytes(
+        make_png({"prompt": "{}"}, itxt={"workflow": '{"nodes": []} ünïcode'}, ztxt={"z": "zipped"})
+    )
     assert outputs.png_text(p) == {"prompt": "{}", "workflow": '{"nodes": []} ünïcode', "z": "zipped"}
 
 
@@ -73,7 +77,9 @@ def test_summary_of_a_sampler_graph() -> None:
 
 def _fill(root: Path) -> None:
     (root / "sub").mkdir(parents=True)
-    for i, name in enumerate(["old.png", "sub/mid.webp", "new.mp4", ".hidden.png", "notes.txt", "x.png.part"]):
+    for i, name in enumerate(
+        ["old.png", "sub/mid.webp", "new.mp4", ".hidden.png", "notes.txt", "x.png.part"]
+    ):
         p = root / name
         p.write_bytes(b"x" * (i + 1))
         os.utime(p, (1000 + i, 1000 + i))
@@ -89,7 +95,9 @@ def test_list_newest_first_media_only(tmp_path: Path) -> None:
     assert outputs.list_outputs(tmp_path / "nope") == ([], 0)
 
 
-@pytest.mark.parametrize("bad", ["../etc/passwd", "/etc/passwd", "a/../../b.png", "x\x00.png", "", "a\\b.png", "./a.png"])
+@pytest.mark.parametrize(
+    "bad", ["../etc/passwd", "/etc/passwd", "a/../../b.png", "x\x00.png", "", "a\\b.png", "./a.png"]
+)
 def test_resolve_refuses_escapes(tmp_path: Path, bad: str) -> None:
     with pytest.raises(InvalidInput):
         outputs.resolve(tmp_path, bad)
@@ -151,8 +159,10 @@ async def test_outputs_page_and_routes(client: httpx.AsyncClient, ws_root: Path)
     assert z.status_code == 200 and z.headers["content-type"] == "application/zip"
     assert sorted(zipfile.ZipFile(io.BytesIO(z.content)).namelist()) == ["b.png", "dash/demo_00001_.png"]
     bad = await client.get("/outputs/zip", params=[("f", "../x.png")], headers={"HX-Request": "true"})
-    assert bad.status_code == 400 and "outside" in bad.text or "not a file" in bad.text
-    d = await client.post("/outputs/delete", data={"f": ["b.png"]}, headers={"HX-Request": "true", "HX-Target": "gallery"})
+    assert (bad.status_code == 400 and "outside" in bad.text) or "not a file" in bad.text
+    d = await client.post(
+        "/outputs/delete", data={"f": ["b.png"]}, headers={"HX-Request": "true", "HX-Target": "gallery"}
+    )
     assert d.status_code == 200 and "Deleted 1 file." in d.text and 'id="gallery"' in d.text
     assert "<nav" not in d.text
     assert not (out / "b.png").exists()

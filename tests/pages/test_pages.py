@@ -16,7 +16,9 @@ from comfyui_docker.web.pages.static import STATIC
 SECTIONS = ["/", "/outputs", "/generate", "/models", "/workflows", "/settings", "/pro"]
 BUDGET = 50 * 1024
 BUILT = (STATIC / "app.css").is_file() and (STATIC / "vendor" / "htmx.min.js").is_file()
-needs_build = pytest.mark.skipif(not BUILT, reason="front-end not built: run make install (scripts/build-frontend.sh)")
+needs_build = pytest.mark.skipif(
+    not BUILT, reason="front-end not built: run make install (scripts/build-frontend.sh)"
+)
 
 
 @pytest.mark.parametrize("path", SECTIONS)
@@ -50,19 +52,22 @@ async def test_password_set_hides_warning(tmp_path: Path) -> None:
     settings = Settings.from_env({"WORKSPACE_ROOT": str(tmp_path / "ws"), "ACCESS_PASSWORD": "s3cret-pass"})
     app = create_app(settings)
     app.state.services.workspace.ensure()
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
-            r = await c.get("/settings", follow_redirects=False)
-            assert r.status_code in (303, 401)  # a page needs the login
-            login = await c.post("/login", data={"password": "s3cret-pass", "next": "/settings"})
-            assert login.status_code in (200, 303), login.text[:300]
-            r = await c.get("/settings")
-            assert r.status_code == 200
-            assert "no-password-warning" not in r.text
-            token = app.state.auth.api_token()
-            assert token and f'data-token="{token}"' in r.text
-            csrf = re.search(r'<meta name="csrf-token" content="([^"]+)"', r.text)
-            assert csrf and csrf.group(1)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://t") as c,
+    ):
+        r = await c.get("/settings", follow_redirects=False)
+        assert r.status_code in (303, 401)  # a page needs the login
+        login = await c.post("/login", data={"password": "s3cret-pass", "next": "/settings"})
+        assert login.status_code in (200, 303), login.text[:300]
+        r = await c.get("/settings")
+        assert r.status_code == 200
+        assert "no-password-warning" not in r.text
+        token = app.state.auth.api_token()
+        assert token and f'data-token="{token}"' in r.text
+        csrf = re.search(r'<meta name="csrf-token" content="([^"]+)"', r.text)
+        assert csrf and csrf.group(1)
 
 
 async def test_static_assets_cached_and_gzipped(client: httpx.AsyncClient) -> None:
@@ -73,7 +78,9 @@ async def test_static_assets_cached_and_gzipped(client: httpx.AsyncClient) -> No
     assert r.status_code == 200
     assert r.headers["content-encoding"] == "gzip"
     assert "immutable" in r.headers["cache-control"]
-    assert r.headers["content-type"].startswith("text/javascript") or "javascript" in r.headers["content-type"]
+    assert (
+        r.headers["content-type"].startswith("text/javascript") or "javascript" in r.headers["content-type"]
+    )
     again = await client.get(m.group(1), headers={"If-None-Match": r.headers["etag"]})
     assert again.status_code == 304
     assert (await client.get("/static/../pages/rendering.py")).status_code == 404
@@ -92,7 +99,11 @@ async def test_page_weight_budget(client: httpx.AsyncClient, path: str) -> None:
     """JS + CSS referenced by the page, each gzipped: at most 50 KB."""
     html = (await client.get(path)).text
     assets = _assets(html)
-    assert any("htmx" in a for a in assets) and any("alpine" in a for a in assets) and any("app.css" in a for a in assets)
+    assert (
+        any("htmx" in a for a in assets)
+        and any("alpine" in a for a in assets)
+        and any("app.css" in a for a in assets)
+    )
     total = 0
     for url in assets:
         r = await client.get(url, headers={"Accept-Encoding": "identity"})

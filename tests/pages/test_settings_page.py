@@ -14,18 +14,30 @@ from comfyui_docker.settings import Settings
 
 
 def test_validate_reports_every_problem() -> None:
-    values, errors = us.validate(
-        {"hf_token": "has space here", "startup_presets": "SDXL_BASE, bad-id", "download_parallel_files": "40"}
+    _values, errors = us.validate(
+        {
+            "hf_token": "has space here",
+            "startup_presets": "SDXL_BASE, bad-id",
+            "download_parallel_files": "40",
+        }
     )
     assert set(errors) == {"hf_token", "startup_presets", "download_parallel_files"}
-    ok, none = us.validate({"hf_token": "hf_abcdefghijkl", "startup_presets": "sdxl_base;FLUX_SCHNELL sdxl_base", "download_parallel_files": "4"})
+    ok, none = us.validate(
+        {
+            "hf_token": "hf_abcdefghijkl",
+            "startup_presets": "sdxl_base;FLUX_SCHNELL sdxl_base",
+            "download_parallel_files": "4",
+        }
+    )
     assert none == {}
     assert ok.startup_presets == ["SDXL_BASE", "FLUX_SCHNELL"] and ok.download_parallel_files == 4
 
 
 def test_save_is_private_and_round_trips(tmp_path: Path) -> None:
     path = tmp_path / "config" / "user_settings.yaml"
-    values = us.UserSettings(hf_token="hf_abcdefghijkl", startup_presets=["SDXL_BASE"], download_parallel_files=2)
+    values = us.UserSettings(
+        hf_token="hf_abcdefghijkl", startup_presets=["SDXL_BASE"], download_parallel_files=2
+    )
     us.save(path, values)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert us.load(path) == values
@@ -53,7 +65,10 @@ def test_merge_keeps_clears_and_apply(settings: Settings) -> None:
     cur = us.UserSettings(hf_token="hf_keepmekeepme", civitai_token="civ_123456789")
     new, errors = us.merge_form(cur, {"hf_token": "", "clear_civitai_token": "1", "startup_presets": ""})
     assert errors == {} and new.hf_token == "hf_keepmekeepme" and new.civitai_token == ""
-    eff = us.apply(settings, us.UserSettings(hf_token="hf_frompage123", download_parallel_files=5, startup_presets=["SD15_BASE"]))
+    eff = us.apply(
+        settings,
+        us.UserSettings(hf_token="hf_frompage123", download_parallel_files=5, startup_presets=["SD15_BASE"]),
+    )
     assert eff.hf_token.get() == "hf_frompage123" and eff.download_parallel_files == 5
     assert "SD15_BASE" in eff.startup_presets
     assert us.apply(settings, us.UserSettings()) is settings
@@ -62,14 +77,20 @@ def test_merge_keeps_clears_and_apply(settings: Settings) -> None:
 async def test_settings_page_save_and_errors(client: httpx.AsyncClient, ws_root: Path) -> None:
     path = ws_root / "config" / "user_settings.yaml"
     bad = await client.post(
-        "/settings", data={"hf_token": "bad token", "download_parallel_files": "0"}, headers={"HX-Request": "true"}
+        "/settings",
+        data={"hf_token": "bad token", "download_parallel_files": "0"},
+        headers={"HX-Request": "true"},
     )
     assert bad.status_code == 422
     assert "Nothing was saved" in bad.text and bad.text.count("field-error") == 2
     assert "<nav" not in bad.text and not path.exists()
     ok = await client.post(
         "/settings",
-        data={"hf_token": "hf_secretvalue1234", "startup_presets": "sdxl_base", "download_parallel_files": "2"},
+        data={
+            "hf_token": "hf_secretvalue1234",
+            "startup_presets": "sdxl_base",
+            "download_parallel_files": "2",
+        },
         headers={"HX-Request": "true"},
     )
     assert ok.status_code == 200 and "Saved." in ok.text

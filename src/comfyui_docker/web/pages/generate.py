@@ -44,6 +44,15 @@ def relay_client_id(svc: Services) -> str | None:
     return str(cid) if cid else None
 
 
+def _official_tags() -> list[str]:
+    from .official import library
+
+    try:
+        return library().tags()
+    except AppError:
+        return []
+
+
 @router.get("/generate", response_class=HTMLResponse)
 async def generate_page(request: Request, template: str = "demo") -> HTMLResponse:
     svc = services(request)
@@ -57,6 +66,7 @@ async def generate_page(request: Request, template: str = "demo") -> HTMLRespons
             "tmpl": tmpl,
             "models": installed_models(svc, tmpl.model_folder),
             "relay": relay_client_id(svc) is not None,
+            "official_tags": _official_tags(),
         },
     )
 
@@ -115,10 +125,9 @@ async def generate_queue(request: Request) -> JSONResponse:
 
 
 async def _post_prompt(request: Request, svc: Services, payload: dict[str, Any]) -> tuple[int, Any]:
-    session = svc.http or getattr(request.app.state, "proxy_session", None)
-    own = session is None
-    if own:
-        session = aiohttp.ClientSession()
+    shared: aiohttp.ClientSession | None = svc.http or getattr(request.app.state, "proxy_session", None)
+    own = shared is None
+    session = aiohttp.ClientSession() if shared is None else shared
     try:
         async with session.post(
             comfyui_base_url(svc) + "/prompt",

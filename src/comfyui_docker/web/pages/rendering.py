@@ -2,8 +2,9 @@
 
 A normal request gets the whole page (the template extends `base.html`). An htmx request
 (`HX-Request: true`, not a boosted navigation) gets only one block of the same template: the
-block named like the element htmx swaps (`HX-Target`) when there is one, else `content`. Every answer carries `Vary: HX-Request`
-so a cache never serves a fragment for a page or the reverse.
+block named like the element htmx swaps (`HX-Target`, dashes read as underscores) when there
+is one, else `content`. Every answer carries `Vary: HX-Request` so a cache never serves a
+fragment for a page or the reverse.
 """
 
 from __future__ import annotations

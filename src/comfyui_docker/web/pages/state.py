@@ -77,7 +77,11 @@ def _supervised(svc: Services, name: str) -> ServiceView | None:
             if isinstance(st, dict):
                 raw, detail, pid = st.get("state"), st.get("detail", ""), st.get("pid")
             else:
-                raw, detail, pid = getattr(st, "state", None), getattr(st, "detail", ""), getattr(st, "pid", None)
+                raw, detail, pid = (
+                    getattr(st, "state", None),
+                    getattr(st, "detail", ""),
+                    getattr(st, "pid", None),
+                )
             text = getattr(raw, "value", raw)
             return ServiceView(name, str(text or "unknown"), str(detail or ""), pid)
     return None

@@ -61,4 +61,4 @@ def snapshot(svc: Services) -> dict[str, Any]:
 
 
 def percent(used: float, total: float) -> int:
-    return int(round(100 * used / total)) if total else 0
+    return round(100 * used / total) if total else 0

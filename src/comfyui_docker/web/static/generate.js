@@ -1,11 +1,18 @@
 // Generate: queue a built-in template, follow its progress, show its images.
 (window.cdComponents = window.cdComponents || {}).generate = () => ({
   busy: false, promptId: null, status: "", node: "", nodeName: "", nodes: {}, done: {}, step: { value: 0, max: 0 },
-  images: [], problems: [], fields: {}, missing: [], relay: true, sock: null,
+  images: [], problems: [], fields: {}, missing: [], relay: true, sock: null, early: [],
   cid: "ui-" + Math.random().toString(36).slice(2) + Date.now().toString(36),
   init() {
     this.relay = this.$el.dataset.relay === "true";
-    cd.on("generation", (d) => { if (d.prompt_id === this.promptId) this.frame(d.kind, d.payload || {}); });
+    cd.on("generation", (d) => {
+      if (d.prompt_id && d.prompt_id === this.promptId) this.frame(d.kind, d.payload || {});
+      else if (d.prompt_id && this.busy && !this.promptId) this.early.push([d.prompt_id, d.kind, d.payload || {}]);
+      // The queue emptied but our prompt's frames never came (e.g. queued before the relay
+      // connected): the history is the record, ask it once.
+      const q = d.kind === "status" && d.payload && d.payload.status && d.payload.status.exec_info;
+      if (q && q.queue_remaining === 0 && this.busy && this.promptId) this.finish(true);
+    });
   },
   get overall() {
     const n = Object.keys(this.nodes).length;
@@ -26,20 +33,20 @@
         let m; try { m = JSON.parse(ev.data); } catch (_) { return; }
         const d = m.data || {};
         if (d.prompt_id && d.prompt_id === this.promptId) this.frame(m.type, d);
+        else if (d.prompt_id && this.busy && !this.promptId) this.early.push([d.prompt_id, m.type, d]);
       };
     });
   },
   async submit(form) {
     this.busy = true; this.status = "queued"; this.problems = []; this.fields = {}; this.missing = [];
-    this.images = []; this.done = {}; this.node = ""; this.step = { value: 0, max: 0 }; this.promptId = null;
+    this.images = []; this.done = {}; this.node = ""; this.step = { value: 0, max: 0 }; this.promptId = null; this.early = [];
     const data = Object.fromEntries(new FormData(form));
     data.client_id = this.cid;
     try {
       if (!this.relay) await this.direct();
       const r = await cd.api("/generate/queue", { method: "POST", json: data, quiet: true });
       this.nodes = r.nodes || {};
-      this.promptId = r.prompt_id;
-      if (this.status === "queued") this.status = "queued";
+      this.adopt(r.prompt_id);
     } catch (e) {
       this.busy = false; this.status = "error";
       const d = (e.body && e.body.error && e.body.error.details) || {};
@@ -47,6 +54,11 @@
       this.fields = d.fields || {};
       if (d.missing && d.missing.length) this.findInstall(d.graph, d.missing);
     }
+  },
+  adopt(id) { // frames can arrive before the POST answers: replay the ones for our prompt
+    this.promptId = id;
+    const early = this.early; this.early = [];
+    for (const [pid, kind, d] of early) if (pid === id) this.frame(kind, d);
   },
   async findInstall(graph, missing) {
     this.missing = missing.map((m) => Object.assign({ install: null }, m));
@@ -83,13 +95,48 @@
     const url = "/api/comfyui/view?" + new URLSearchParams({ filename: i.filename, subfolder: i.subfolder || "", type: i.type || "output" });
     if (!this.images.some((x) => x.url === url)) this.images.push({ url, filename: i.filename });
   },
-  async finish() {
+  async finish(probe = false) {
     if (this.status === "done" || this.status === "error") return;
-    this.status = "done"; this.busy = false; this.node = "";
+    let entry = null;
     try { // the history is the record: it has every image even if a frame was missed
       const h = await cd.api("/api/comfyui/history/" + this.promptId, { quiet: true });
-      const entry = h[this.promptId];
-      for (const out of Object.values((entry && entry.outputs) || {})) for (const i of out.images || []) this.addImage(i);
-    } catch (e) { if (!this.images.length) cd.toast("Finished, but the images could not be listed: " + e.message); }
+      entry = h[this.promptId];
+    } catch (e) { if (!probe) cd.toast("Finished, but the images could not be listed: " + e.message); }
+    if (probe && !(entry && entry.status && entry.status.completed !== undefined)) return;
+    if (entry && entry.status && entry.status.status_str === "error") {
+      this.status = "error"; this.busy = false;
+      if (!this.problems.length) this.problems = ["ComfyUI stopped this prompt with an error: see the ComfyUI log on the Pro page."];
+      return;
+    }
+    this.status = "done"; this.busy = false; this.node = "";
+    for (const out of Object.values((entry && entry.outputs) || {})) for (const i of out.images || []) this.addImage(i);
   },
+});
+Object.assign(window.cdComponents, {
+  generate: ((base) => () => Object.assign(base(), {
+    async installOfficial(name) {
+      const wf = await cd.api(`/generate/official/${encodeURIComponent(name)}/workflow`);
+      const r = await cd.api("/api/models/install-missing", { method: "POST", json: { workflow: wf } });
+      const n = (r.tasks || []).length;
+      cd.toast(n ? `Installing ${r.missing} model(s): follow the downloads on the Models page` : "Nothing to install", "ok");
+      if (r.unresolved && r.unresolved.length) cd.toast(`${r.unresolved.length} model(s) have no known download`);
+    },
+    async runOfficial(name, form) {
+      this.busy = true; this.status = "queued"; this.problems = []; this.missing = []; this.images = [];
+      this.done = {}; this.node = ""; this.step = { value: 0, max: 0 }; this.promptId = null; this.early = [];
+      const set = {};
+      for (const [k, v] of new FormData(form)) set[k] = v;
+      try {
+        const wf = await cd.api(`/generate/official/${encodeURIComponent(name)}/workflow`);
+        const r = await cd.api("/api/generate", { method: "POST", json: { workflow: wf, set }, quiet: true });
+        this.nodes = r.nodes || {}; this.adopt(r.prompt_id);
+        if (!this.relay) this.problems = ["Queued. Live progress needs the runtime's ComfyUI relay (comfyui-docker start); see the Outputs page when it finishes."];
+      } catch (e) {
+        this.busy = false; this.status = "error";
+        const d = (e.body && e.body.error && e.body.error.details) || {};
+        const nodes = Object.entries(d.node_errors || {}).flatMap(([id, n]) => (n.errors || []).map((x) => `Node #${id} (${n.class_type}): ${x.message}${x.extra_info && x.extra_info.input_name ? " — " + x.extra_info.input_name : ""}`));
+        this.problems = [e.message].concat(nodes);
+      }
+    },
+  }))(window.cdComponents.generate),
 });

@@ -23,7 +23,7 @@
   async loadTasks() {
     try {
       const r = await cd.api("/api/presets/tasks", { quiet: true });
-      for (const t of r.tasks || []) this.update(t);
+      for (const t of r.tasks || []) if (!["done", "cancelled"].includes(t.state)) this.update(t);
     } catch (_) { /* the catalog error above already says why */ }
   },
   async loadFiles() {
@@ -44,7 +44,7 @@
       const p = this.items.find((x) => x.id === pid);
       if (p) { p.installed = true; p.installed_state = "installed"; }
       this.loadFiles();
-      setTimeout(() => { if (this.tasks[pid] === n) delete this.tasks[pid]; }, 1500);
+      setTimeout(() => { if (this.tasks[pid] && this.tasks[pid].task_id === id) delete this.tasks[pid]; }, 1500);
     }
   },
   get shown() {
@@ -58,6 +58,7 @@
     });
   },
   req: (p) => p.requirements || {},
+  errText(t) { const e = t && t.error; return !e ? "" : typeof e === "string" ? e : e.message + (e.hint ? " — " + e.hint : ""); },
   variantNames(p) { const v = p.variants || {}; return Array.isArray(v) ? v.map((x) => x.name || x) : Object.keys(v); },
   variantSize(p, name) {
     const v = Array.isArray(p.variants) ? p.variants.find((x) => x.name === name) : (p.variants || {})[name];

@@ -1,8 +1,16 @@
 // Workflows: list, upload (drag and drop), rename, delete, run, check and install missing models.
 (window.cdComponents = window.cdComponents || {}).workflows = () => ({
-  items: [], loading: true, over: false, progress: {}, cd: window.cd,
+  items: [], loading: true, over: false, progress: {}, recent: [], cd: window.cd,
   async init() {
     cd.on("generation", (d) => {
+      this.recent.push(d); if (this.recent.length > 300) this.recent.shift();
+      this.gen(d);
+    });
+    cd.on("task_state", (t) => this.taskUpdate(t));
+    cd.on("download_progress", (t) => this.taskUpdate(t));
+    await this.load();
+  },
+  gen(d) {
       const w = this.items.find((x) => x.run && x.run.prompt_id === d.prompt_id);
       if (!w) return;
       const k = d.kind;
@@ -10,10 +18,6 @@
       if (k === "execution_success") w.run.state = "done";
       if (k === "execution_error") { w.run.state = "error"; w.problems = [`${(d.payload || {}).node_type}: ${((d.payload || {}).exception_message || "").trim()}`]; }
       if (k === "execution_interrupted") w.run.state = "interrupted";
-    });
-    cd.on("task_state", (t) => this.taskUpdate(t));
-    cd.on("download_progress", (t) => this.taskUpdate(t));
-    await this.load();
   },
   async load() {
     try { this.items = (await cd.api("/api/workflows")).workflows || []; } finally { this.loading = false; }
@@ -65,6 +69,7 @@
     try {
       const r = await cd.api(this.url(w, "/run"), { method: "POST", json: {}, quiet: true });
       w.run = { prompt_id: r.prompt_id, state: "queued" };
+      for (const d of this.recent) if (d.prompt_id === r.prompt_id) this.gen(d); // frames that beat the answer
       cd.toast(`Queued ${w.name}`, "ok");
     } catch (e) {
       w.problems = this.explain(e);

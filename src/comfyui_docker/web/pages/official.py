@@ -1,0 +1,86 @@
+"""Generate page, second half: ComfyUI's official templates (search by name and tag, see and install
+the models a template needs, fill its main inputs, run it through `POST /api/generate`)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from ...errors import AppError
+from ...workflows.templates import TemplateLibrary
+from .rendering import render_partial, services
+
+router = APIRouter()
+LIST_LIMIT = 40
+
+
+@lru_cache(maxsize=1)
+def library() -> TemplateLibrary:
+    return TemplateLibrary()
+
+
+@router.get("/generate/official", response_class=HTMLResponse)
+async def official_list(request: Request, q: str = "", tag: str = "") -> HTMLResponse:
+    try:
+        found = library().search(q[:200], tag or None)
+        tags = library().tags()
+        error = None
+    except AppError as exc:
+        found, tags, error = [], [], exc
+    return render_partial(
+        request,
+        "_official_list.html",
+        {"found": found[:LIST_LIMIT], "total": len(found), "tags": tags, "q": q, "tag": tag, "error": error},
+    )
+
+
+async def _inputs(request: Request, workflow: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+    """The template's main inputs (needs ComfyUI's node definitions), or why they are not shown."""
+    try:
+        from ...workflows.params import main_inputs
+        from ..api.run import _object_info, to_prompt
+
+        svc = services(request)
+        prompt = await to_prompt(request, svc, workflow)
+        info = await _object_info(request, svc)
+        return main_inputs(prompt, info), ""
+    except AppError as exc:
+        return [], f"{exc.message}{' — ' + exc.hint if exc.hint else ''}"
+    except Exception as exc:
+        return [], f"its inputs cannot be read yet ({exc.__class__.__name__}); run it with its defaults"
+
+
+@router.get("/generate/official/{name}", response_class=HTMLResponse)
+async def official_detail(request: Request, name: str) -> HTMLResponse:
+    svc = services(request)
+    try:
+        info = library().get(name)
+        workflow = library().load(name)
+        files = library().files(name)
+    except AppError as exc:
+        return render_partial(request, "_official_detail.html", {"error": exc}, status_code=exc.status)
+    for f in files:
+        f["present"] = (svc.workspace.models / f["path"]).is_file()
+    inputs, why = await _inputs(request, workflow)
+    return render_partial(
+        request,
+        "_official_detail.html",
+        {
+            "info": info,
+            "files": files,
+            "missing": sum(1 for f in files if not f["present"]),
+            "inputs": inputs,
+            "why": why,
+        },
+    )
+
+
+@router.get("/generate/official/{name}/workflow")
+async def official_workflow(name: str) -> JSONResponse:
+    try:
+        return JSONResponse(library().load(name))
+    except AppError as exc:
+        return JSONResponse({"error": exc.to_dict()}, status_code=exc.status)
