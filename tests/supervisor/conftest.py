@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
+from supervised import FAST, MakeService
 
 from comfyui_docker.comfyui.client import ComfyUIClient
 from comfyui_docker.events import EventBus
@@ -16,19 +17,6 @@ from comfyui_docker.supervisor import Service, Timings
 from comfyui_docker.supervisor.comfyui import comfyui_spec
 from comfyui_docker.workspace import Workspace
 from fakes.comfyui_root.launch import FAKE_ROOT, free_port
-
-FAST = Timings(
-    start_grace=0.6,
-    ready_timeout=8.0,
-    poll_interval=0.05,
-    retries=2,
-    backoff_base=0.2,
-    backoff_cap=1.0,
-    stop_sigint=1.0,
-    stop_sigterm=1.0,
-)
-
-MakeService = Callable[..., Service]
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ import time
 
 import psutil
 import pytest
+from supervised import FAST, MakeService
 
 from comfyui_docker.events import ServiceState
 from comfyui_docker.supervisor import State, Timings
-from conftest import FAST, MakeService
 
 
 def alive(pid: int) -> bool:
