@@ -351,18 +351,19 @@ async def _shutdown(
             jobs.append(relay.stop())
         if services.presets is not None:
             jobs.append(services.presets.close())
+        if server is not None:
+            jobs.append(server.stop())
         await asyncio.gather(*jobs, return_exceptions=True)
         for task in list(supervisor.background):
             task.cancel()
-        if server is not None:
-            await server.stop()
         if services.http is not None:
             await services.http.close()
 
     try:
         await asyncio.wait_for(everything(), STOP_BUDGET)
     except TimeoutError:
-        log.error("shutdown took longer than %.0f s; exiting anyway", STOP_BUDGET)
+        log.error("shutdown took longer than %.0f s; killing what is left", STOP_BUDGET)
+        supervisor.kill_all()
 
 
 def main(settings: Settings) -> int:

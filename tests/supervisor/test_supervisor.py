@@ -169,3 +169,18 @@ async def test_blocked_restart_forces_the_start(make_service: MakeService) -> No
 @pytest.mark.parametrize(("failures", "delay"), [(1, 0.2), (2, 0.4), (3, 0.8), (4, 1.0), (9, 1.0)])
 def test_backoff_doubles_up_to_the_cap(failures: int, delay: float) -> None:
     assert FAST.backoff(failures) == pytest.approx(delay)
+
+
+async def test_kill_all_is_the_last_resort(make_service: MakeService) -> None:
+    from comfyui_docker.supervisor import Supervisor
+
+    service = make_service(mode="ignore_sigint,ignore_sigterm")
+    sup = Supervisor()
+    sup.add(service)
+    service.start()
+    await service.wait_state(State.RUNNING, timeout=15)
+    pid = service.status().pid
+    assert pid is not None
+    sup.kill_all()
+    await service.wait_state(State.BACKOFF, State.STARTING, timeout=5)
+    assert not alive(pid)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import Any
 
 from ..events import EventBus, ServiceState
 from .logcapture import LogCapture
-from .process import Child, Identity, ProcessFactory, spawn, stop_child
+from .process import Child, Identity, ProcessFactory, signal_group, spawn, stop_child
 from .spec import ProcessSpec
 from .states import State, check_move
 
@@ -299,3 +300,10 @@ class Supervisor:
     async def stop(self) -> None:
         """Stop every service, all at once (their stop sequences run in parallel)."""
         await asyncio.gather(*(s.stop() for s in self.services.values()), return_exceptions=True)
+
+    def kill_all(self) -> None:
+        """Last resort (shutdown budget spent): SIGKILL every child's process group now."""
+        for service in self.services.values():
+            child, identity = service.child, service.identity
+            if child is not None and identity is not None:
+                signal_group(child, identity, signal.SIGKILL)
