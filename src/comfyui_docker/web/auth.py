@@ -42,9 +42,10 @@ nginx (`auth_request`): `GET /auth/verify` answers 204 when the cookie or Bearer
 (or no password is set) and 401 otherwise; 403 when nginx passes `X-Original-Method` with an
 unsafe method and the request's `Origin` is foreign (ComfyUI has no CSRF protection of its own,
 and another pod's `*.proxy.runpod.net` page counts as same-site for SameSite=Lax). nginx should
-pass `Host`, `Origin`, `Cookie`, `Authorization` and `X-Original-Method $request_method`. On the ComfyUI port, nginx also routes `/login`,
-`/logout`, `/auth/verify` and `/comfyui-unavailable` to the dashboard; every URL here is
-host-relative, so the same login works under either host.
+pass `Host`, `Origin`, `Cookie`, `Authorization` and `X-Original-Method $request_method`.
+On the ComfyUI port, nginx also routes `/login`, `/logout`, `/auth/verify` and
+`/comfyui-unavailable` to the dashboard; every URL here is host-relative, so the same login
+works under either host.
 """
 
 from __future__ import annotations
