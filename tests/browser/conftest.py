@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,15 @@ presets:
       - path: checkpoints/tiny_test.safetensors
         url: {host_url}/tiny_test.safetensors
         size: {TINY_SIZE}
+  SD15_BASE:
+    name: Stable Diffusion 1.5 (test copy)
+    category: text-to-image
+    type: image
+    description: Replaces the shipped entry in tests, served from the local host.
+    files:
+      - path: checkpoints/v1-5-pruned-emaonly-fp16.safetensors
+        url: {host_url}/sd15.safetensors
+        size: {WORKFLOW_SIZE}
   WORKFLOW_DEPS:
     name: Workflow dependencies
     category: test
@@ -88,22 +98,23 @@ def model_host() -> Iterator[Any]:
     host = ModelHost(rate=TINY_RATE).start()
     host.add("/tiny_test.safetensors", os.urandom(TINY_SIZE))
     host.add("/browser_test_lora.safetensors", os.urandom(WORKFLOW_SIZE))
+    host.add("/sd15.safetensors", os.urandom(WORKFLOW_SIZE))
     yield host
     host.stop()
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, model_host: Any) -> Iterator[LiveApp]:
-    """Fake ComfyUI + dashboard (with the relay) sharing one workspace; no password."""
-    from fakes.comfyui_root.launch import run_comfyui
+@contextmanager
+def running_stack(base: Path, host_url: str, comfyui_root: Path | None = None) -> Iterator[LiveApp]:
+    """A ComfyUI (the fake unless `comfyui_root` names a real one) + the dashboard with its relay."""
+    from fakes.comfyui_root.launch import FAKE_ROOT, run_comfyui
 
-    base = tmp_path_factory.mktemp("ws")
     ws = Workspace(base)
     ws.ensure()
     ours = base / "config" / "dashboard_model_paths.yaml"
     ours.write_text(render_yaml(ws.models), encoding="utf-8")
-    ws.user_presets.write_text(presets_yaml(f"http://127.0.0.1:{model_host.port}"), encoding="utf-8")
-    with run_comfyui(base, yamls=[ours], timeout=30.0) as comfy:
+    ws.user_presets.write_text(presets_yaml(host_url), encoding="utf-8")
+    root = comfyui_root or FAKE_ROOT
+    with run_comfyui(base, root=root, yamls=[ours], timeout=30.0 if root == FAKE_ROOT else 120.0) as comfy:
         settings = Settings.from_env(
             {
                 "WORKSPACE_ROOT": str(base),
@@ -119,6 +130,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory, model_host: Any) -> Iterator
             yield live
         finally:
             live.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, model_host: Any) -> Iterator[LiveApp]:
+    """Fake ComfyUI + dashboard (with the relay) sharing one workspace; no password."""
+    with running_stack(tmp_path_factory.mktemp("ws"), f"http://127.0.0.1:{model_host.port}") as live:
+        yield live
 
 
 class PageWatch:

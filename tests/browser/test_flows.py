@@ -50,7 +50,22 @@ def test_generate_readable_error_and_missing_model(page: Any, stack: LiveApp) ->
     text = problems.inner_text()
     assert "v1-5-pruned-emaonly-fp16.safetensors" in text and "not installed" in text
     assert "Traceback" not in text
+    # The catalog knows a preset with that file: one click installs it.
+    button = problems.get_by_role("button", name="Install preset SD15_BASE")
+    button.wait_for()
     page.watch.shot("flow-generate-missing-model")
+    button.click()
+    page.locator("#toasts .toast", has_text="Installing SD15_BASE").wait_for()
+    target = stack.settings.workspace_root / "models" / "checkpoints" / "v1-5-pruned-emaonly-fp16.safetensors"
+    page.wait_for_function("true")  # let the download run
+    for _ in range(200):
+        if target.is_file():
+            break
+        page.wait_for_timeout(100)
+    assert target.is_file()
+    # The form now offers the installed file.
+    page.goto(stack.url + "/generate?template=sd15")
+    assert page.locator("#f-model option", has_text="v1-5-pruned-emaonly-fp16.safetensors").count() == 1
 
 
 def test_outputs_zip_and_delete(page: Any, stack: LiveApp) -> None:
