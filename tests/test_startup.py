@@ -190,3 +190,30 @@ def test_start_with_nginx_in_front(tmp_path: Path, stopper: Any) -> None:
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
     assert not psutil.pid_exists(nginx_pid) or psutil.Process(nginx_pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_restart_cli_sends_the_token_when_a_password_is_set(tmp_path: Path, stopper: Any) -> None:
+    proc, env = launch(tmp_path, None)
+    proc.kill()
+    proc.wait(5)
+    env = {**env, "ACCESS_PASSWORD": "correct horse battery staple"}
+    with (tmp_path / "pw-start.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [*CLI, "start"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    stopper(proc)
+    base = f"http://127.0.0.1:{env['DASHBOARD_PORT']}"
+    wait_for(lambda: get(base + "/health")[0] == 200, 30)
+    req = urllib.request.Request(base + "/api/service/comfyui/restart", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(req, timeout=5)
+    assert refused.value.code == 401
+    refused.value.close()
+    out = subprocess.run([*CLI, "restart"], env=env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stdout + out.stderr
+    time.sleep(0.5)
+    health = subprocess.run([*CLI, "health", "--json"], env=env, capture_output=True, text=True, timeout=30)
+    report = json.loads(health.stdout)
+    assert report["comfyui"]["state"] == "not_installed" and report["comfyui"]["restarts"] == 1
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0

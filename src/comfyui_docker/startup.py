@@ -278,7 +278,14 @@ async def _start_comfyui(
     settings = services.settings
     if not settings.comfyui_installed:
         placeholder = ProcessSpec(name="comfyui", argv=["main.py"], log_name="comfyui.log")
-        service = supervisor.add(Service(placeholder, bus=services.bus, log_dir=services.workspace.logs))
+
+        async def still_missing() -> tuple[State, str]:  # a restart re-checks and holds again
+            return State.NOT_INSTALLED, not_installed_detail(settings)
+
+        service = Service(
+            placeholder, bus=services.bus, log_dir=services.workspace.logs, precheck=still_missing
+        )
+        supervisor.add(service)
         service.hold(State.NOT_INSTALLED, not_installed_detail(settings))
         _clients(services)
         return None
