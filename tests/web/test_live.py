@@ -75,6 +75,13 @@ async def test_proxy_json_query_status_and_big_streamed_file(tmp_path, comfy, li
             assert r.status == 200
             assert await r.json() == {"name": "pic.png", "subfolder": "proxied", "type": "input"}
         assert (comfy.layout.input / "proxied" / "pic.png").read_bytes() == b"\x89PNG fake bytes"
+        # ComfyUI refuses a traversing upload; its 400 comes back and nothing lands outside
+        form = aiohttp.FormData()
+        form.add_field("image", b"x", filename="evil.png", content_type="image/png")
+        form.add_field("subfolder", "../../escape")
+        async with http.post(f"{server.url}/api/comfyui/upload/image", data=form) as r:
+            assert r.status == 400
+        assert not (comfy.layout.input / ".." / ".." / "escape").resolve().exists()
         # ComfyUI's own error statuses and bodies come back as they are
         async with http.post(f"{server.url}/api/comfyui/prompt", json={"prompt": {}}) as r:
             assert r.status == 400 and (await r.json())["error"]["type"] == "prompt_no_outputs"
@@ -298,3 +305,34 @@ async def test_system_status_publisher(tmp_path) -> None:
         task.cancel()
     assert first.type == "system_status" and second.ts > first.ts
     assert first.disk["total"] > 0 and first.memory["total"] > 0
+
+
+@pytest.mark.real_comfyui
+async def test_proxy_and_run_against_a_real_comfyui(tmp_path, live, free_port) -> None:
+    from fakes.comfyui_root.launch import real_comfyui_root, run_comfyui
+
+    root, why = real_comfyui_root()
+    if root is None:
+        pytest.skip(why)
+    graph = {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 48, "batch_size": 1, "color": 0}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "real"}},
+    }
+    with run_comfyui(tmp_path / "comfy", root=root, timeout=180) as comfy:
+        app, svc = app_for(tmp_path, comfy.port)
+        (svc.workspace.workflows / "demo.json").write_text(json.dumps(graph))
+        async with live(app, free_port) as server, aiohttp.ClientSession() as http:
+            async with http.get(f"{server.url}/api/comfyui/system_stats") as r:
+                assert r.status == 200
+            async with http.ws_connect(f"{server.ws_url}/api/comfyui/ws?clientId=real-test") as ws:
+                first = json.loads((await ws.receive(timeout=30)).data)
+                assert first["data"]["sid"] == "real-test"
+                async with http.post(
+                    f"{server.url}/api/comfyui/prompt", json={"prompt": graph, "client_id": "real-test"}
+                ) as r:
+                    assert r.status == 200
+                kinds: list[str] = []
+                while "execution_success" not in kinds:
+                    kinds.append(json.loads((await ws.receive(timeout=60)).data)["type"])
+            async with http.post(f"{server.url}/api/workflows/demo.json/run") as r:
+                assert r.status == 200, await r.text()
