@@ -36,6 +36,7 @@ ARTIFACTS = REPO / "test-artifacts" / "browser"
 TINY_SIZE = 3 * 1024 * 1024
 TINY_RATE = 1.5 * 1024 * 1024  # bytes/s per connection: ~2 s, long enough to watch the bar move
 WORKFLOW_SIZE = 512 * 1024
+SLOW_SIZE = 24 * 1024 * 1024
 
 needs_chromium = pytest.mark.skipif(
     not CHROMIUM.exists(),
@@ -57,6 +58,15 @@ presets:
       - path: checkpoints/tiny_test.safetensors
         url: {host_url}/tiny_test.safetensors
         size: {TINY_SIZE}
+  SLOW_TEST:
+    name: Slow test download
+    category: test
+    type: other
+    description: Big enough to cancel half-way (browser tests).
+    files:
+      - path: checkpoints/slow_test.safetensors
+        url: {host_url}/slow_test.safetensors
+        size: {SLOW_SIZE}
   SD15_BASE:
     name: Stable Diffusion 1.5 (test copy)
     category: text-to-image
@@ -99,6 +109,7 @@ def model_host() -> Iterator[Any]:
     host.add("/tiny_test.safetensors", os.urandom(TINY_SIZE))
     host.add("/browser_test_lora.safetensors", os.urandom(WORKFLOW_SIZE))
     host.add("/sd15.safetensors", os.urandom(WORKFLOW_SIZE))
+    host.add("/slow_test.safetensors", os.urandom(SLOW_SIZE))
     yield host
     host.stop()
 

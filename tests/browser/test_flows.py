@@ -194,6 +194,11 @@ def test_install_preset_progress_reaches_100(page: Any, stack: LiveApp) -> None:
     page.get_by_text("tiny_test.safetensors").first.wait_for()
     page.watch.shot("flow-preset-installed")
     assert page.watch.errors == [], page.watch.failed
+    # Uninstall from the card: the file goes, the card says so.
+    page.once("dialog", lambda d: d.accept())
+    card.get_by_role("button", name="Uninstall").click()
+    card.locator(".badge", has_text="not installed").wait_for()
+    assert not (stack.settings.workspace_root / "models" / "checkpoints" / "tiny_test.safetensors").exists()
 
 
 def test_official_template_search_and_inputs(page: Any, stack: LiveApp) -> None:
@@ -210,4 +215,20 @@ def test_official_template_search_and_inputs(page: Any, stack: LiveApp) -> None:
     # The fake ComfyUI serves the real /object_info, so the template's main inputs are offered.
     assert detail.locator("textarea").count() >= 1, detail.inner_text()
     page.watch.shot("flow-official-template")
+    assert page.watch.errors == [], page.watch.failed
+
+
+def test_cancel_an_install(page: Any, stack: LiveApp) -> None:
+    page.goto(stack.url + "/models")
+    page.select_option('select[aria-label="Type"]', "other")
+    card = page.locator('.preset-card[data-preset="SLOW_TEST"]')
+    card.locator(".install-btn").click()
+    bar = "document.querySelector('[data-preset=\"SLOW_TEST\"] .progress')"
+    page.wait_for_function(f"parseFloat(({bar} || {{style: {{}}}}).style.width) > 0")
+    card.get_by_role("button", name="Cancel").click()
+    card.get_by_text("cancelled").wait_for()
+    assert card.locator(".badge").first.inner_text() == "not installed"
+    assert card.locator(".install-btn").is_visible()  # it can be started again (resumes the .part)
+    assert not (stack.settings.workspace_root / "models" / "checkpoints" / "slow_test.safetensors").exists()
+    page.watch.shot("flow-preset-cancelled", full_page=False)
     assert page.watch.errors == [], page.watch.failed
