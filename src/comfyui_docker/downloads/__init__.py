@@ -1,1 +1,12 @@
-"""Downloads: the fetch engine, the journal, volume locks, the installer and the PresetService."""
+"""Downloads: everything between a preset id and verified files on the volume.
+
+http.py       one request: redirects by hand, tokens by host, statuses -> typed errors
+partfile.py   the <name>.part file: pieces, inline sha256 of the contiguous prefix, flushes
+transfer.py   writer thread, retry budget, free-space check, one body -> one piece
+fetch.py      one URL -> one verified file (resume, several connections, verify, rename)
+locks.py      per-file lock files with owner and heartbeat (shared volumes)
+journal.py    SQLite on the volume: verified files, first-download hashes, installs, tasks
+tasks.py      install tasks and their events
+installer.py  plan, space check, lock, fetch, record
+service.py    PresetService, the facade the dashboard, CLI and start-up use
+"""

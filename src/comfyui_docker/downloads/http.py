@@ -87,6 +87,7 @@ async def open_response(
     timeout: aiohttp.ClientTimeout | None = None,
     licence_url: str | None = None,
     original_url: str | None = None,
+    read_bufsize: int | None = None,
 ) -> tuple[aiohttp.ClientResponse, str]:
     """GET `url` (optionally a byte range), following redirects; return (response, final URL).
 
@@ -101,7 +102,13 @@ async def open_response(
         if token:
             headers["Authorization"] = f"Bearer {token}"
         try:
-            resp = await session.get(current, headers=headers, allow_redirects=False, timeout=timeout)
+            resp = await session.get(
+                current,
+                headers=headers,
+                allow_redirects=False,
+                timeout=timeout,
+                read_bufsize=read_bufsize,  # aiohttp's 64 KiB default pauses the socket far too often
+            )
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise Transient(f"cannot reach {host_of(current)}: {exc or type(exc).__name__}") from None
         if resp.status in (301, 302, 303, 307, 308):

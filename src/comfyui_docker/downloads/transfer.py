@@ -1,0 +1,214 @@
+"""The plumbing of one transfer: blocks to the writer thread, retries, space checks, streams.
+
+`Transfer` holds what every download strategy in fetch.py needs: a single writer thread per
+file (pwrite + inline sha256, see partfile.py) fed through a bounded queue of blocks, so that
+reading the socket and writing/hashing run on two cores; the retry budget (reset when bytes
+arrive); the free-space check before the first byte; and `_stream`, which copies one HTTP body
+into one piece of the `.part` file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import functools
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from ..errors import DiskFull, DownloadError
+from .http import RetryPolicy, Transient, open_response
+from .partfile import PartFile, Piece
+
+if TYPE_CHECKING:
+    from .fetch import Fetcher
+
+BLOCK = 4 * 1024 * 1024
+SMALL_BLOCK = 64 * 1024
+SUBMIT_EVERY = 0.2  # seconds: slow connections still report progress and keep little in memory
+MIB = 1024 * 1024
+FreeSpace = Callable[[Path], int]
+Progress = Callable[[int], None]
+
+
+def free_space(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+@dataclass
+class FetchOptions:
+    connections: int = 8
+    piece_size: int = 32 * MIB  # largest piece; smaller files get smaller pieces
+    probe_size: int = 1 * MIB  # the first request's range: learns size and Range support
+    min_multi_size: int = 16 * MIB
+    flush_every: int = 64 * MIB
+    max_inflight_blocks: int = 16  # 64 MiB in flight: the socket keeps flowing during an fdatasync
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: aiohttp.ClientTimeout = field(
+        default_factory=lambda: aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60)
+    )
+    space_margin: int = 512 * MIB
+    read_bufsize: int = 4 * MIB
+
+
+class Transfer:
+    def __init__(
+        self,
+        fetcher: Fetcher,
+        url: str,
+        dest: Path,
+        size: int | None,
+        sha256: str | None,
+        progress: Progress,
+        licence_url: str | None,
+    ) -> None:
+        self.f = fetcher
+        self.opt = fetcher.options
+        self.url = url
+        self.final_url = url
+        self.dest = dest
+        self.size = size
+        self.sha256 = sha256.lower() if sha256 else None
+        self.progress = progress
+        self.licence_url = licence_url
+        self.part = PartFile(dest.with_name(dest.name + ".part"), flush_every=self.opt.flush_every)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"write-{dest.name[:20]}")
+        self.loop = asyncio.get_running_loop()
+        self.inflight = asyncio.Semaphore(self.opt.max_inflight_blocks)
+        self.pending: set[asyncio.Future[None]] = set()
+        self.failures = 0
+        self.network = 0
+        self.resumed_from = 0
+        self.restarts = 0
+        self.connections_used = 1
+        self.space_checked = False
+
+    # ---- helpers --------------------------------------------------------------------
+    async def _io(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await self.loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+
+    def _check_pending(self) -> None:
+        for fut in [f for f in self.pending if f.done()]:
+            self.pending.discard(fut)
+            exc = fut.exception()
+            if exc is not None:
+                raise _disk_error(exc, self.dest) from exc
+
+    async def _drain(self) -> None:
+        if self.pending:
+            await asyncio.wait(list(self.pending))
+        self._check_pending()
+
+    async def _submit(self, index: int, offset: int, data: bytes) -> None:
+        self._check_pending()
+        await self.inflight.acquire()
+        fut = self.loop.run_in_executor(self.executor, self.part.write, index, offset, data)
+        fut.add_done_callback(lambda _f: self.inflight.release())
+        self.pending.add(fut)
+        self.network += len(data)
+        self.failures = 0  # bytes arrived: the retry budget starts again
+        self.progress(len(data))
+
+    def _check_space(self, needed: int) -> None:
+        if self.space_checked:
+            return
+        self.space_checked = True
+        free = self.f.free_space(self.dest.parent)
+        want = needed + self.opt.space_margin
+        if free < want:
+            raise DiskFull(
+                f"not enough free space for {self.dest.name}: {needed / 1e9:.2f} GB still to download, "
+                f"{free / 1e9:.2f} GB free (keeping {self.opt.space_margin / 1e9:.2f} GB spare)",
+                hint="free space on the volume or use a bigger one",
+                needed=needed,
+                free=free,
+                path=str(self.dest.parent),
+            )
+
+    async def _failed(self, exc: Transient) -> None:
+        self.failures += 1
+        if self.failures > self.opt.retry.attempts:
+            raise DownloadError(
+                f"giving up on {self.dest.name} after {self.failures} failed attempts: {exc}",
+                hint="the .part file is kept; installing again resumes it",
+                url=self.url,
+            )
+        await self.f.sleep(self.opt.retry.delay(self.failures, exc.retry_after))
+
+    async def _open(self, start: int | None, end: int | None, *, use_final: bool) -> aiohttp.ClientResponse:
+        url = self.final_url if use_final else self.url
+        resp, final = await open_response(
+            self.f.session,
+            url,
+            tokens=self.f.tokens,
+            start=start,
+            end=end,
+            timeout=self.opt.timeout,
+            licence_url=self.licence_url,
+            original_url=self.url,
+            read_bufsize=self.opt.read_bufsize,
+        )
+        if not use_final:
+            self.final_url = final
+        return resp
+
+    async def _stream(self, resp: aiohttp.ClientResponse, index: int, piece: Piece) -> None:
+        """Copy the body of `resp` into `piece` from `piece.received` on."""
+        buf: list[bytes] = []
+        size = 0
+        offset = piece.start + piece.received
+        limit = piece.length
+        began = piece.received
+        last = self.loop.time()
+        try:
+            while True:
+                if limit is not None and piece.received + size >= limit:
+                    break
+                try:
+                    chunk = await resp.content.readany()
+                except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                    raise Transient(f"connection lost: {exc or type(exc).__name__}") from None
+                if not chunk:
+                    break
+                if limit is not None and piece.received + size + len(chunk) > limit:
+                    chunk = chunk[: limit - piece.received - size]
+                buf.append(chunk)
+                size += len(chunk)
+                if size >= BLOCK or (size >= SMALL_BLOCK and self.loop.time() - last >= SUBMIT_EVERY):
+                    last = self.loop.time()
+                    data = b"".join(buf)
+                    buf, size = [], 0
+                    await self._submit(index, offset, data)
+                    offset += len(data)
+                    piece.received += len(data)
+        finally:
+            if buf:
+                data = b"".join(buf)
+                await self._submit(index, offset, data)
+                piece.received += len(data)
+            resp.release()
+        got = piece.received - began
+        if limit is not None and piece.received >= limit:
+            return
+        if resp.content_length is not None and got < resp.content_length:
+            raise Transient(f"the body ended early ({got} of {resp.content_length} bytes)")
+        if got == 0 and limit is not None:
+            raise Transient("the server sent an empty body")
+
+
+def _disk_error(exc: BaseException, dest: Path) -> Exception:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFull(
+            f"the volume filled up while writing {dest.name}",
+            hint="free space on the volume; the .part file is kept and resumes",
+            path=str(dest.parent),
+        )
+    if isinstance(exc, OSError):
+        return DownloadError(f"cannot write {dest}: {exc.strerror}", hint="check the volume is writable")
+    return exc if isinstance(exc, Exception) else DownloadError(str(exc))
