@@ -104,7 +104,8 @@ SPECS: tuple[Spec, ...] = (
         "dashboard_host",
         "DASHBOARD_HOST",
         "0.0.0.0",
-        "Address the dashboard listens on when nginx is off (use 127.0.0.1 on a laptop).",
+        "Address of the public ports: the dashboard's when nginx is off, nginx's when on "
+        "(0.0.0.0 = every address; use 127.0.0.1 on a laptop).",
     ),
     Spec(
         "enable_nginx",
