@@ -93,7 +93,7 @@ async def test_settings_page_save_and_errors(client: httpx.AsyncClient, ws_root:
         },
         headers={"HX-Request": "true"},
     )
-    assert ok.status_code == 200 and "Saved." in ok.text
+    assert ok.status_code == 200 and "Saved to" in ok.text
     assert "hf_secretvalue1234" not in ok.text and "hf_…1234" in ok.text
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     page = await client.get("/settings")

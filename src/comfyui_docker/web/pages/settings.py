@@ -89,5 +89,5 @@ async def settings_save(request: Request) -> HTMLResponse:
         ctx = _context(request, svc, current, errors=errors, submitted=form)
         return render(request, "settings.html", ctx, block="settings_form", status_code=422)
     user_settings.save(svc.workspace.user_settings, values)
-    ctx = _context(request, svc, values, notice="Saved. New downloads use these values.")
+    ctx = _context(request, svc, values, notice=f"Saved to {svc.workspace.user_settings}.")
     return render(request, "settings.html", ctx, block="settings_form")
