@@ -39,4 +39,14 @@ class Services:
 
     @classmethod
     def create(cls, settings: Settings) -> Services:
-        return cls(settings=settings, workspace=Workspace(settings.workspace_root))
+        """Services for `settings`, with what the user saved in the dashboard applied over them."""
+        from .user_settings import effective
+
+        workspace = Workspace(settings.workspace_root)
+        return cls(settings=effective(settings, workspace.user_settings), workspace=workspace)
+
+    def update_settings(self, settings: Settings) -> None:
+        """Adopt new effective settings (saved in the dashboard): the next download uses them."""
+        self.settings = settings
+        if self.presets is not None and hasattr(self.presets, "settings"):
+            self.presets.settings = settings

@@ -11,6 +11,7 @@ Phases, each timed (`services.timings`) and logged with its duration:
     preset catalog   PresetService + catalog (when the downloads subsystem is present)
     dashboard        uvicorn serving create_app(settings, services) in this loop: answers from here on
     nginx            the supervised nginx in front (ENABLE_NGINX)
+    sshd             an SSH server for PUBLIC_KEY only (RunPod), keys only
     downloads        resume unfinished installs, queue PRESET_DOWNLOAD & co.
 
 ComfyUI is spawned as early as its command line is known: aiohttp, the ComfyUI client and the web
@@ -155,6 +156,28 @@ def nginx_service(services: Services, supervisor: Supervisor) -> Service | None:
     return supervisor.add(Service(spec, bus=services.bus, log_dir=services.workspace.logs))
 
 
+def sshd_service(services: Services, supervisor: Supervisor) -> Service | None:
+    """An SSH server with the PUBLIC_KEY only (RunPod injects it); None without a key."""
+    from . import sshd
+
+    plan = sshd.prepare(services.settings, services.workspace)
+    if plan is None:
+        return None
+    sshd.check(plan)
+
+    async def probe() -> bool:
+        return await _tcp_probe("127.0.0.1", plan.port)
+
+    spec = ProcessSpec(
+        name="sshd",
+        argv=plan.argv,
+        identity="sshd",
+        probe=probe,
+        timings=Timings(start_grace=5, ready_timeout=10, retries=5, stop_sigint=1.0, stop_sigterm=2.0),
+    )
+    return supervisor.add(Service(spec, bus=services.bus, log_dir=services.workspace.logs))
+
+
 def _make_presets(services: Services) -> Any:
     try:
         from .downloads.service import PresetService
@@ -182,6 +205,7 @@ async def run(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     services = services or Services.create(settings)
+    settings = services.settings  # the environment with the dashboard's saved settings applied
     phase = Phases(services)
     supervisor = Supervisor()
     services.supervisor = supervisor
@@ -246,6 +270,16 @@ async def run(
                     p.detail = "started" if nginx else "hook missing"
                 except AppError as exc:
                     log.error("nginx: %s", exc)
+                    p.ok, p.detail = False, str(exc)
+        if settings.public_key:
+            with phase("sshd") as p:
+                try:  # the first start generates host keys (seconds): off the loop
+                    sshd = await asyncio.to_thread(sshd_service, services, supervisor)
+                    if sshd is not None:
+                        sshd.start()
+                    p.detail = "started" if sshd else "off"
+                except AppError as exc:
+                    log.error("sshd: %s", exc)
                     p.ok, p.detail = False, str(exc)
         with phase("downloads") as p:
             if services.presets is not None:

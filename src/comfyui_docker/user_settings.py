@@ -14,6 +14,7 @@ in the dashboard works without a restart of the pod.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ import yaml
 from .errors import InvalidInput
 from .settings import PRESET_ID_RE, Secret, Settings
 
+log = logging.getLogger(__name__)
 FILE_MODE = 0o600
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_\-.:=+/]{8,512}$")
 
@@ -168,6 +170,16 @@ def merge_form(current: UserSettings, form: dict[str, Any]) -> tuple[UserSetting
         else:
             raw[key] = typed or getattr(current, key)
     return validate(raw)
+
+
+def effective(settings: Settings, path: Path) -> Settings:
+    """`settings` with the saved user settings applied; a broken file is logged and ignored."""
+    try:
+        values = load(path)
+    except InvalidInput as exc:
+        log.warning("ignoring %s: %s", path.name, exc)
+        return settings
+    return apply(settings, values)
 
 
 def apply(settings: Settings, values: UserSettings) -> Settings:

@@ -166,3 +166,23 @@ def test_login_with_the_key_only(tmp_path: Path, safe_dir: Path, host_keys: Path
         proc.terminate()
         proc.wait(10)
         log.close()
+
+
+def test_start_supervises_sshd_only_with_a_key(tmp_path: Path, host_keys: Path) -> None:
+    """`start` wires sshd through the generic supervisor: a spec when PUBLIC_KEY is set, nothing otherwise."""
+    needs("sshd")
+    from comfyui_docker.services import Services
+    from comfyui_docker.startup import sshd_service
+    from comfyui_docker.supervisor import Supervisor
+
+    _key, pub = keypair(tmp_path)
+    settings, ws = make(tmp_path, pub, keys_from=host_keys)
+    supervisor = Supervisor()
+    service = sshd_service(Services(settings=settings, workspace=ws), supervisor)
+    assert service is not None and supervisor.get("sshd") is service
+    argv = service.spec.argv
+    assert Path(argv[0]).name == "sshd" and "-D" in argv and "-f" in argv
+    config = Path(argv[argv.index("-f") + 1]).read_text()
+    assert "PasswordAuthentication no" in config
+    none_settings, none_ws = make(tmp_path / "nokey", "")
+    assert sshd_service(Services(settings=none_settings, workspace=none_ws), Supervisor()) is None

@@ -101,3 +101,29 @@ async def test_settings_page_save_and_errors(client: httpx.AsyncClient, ws_root:
     path.write_text(": not: valid: yaml: [")
     broken = await client.get("/settings")
     assert broken.status_code == 200 and "not valid YAML" in broken.text
+
+
+async def test_saved_token_reaches_the_running_downloads(
+    client: httpx.AsyncClient, ws_root: Path, settings: Settings
+) -> None:
+    """A token saved on the page is what the next download sends; a restart also finds it."""
+    from comfyui_docker.services import Services
+
+    app_services = client._transport.app.state.services  # type: ignore[attr-defined]
+    assert app_services.settings.token_for_host("huggingface.co") is None
+    ok = await client.post(
+        "/settings", data={"hf_token": "hf_fromthepage1234"}, headers={"HX-Request": "true"}
+    )
+    assert ok.status_code == 200 and "next download" in ok.text
+    for effective in (app_services.settings, Services.create(settings).settings):
+        token = effective.token_for_host("huggingface.co")
+        assert token is not None and token.get() == "hf_fromthepage1234"
+    if app_services.presets is not None:
+        assert app_services.presets.settings.token_for_host("huggingface.co").get() == "hf_fromthepage1234"
+
+
+def test_broken_user_settings_do_not_stop_the_start(settings: Settings, ws_root: Path) -> None:
+    from comfyui_docker.services import Services
+
+    (ws_root / "config" / "user_settings.yaml").write_text("- not a mapping\n")
+    assert Services.create(settings).settings == settings

@@ -89,5 +89,10 @@ async def settings_save(request: Request) -> HTMLResponse:
         ctx = _context(request, svc, current, errors=errors, submitted=form)
         return render(request, "settings.html", ctx, block="settings_form", status_code=422)
     user_settings.save(svc.workspace.user_settings, values)
-    ctx = _context(request, svc, values, notice=f"Saved to {svc.workspace.user_settings}.")
+    svc.update_settings(user_settings.apply(svc.settings, values))
+    notice = (
+        f"Saved to {svc.workspace.user_settings}. Tokens apply to the next download; "
+        "start-up presets and parallel downloads at the next start."
+    )
+    ctx = _context(request, svc, values, notice=notice)
     return render(request, "settings.html", ctx, block="settings_form")
