@@ -300,3 +300,9 @@ async def test_file_present_without_record_is_adopted_not_downloaded(
     task = await service.wait((await service.install("PRESET_B")).id)
     assert task.state == "done"
     assert host.requests_for("/b.safetensors") == []
+
+
+async def test_listing_works_before_start(make_service: Callable[..., PresetService]) -> None:
+    svc = make_service()
+    svc.load_catalog()
+    assert {p["installed"] for p in svc.list_presets()} == {"not_installed"}

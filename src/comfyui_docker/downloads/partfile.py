@@ -17,11 +17,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 READ_BACK = 8 * 1024 * 1024
+HASH_BACKLOG = 16  # blocks written but not yet hashed (bounds memory)
 STATE_VERSION = 1
 
 
@@ -72,6 +75,10 @@ class PartFile:
         self._unflushed = 0
         self._dropped = 0
         self.read_back = 0  # bytes hashed by reading the file (not from memory)
+        # hashing runs on its own thread, beside the writes: two cores, not one
+        self._hash_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
+        self._hash_slots = threading.BoundedSemaphore(HASH_BACKLOG)
+        self._hash_error: BaseException | None = None
 
     # ---- state ----------------------------------------------------------------------
     def load_state(self) -> dict[str, Any] | None:
@@ -84,7 +91,28 @@ class PartFile:
             return None
         return dict(state)
 
+    def _hash_wait(self) -> None:
+        """Wait until every block handed to the hash thread is hashed."""
+        self._hash_pool.submit(lambda: None).result()
+
+    def _hash_idle(self) -> None:
+        self._hash_wait()
+        if self._hash_error is not None:
+            raise self._hash_error
+
+    def _hash_block(self, offset: int, data: bytes) -> None:
+        try:
+            if offset == self.hashed:
+                self.hasher.update(data)
+                self.hashed += len(data)
+            self.advance_hash()
+        except BaseException as exc:
+            self._hash_error = exc
+        finally:
+            self._hash_slots.release()
+
     def open(self, pieces: list[Piece], total: int | None, meta: dict[str, Any], *, truncate: bool) -> None:
+        self._hash_idle()
         flags = os.O_RDWR | os.O_CREAT
         if truncate:
             flags |= os.O_TRUNC
@@ -126,10 +154,10 @@ class PartFile:
             pos += n
         piece = self.pieces[index]
         piece.filled = max(piece.filled, offset + len(data) - piece.start)
-        if offset == self.hashed:
-            self.hasher.update(data)
-            self.hashed += len(data)
-        self.advance_hash()
+        if self._hash_error is not None:
+            raise self._hash_error
+        self._hash_slots.acquire()
+        self._hash_pool.submit(self._hash_block, offset, data)
         self._unflushed += len(data)
         if self._unflushed >= self.flush_every:
             self.flush()
@@ -167,25 +195,26 @@ class PartFile:
     def finish(self) -> tuple[int, str]:
         """Flush and fsync; (bytes hashed, hex digest)."""
         assert self.fd is not None
+        self._hash_idle()
         self.advance_hash()
         os.fsync(self.fd)
         self._unflushed = 0
         return self.hashed, self.hasher.hexdigest()
 
     def close_fd(self) -> None:
+        self._hash_wait()  # the hash thread may still be reading the file
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
 
     def close(self, *, save: bool = True) -> None:
         """Make what was written durable and remember it (cancel, error, shutdown)."""
-        if self.fd is None:
-            return
         try:
-            if save:
+            if save and self.fd is not None:
                 self.flush()
         finally:
             self.close_fd()
+            self._hash_pool.shutdown(wait=True)
 
     def discard(self) -> None:
         self.close_fd()

@@ -157,10 +157,11 @@ class PresetService:
         return variant
 
     def _exists(self, spec: FileSpec) -> bool:
-        assert self.journal is not None
+        dest = self.ws.models / spec.path
+        if self.journal is None:  # not started: judge by the file alone
+            return dest.is_file() and (not spec.size_exact or dest.stat().st_size == spec.size)
         if file_is_present(self.ws, self.journal, spec):
             return True
-        dest = self.ws.models / spec.path
         if not dest.is_file() or self.journal.file(spec.path) is not None:
             return False  # missing, or changed since it was verified
         return not spec.size_exact or dest.stat().st_size == spec.size
