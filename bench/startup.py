@@ -104,6 +104,39 @@ def time_dashboard(ws: Path) -> float:
         stop(proc)
 
 
+BARE_APP = """
+import sys
+import fastapi, uvicorn
+app = fastapi.FastAPI()
+
+@app.get("/health")
+async def health():
+    return {"status": "ok"}
+
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+"""
+
+
+def time_bare_uvicorn() -> float:
+    """The peer: a bare FastAPI app on uvicorn, launch to its first 200 from /health."""
+    port = free_port()
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BARE_APP, str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        while status(f"http://127.0.0.1:{port}/health") != 200:
+            if proc.poll() is not None:
+                raise RuntimeError("bare app exited")
+            time.sleep(0.005)
+        return time.perf_counter() - started
+    finally:
+        stop(proc)
+
+
 def time_comfy_via_start(ws: Path, delay: float) -> float:
     started = time.perf_counter()
     proc, _, comfy = launch_start(ws, delay)
@@ -154,14 +187,20 @@ def main() -> None:
         populate(full, args.files)
         a: list[float] = []
         b: list[float] = []
+        bare: list[float] = []
         for _ in range(args.rounds):
             shutil.rmtree(empty, ignore_errors=True)
             a.append(time_dashboard(empty))
+            bare.append(time_bare_uvicorn())
             b.append(time_dashboard(full))
-        ma, mb = statistics.median(a), statistics.median(b)
+        ma, mb, mp = statistics.median(a), statistics.median(b), statistics.median(bare)
         print(f"dashboard /health 200, empty volume:        median {ma * 1000:7.0f} ms  runs {_ms(a)}")
         print(f"dashboard /health 200, {args.files} model files: median {mb * 1000:7.0f} ms  runs {_ms(b)}")
-        print(f"  ratio files/empty: {mb / ma:.2f}   target: < 1000 ms, ratio ~1.0")
+        print(f"bare FastAPI hello app on uvicorn (peer):   median {mp * 1000:7.0f} ms  runs {_ms(bare)}")
+        print(
+            f"  ratio files/empty: {mb / ma:.2f}   ours/bare: {ma / mp:.2f}"
+            "   target: < 1000 ms, files/empty ~1.0"
+        )
         via: list[float] = []
         direct: list[float] = []
         for _ in range(args.rounds):
