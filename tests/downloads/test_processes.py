@@ -52,7 +52,7 @@ def test_two_processes_install_the_same_file_once(tmp_path: Path) -> None:
         outs = [p.communicate(timeout=60) for p in procs]
         sent = host.bytes_sent
     for p, (out, err) in zip(procs, outs, strict=True):
-        assert p.returncode == 0, err
+        assert p.returncode == 0, (out, err)
         assert json.loads(out)["state"] == "done"
     final = root / "models/diffusion_models/big.safetensors"
     assert sha(final.read_bytes()) == sha(data)

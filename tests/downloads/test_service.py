@@ -306,3 +306,39 @@ async def test_listing_works_before_start(make_service: Callable[..., PresetServ
     svc = make_service()
     svc.load_catalog()
     assert {p["installed"] for p in svc.list_presets()} == {"not_installed"}
+
+
+async def test_new_settings_apply_to_the_next_download(ws: Workspace, host: ModelHost) -> None:
+    import dataclasses
+
+    settings = Settings.from_env({"WORKSPACE_ROOT": str(ws.root)})
+    svc = PresetService(settings, ws, EventBus(), shipped_catalog=catalog(host))
+    await svc.start()
+    try:
+        assert svc.fetch_options.connections == 8
+        svc.settings = dataclasses.replace(settings, download_connections=2, download_parallel_files=1)
+        assert svc.fetch_options.connections == 2
+        assert svc._installer is not None and svc._installer.parallel is svc._parallel
+        assert svc.settings.download_parallel_files == 1
+    finally:
+        await svc.close()
+
+
+def test_only_dead_local_owners_are_resumed() -> None:
+    import json
+    import os
+    import socket
+
+    from comfyui_docker.downloads.service import may_resume, process_identity
+
+    me = process_identity()
+    assert may_resume("", me) and may_resume(me, me)
+    from comfyui_docker.downloads.locks import process_started
+
+    parent = os.getppid()
+    live = json.dumps({"host": socket.gethostname(), "pid": parent, "started": process_started(parent)})
+    assert not may_resume(live, me)  # another live runtime on this host is still running it
+    dead = json.dumps({"host": socket.gethostname(), "pid": 2**22 + 777, "started": 1.0})
+    assert may_resume(dead, me)
+    other_pod = json.dumps({"host": "another-pod", "pid": 1, "started": 1.0})
+    assert not may_resume(other_pod, me)

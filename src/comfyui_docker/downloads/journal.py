@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     files TEXT NOT NULL DEFAULT '[]',
     spec TEXT NOT NULL DEFAULT '[]',
     created REAL NOT NULL,
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    owner TEXT NOT NULL DEFAULT ''
 );
 """
 UNFINISHED = ("queued", "downloading", "verifying")
@@ -79,6 +80,9 @@ class Journal:
         self.db.execute("PRAGMA journal_mode=DELETE")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
+        columns = {r["name"] for r in self.db.execute("PRAGMA table_info(tasks)")}
+        if "owner" not in columns:  # a journal written before tasks had owners
+            self.db.execute("ALTER TABLE tasks ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
 
     def close(self) -> None:
         self.db.close()
@@ -133,7 +137,7 @@ class Journal:
     # ---- tasks ------------------------------------------------------------------------
     def save_task(self, row: dict[str, Any]) -> None:
         self.db.execute(
-            "INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 row["id"],
                 row["kind"],
@@ -147,6 +151,7 @@ class Journal:
                 json.dumps(row.get("spec", [])),
                 row["created"],
                 row["updated"],
+                row.get("owner", ""),
             ),
         )
 

@@ -34,7 +34,7 @@ class LockLost(Exception):
     """Another process took the lock over (this one looked dead to it)."""
 
 
-def _process_started(pid: int) -> float | None:
+def process_started(pid: int) -> float | None:
     try:
         return float(psutil.Process(pid).create_time())
     except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
@@ -74,7 +74,7 @@ class VolumeLock:
             "id": self.id,
             "host": self.host,
             "pid": pid,
-            "started": _process_started(pid),
+            "started": process_started(pid),
             "seq": self.seq,
             "time": time.time(),
         }
@@ -97,7 +97,7 @@ class VolumeLock:
     def _owner_gone(self, info: dict[str, Any]) -> bool:
         if info.get("host") != self.host or not isinstance(info.get("pid"), int):
             return False
-        started = _process_started(info["pid"])
+        started = process_started(info["pid"])
         if started is None:
             return True
         recorded = info.get("started")

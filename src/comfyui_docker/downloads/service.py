@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -29,9 +32,32 @@ from .fetch import Fetcher, FetchOptions, free_space
 from .http import token_env_for
 from .installer import Installer, LockOptions, check_space, error_dict, file_is_present, plan, remove_files
 from .journal import UNFINISHED, Journal
+from .locks import process_started
 from .tasks import FileProgress, Reporter, Task, new_task_id
 
 log = logging.getLogger(__name__)
+
+
+def process_identity() -> str:
+    pid = os.getpid()
+    return json.dumps({"host": socket.gethostname(), "pid": pid, "started": process_started(pid)})
+
+
+def may_resume(owner: str, me: str) -> bool:
+    """Resume an unfinished task at start only if it ran in this process before, or its process
+    is gone and it ran on this host (another pod sharing the volume resumes its own tasks)."""
+    if not owner or owner == me:
+        return True
+    try:
+        info = json.loads(owner)
+    except ValueError:
+        return True
+    if info.get("host") != socket.gethostname():
+        return False
+    started = process_started(int(info.get("pid", 0)))
+    return started is None or abs(started - float(info.get("started") or 0)) > 1.0
+
+
 GIB = 1024**3
 JOURNAL_NAME = "journal.sqlite3"
 
@@ -52,7 +78,8 @@ class PresetService:
         progress_interval: float = 0.25,
         shipped_catalog: str | None = None,
     ) -> None:
-        self.settings = settings
+        self._settings = settings
+        self._options_from_settings = fetch_options is None
         self.ws = workspace
         self.bus = bus
         self.http = http
@@ -69,9 +96,27 @@ class PresetService:
         self._tasks: dict[str, Task] = {}
         self._running: dict[str, asyncio.Task[None]] = {}
         self._closing = False
+        self._parallel_files = settings.download_parallel_files
         self._parallel = asyncio.Semaphore(settings.download_parallel_files)
         self._installer: Installer | None = None
         self._reporter = Reporter(bus, self._save, interval=progress_interval, wall=clock)
+        self._owner = process_identity()
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, value: Settings) -> None:
+        """New effective settings (saved in the dashboard): the next download uses them."""
+        self._settings = value
+        if self._options_from_settings:
+            self.fetch_options.connections = value.download_connections
+        if value.download_parallel_files != self._parallel_files:
+            self._parallel_files = value.download_parallel_files
+            self._parallel = asyncio.Semaphore(value.download_parallel_files)
+            if self._installer is not None:
+                self._installer.parallel = self._parallel
 
     # ---- life cycle -------------------------------------------------------------------
     def load_catalog(self) -> Catalog:
@@ -106,9 +151,13 @@ class PresetService:
             lock_options=self.lock_options,
         )
         for row in reversed(self.journal.tasks(limit=50)):
+            if row["state"] in UNFINISHED and not may_resume(row.get("owner", ""), self._owner):
+                continue  # another live process (or another pod) is running it
             task = self._task_from_row(row)
             self._tasks[task.id] = task
         for row in self.journal.tasks(UNFINISHED):
+            if not may_resume(row.get("owner", ""), self._owner):
+                continue  # another live process (or another pod) is running it
             task = self._tasks.get(row["id"]) or self._task_from_row(row)
             self._tasks[task.id] = task
             try:
@@ -191,7 +240,7 @@ class PresetService:
         state = self.installed_state(preset.id)
         record = self.journal.installs().get(preset.id) if self.journal else None
         active = next(
-            (t.id for t in self._tasks.values() if t.preset_id == preset.id and not t.finished), None
+            (t.id for t in self._tasks.values() if t.preset_id == preset.id and t.id in self._running), None
         )
         hosts = sorted({f.host for f in preset.all_files()})
         return {
@@ -279,6 +328,7 @@ class PresetService:
             created=row["created"],
             updated=row["updated"],
             spec=row["spec"],
+            owner=row.get("owner", ""),
         )
 
     def _files_of(self, task: Task) -> tuple[list[FileSpec], str | None]:
@@ -290,6 +340,7 @@ class PresetService:
         ), preset.licence_url
 
     def _spawn(self, task: Task, files: list[FileSpec], licence: str | None) -> None:
+        task.owner = self._owner
         self._tasks[task.id] = task
         job = asyncio.create_task(self._run(task, files, licence), name=f"install-{task.id}")
         self._running[task.id] = job
@@ -319,7 +370,9 @@ class PresetService:
             rep.state(task, "failed", error_dict(exc))
 
     def _active_for(self, preset_id: str) -> Task | None:
-        return next((t for t in self._tasks.values() if t.preset_id == preset_id and not t.finished), None)
+        return next(
+            (t for t in self._tasks.values() if t.preset_id == preset_id and t.id in self._running), None
+        )
 
     async def install(
         self, preset_id: str, variant: str | None = None, *, include_optional: bool = False
@@ -349,6 +402,7 @@ class PresetService:
         check_space(self.ws, p.need_bytes, self.free_space, self.space_margin)
         now = self.clock()
         task = Task(id=new_task_id(), preset_id=label, variant=variant, kind=kind, created=now, updated=now)
+        task.owner = self._owner
         task.files = [FileProgress(f.path, f.url, f.size) for f in files]
         task.bytes_total = sum(f.size or 0 for f in files)
         if kind == "files":

@@ -54,6 +54,7 @@ class Task:
     created: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
     spec: list[dict[str, Any]] = field(default_factory=list)  # ad-hoc file specs, to resume
+    owner: str = ""  # the runtime process running it (host, pid, start time), as JSON
 
     @property
     def finished(self) -> bool:
@@ -79,6 +80,7 @@ class Task:
     def to_row(self) -> dict[str, Any]:
         row = self.to_dict()
         row["spec"] = self.spec
+        row["owner"] = self.owner
         return row
 
 
