@@ -78,3 +78,17 @@ def test_console_script_runs(env: Path) -> None:
     exe = Path(sys.executable).with_name("comfyui-docker")
     proc = subprocess.run([str(exe), "version"], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_every_command_is_in_the_readme() -> None:
+    import argparse
+
+    from comfyui_docker.cli import build_parser
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    parser = build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name in subs.choices:
+        assert f"`comfyui-docker {name}" in readme, f"command {name} missing from the README"
+    helps = {a.dest: a.help for a in subs._choices_actions}
+    assert all(helps.get(name) for name in subs.choices), "every command has a help line"
