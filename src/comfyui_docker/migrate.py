@@ -8,13 +8,13 @@ different content it is reported and left alone.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .hashing import sha256_file
 from .model_paths import canonical_folder, suggest_folder
 
 
@@ -40,16 +40,8 @@ def _files(root: Path) -> Iterator[Path]:
             yield Path(dirpath) / name
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(4 * 1024 * 1024):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _same(a: Path, b: Path) -> bool:
-    return a.stat().st_size == b.stat().st_size and _sha256(a) == _sha256(b)
+    return a.stat().st_size == b.stat().st_size and sha256_file(a) == sha256_file(b)
 
 
 def plan_target(source_root: Path, file: Path, models_dir: Path) -> Path | None:

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from .errors import InvalidInput
+from .model_paths import atomic_write_text
 from .settings import PRESET_ID_RE, Secret, Settings
 
 log = logging.getLogger(__name__)
@@ -143,18 +144,8 @@ def save(path: Path, values: UserSettings) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     text = "# Written by the dashboard's Settings page. Holds tokens: keep it private (0600).\n"
     text += yaml.safe_dump(values.to_yaml(), sort_keys=True, allow_unicode=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, text, FILE_MODE)  # the temp file is created 0600
+    os.chmod(path, FILE_MODE)  # also when the content was unchanged but the mode was not
 
 
 def merge_form(current: UserSettings, form: dict[str, Any]) -> tuple[UserSettings, dict[str, str]]:

@@ -141,18 +141,8 @@ class Converter:
 
     def _promoted_widget(self, graph: Graph, def_input: Mapping[str, Any]) -> tuple[int, str] | None:
         """(inner node id, widget name) of the widget a subgraph input feeds first, if any."""
-        for link_id in def_input.get("linkIds") or []:
-            link = graph.links.get(to_int(link_id))
-            target = graph.nodes.get(link.target_id) if link else None
-            if link is None or target is None:
-                continue
-            inputs = target.get("inputs") or []
-            if link.target_slot >= len(inputs):
-                continue
-            widget = inputs[link.target_slot].get("widget")
-            if isinstance(widget, Mapping) and widget.get("name"):
-                return link.target_id, str(widget["name"])
-            return None
+        for link, name in graph.link_targets(def_input.get("linkIds")):
+            return (link.target_id, name) if name else None
         return None
 
     def _has_control(self, graph: Graph, node_id: int, widget_name: str) -> bool:
@@ -190,16 +180,8 @@ class Converter:
                 index += 1
                 if with_controls and self._has_control(graph, inner_id, widget_name):
                     index += 1
-        for link_id in def_input.get("linkIds") or []:
-            link = graph.links.get(to_int(link_id))
-            target = graph.nodes.get(link.target_id) if link else None
-            if link is None or target is None:
-                continue
-            inputs = target.get("inputs") or []
-            if link.target_slot >= len(inputs):
-                continue
-            widget = inputs[link.target_slot].get("widget")
-            if not isinstance(widget, Mapping) or not widget.get("name"):
+        for link, name in graph.link_targets(def_input.get("linkIds")):
+            if name is None:
                 return None
             inner = self.dtos.get(
                 ":".join((*instance.path, str(instance.node.get("id")), str(link.target_id)))
@@ -207,8 +189,8 @@ class Converter:
             if inner is None:
                 return None
             values = self.widget_values(inner)
-            if widget["name"] in values:
-                return True, values[widget["name"]]
+            if name in values:
+                return True, values[name]
             return None
         return None
 

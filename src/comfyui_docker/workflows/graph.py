@@ -10,7 +10,7 @@ nodes' values are noted for the widgets they feed. A `Dto` is one node at one su
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +48,23 @@ class Graph:
     links: dict[int, Link]
     definition: dict[str, Any] | None = None  # the subgraph definition (inputs/outputs)
     overrides: dict[int, dict[str, Any]] = field(default_factory=dict)  # primitive node values
+
+    def link_targets(self, link_ids: Any) -> Iterator[tuple[Link, str | None]]:
+        """For each link that reaches an existing input: the link and the widget that input feeds.
+
+        Dangling links (to a missing node or slot) are skipped; the name is None when the target
+        input is a plain socket rather than a widget converted to an input.
+        """
+        for link_id in link_ids or []:
+            link = self.links.get(to_int(link_id))
+            target = self.nodes.get(link.target_id) if link else None
+            if link is None or target is None:
+                continue
+            inputs = target.get("inputs") or []
+            if link.target_slot >= len(inputs):
+                continue
+            widget = inputs[link.target_slot].get("widget")
+            yield link, (str(widget["name"]) if isinstance(widget, Mapping) and widget.get("name") else None)
 
 
 @dataclass
@@ -249,17 +266,9 @@ def apply_primitives(graph: Graph) -> None:
             continue
         outputs = node.get("outputs") or []
         link_ids = (outputs[0].get("links") or []) if outputs else []
-        for link_id in link_ids:
-            link = graph.links.get(to_int(link_id))
-            target = graph.nodes.get(link.target_id) if link else None
-            if link is None or target is None:
-                continue
-            inputs = target.get("inputs") or []
-            if link.target_slot >= len(inputs):
-                continue
-            widget = inputs[link.target_slot].get("widget")
-            if isinstance(widget, Mapping) and widget.get("name"):
-                graph.overrides.setdefault(link.target_id, {})[widget["name"]] = values[0]
+        for link, name in graph.link_targets(link_ids):
+            if name:
+                graph.overrides.setdefault(link.target_id, {})[name] = values[0]
 
 
 def load_graphs(workflow: Mapping[str, Any]) -> tuple[dict[str, Graph], dict[str, dict[str, Any]]]:

@@ -78,7 +78,7 @@ async def fetch(
             if resp.status != 200:
                 raise ServiceUnavailable(
                     f"ComfyUI answered {resp.status} to GET /object_info",
-                    hint="wait until ComfyUI has started (comfyui-docker status)",
+                    hint="wait until ComfyUI has started (comfyui-docker health --ready)",
                 )
             data = await resp.json(content_type=None)
     except (aiohttp.ClientError, TimeoutError) as exc:

@@ -156,7 +156,7 @@ class ComfyRunner:
         except aiohttp.ClientError as exc:
             raise ServiceUnavailable(
                 f"ComfyUI is not reachable at {self.base_url} ({exc.__class__.__name__})",
-                hint="is it running? comfyui-docker status",
+                hint="is it running? check with comfyui-docker health",
             ) from None
         try:
             data = json.loads(text) if text else None
@@ -191,7 +191,7 @@ class ComfyRunner:
         except (aiohttp.ClientError, OSError) as exc:
             raise ServiceUnavailable(
                 f"ComfyUI is not reachable at {self.base_url} ({exc.__class__.__name__})",
-                hint="is it running? comfyui-docker status",
+                hint="is it running? check with comfyui-docker health",
             ) from None
         try:
             prompt_id = await self.submit(prompt)
