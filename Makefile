@@ -18,8 +18,9 @@ install: $(VENV)/.installed frontend
 frontend:
 	@if [ -f frontend/package.json ]; then scripts/build-frontend.sh; fi
 
+# On a source checkout the dashboard listens on loopback unless DASHBOARD_HOST says otherwise.
 run: install
-	$(BIN)/comfyui-docker start
+	DASHBOARD_HOST=$${DASHBOARD_HOST:-127.0.0.1} $(BIN)/comfyui-docker start
 
 system-deps:
 	scripts/install-system-deps.sh
