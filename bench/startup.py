@@ -1,6 +1,6 @@
 """Start-up benchmark: `comfyui-docker start` → first 200 from /health, and ComfyUI-ready overhead.
 
-    .venv/bin/python bench/startup.py [--rounds 3] [--comfy-delay 12]
+    .venv/bin/python bench/startup.py [--rounds 3] [--comfy-delay 12] [--bytecode asis|cached]
 
 1. Dashboard: launch `start` (a subprocess, fake ComfyUI) and time the first 200 from /health,
    on an empty volume (A) and on one with 10,000 model files (B), alternating A B A B.
@@ -9,6 +9,12 @@
    launching the same fake ComfyUI directly with the same arguments (the peer), alternating.
    The fake sleeps `--comfy-delay` seconds before listening (the real ComfyUI takes 12-18 s on
    this machine, COMFYUI.md §7) so the ratio compares like with like. Target ratio <= 1.05.
+
+Bytecode: with `--bytecode asis` (default) every process gets this environment unchanged; where it
+sets PYTHONDONTWRITEBYTECODE=1 and the venv holds no .pyc files (as here), every launch, ours and
+the peer's, compiles every module it imports from source (about half of the start-up time).
+`--bytecode cached` gives all of them a private bytecode cache (PYTHONPYCACHEPREFIX in the temp
+folder, warmed by one untimed launch of each), as in an image built with compiled bytecode.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 FAKE = REPO / "tests" / "fakes" / "comfyui_root"
 CLI = [sys.executable, "-m", "comfyui_docker", "start"]
+ENV: dict[str, str] = dict(os.environ)  # what every launched process gets (see --bytecode)
 
 
 def free_port() -> int:
@@ -75,7 +82,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 def launch_start(ws: Path, comfy_delay: float) -> tuple[subprocess.Popen[bytes], int, int]:
     dash, comfy = free_port(), free_port()
     env = {
-        **os.environ,
+        **ENV,
         "WORKSPACE_ROOT": str(ws),
         "COMFYUI_ROOT": str(FAKE),
         "COMFYUI_PYTHON": sys.executable,
@@ -123,6 +130,7 @@ def time_bare_uvicorn() -> float:
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-c", BARE_APP, str(port)],
+        env=ENV,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -156,7 +164,7 @@ def time_comfy_direct(ws: Path, delay: float) -> float:
     argv += ["--output-directory", str(ws / "output"), "--input-directory", str(ws / "uploads")]
     argv += ["--user-directory", str(ws / "user"), "--extra-model-paths-config"]
     argv += [str(ws / "config" / "extra_model_paths.yaml"), "--cpu"]
-    env = {**os.environ, "FAKE_COMFYUI_START_DELAY": str(delay)}
+    env = {**ENV, "FAKE_COMFYUI_START_DELAY": str(delay)}
     started = time.perf_counter()
     proc = subprocess.Popen(
         argv, cwd=FAKE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
@@ -179,12 +187,25 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--comfy-delay", type=float, default=12.0)
+    parser.add_argument("--bytecode", choices=("asis", "cached"), default="asis")
     args = parser.parse_args()
+    # children must get SIGINT's default action even when this bench was started with `&` (which
+    # ignores SIGINT, an ignore that children inherit: the directly launched ComfyUI would not stop)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     tmp = Path(tempfile.mkdtemp(prefix="bench-startup-"))
     try:
         empty, full = tmp / "empty", tmp / "full"
         full.mkdir()
         populate(full, args.files)
+        if args.bytecode == "cached":
+            ENV.pop("PYTHONDONTWRITEBYTECODE", None)
+            ENV["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
+            time_dashboard(empty)  # untimed: fills the cache for start, the fake ComfyUI, the peer
+            time_bare_uvicorn()
+        print(
+            f"bytecode: {args.bytecode} (PYTHONDONTWRITEBYTECODE={ENV.get('PYTHONDONTWRITEBYTECODE', '')!r}, "
+            f"PYTHONPYCACHEPREFIX={ENV.get('PYTHONPYCACHEPREFIX', '')!r})"
+        )
         a: list[float] = []
         b: list[float] = []
         bare: list[float] = []

@@ -217,3 +217,34 @@ def test_restart_cli_sends_the_token_when_a_password_is_set(tmp_path: Path, stop
     assert report["comfyui"]["state"] == "not_installed" and report["comfyui"]["restarts"] == 1
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
+
+
+def test_missing_nvml_library_reads_as_pynvml_would() -> None:
+    from comfyui_docker import gpu, startup
+
+    shim = startup._nvml()
+    if shim is None:
+        pytest.skip("libnvidia-ml.so.1 loads here: the preflight uses pynvml itself")
+    assert gpu.read_nvml(shim) == gpu.read_nvml()  # pynvml's own answer without the library
+    assert "NVML Shared Library Not Found" in gpu.read_nvml(shim)["error"]
+
+
+def test_start_path_leaves_page_only_modules_unimported(tmp_path: Path) -> None:
+    """What `start` imports before the dashboard answers: the CLI, the app with all its routes.
+    Modules only a page or another command needs stay out (they cost start-up time)."""
+    script = (
+        "import sys\n"
+        "from comfyui_docker.cli import build_parser\n"
+        "from comfyui_docker.settings import Settings\n"
+        "from comfyui_docker.web.app import create_app\n"
+        "build_parser()\n"
+        "app = create_app(Settings.from_env())\n"
+        "print(' '.join(m for m in ('rich', 'jinja2', 'pynvml', 'comfyui_docker.doctor',"
+        " 'comfyui_docker.workflows.templates') if m in sys.modules))\n"
+        "assert {'/health', '/login', '/api/presets', '/api/system'} <= set(app.openapi()['paths'])\n"
+    )
+    env = {**os.environ, "WORKSPACE_ROOT": str(tmp_path / "ws")}
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == ""

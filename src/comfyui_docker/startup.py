@@ -6,16 +6,20 @@ Phases, each timed (`services.timings`) and logged with its duration:
     configuration    volume layout + extra_model_paths.yaml (Workspace.init; no recursive scan)
     volume check     free space, the user's own yaml (a broken one is not passed to ComfyUI)
     gpu preflight    NVML + torch's CUDA build (gpu.py); mismatch -> ComfyUI `blocked`, no GPU -> --cpu
-    comfyui          spawn the supervised child (not_installed when there is no ComfyUI) + the WS relay;
-                     it boots in its own process while we go on (no added ComfyUI latency)
-    preset catalog   PresetService + catalog (when the downloads subsystem is present)
+    comfyui          spawn the supervised child (not_installed when there is no ComfyUI); it boots in
+                     its own process while we go on (no added ComfyUI latency)
+    preset catalog   the shared aiohttp session, PresetService + catalog (when downloads are present)
     dashboard        uvicorn serving create_app(settings, services) in this loop: answers from here on
+    comfyui relay    the ComfyUI client and its WebSocket relay onto the bus (+ background torch check)
     nginx            the supervised nginx in front (ENABLE_NGINX)
     sshd             an SSH server for PUBLIC_KEY only (RunPod), keys only
     downloads        resume unfinished installs, queue PRESET_DOWNLOAD & co.
 
 ComfyUI is spawned as early as its command line is known: aiohttp, the ComfyUI client and the web
-app are imported only after the spawn, so their import time overlaps ComfyUI's own boot.
+app are imported only after the spawn, so their import time overlaps ComfyUI's own boot. The ComfyUI
+client and its WebSocket relay are made right after the dashboard listens (ComfyUI itself needs
+seconds to boot, so nothing waits for them). Start-up cost is mostly imports: keep modules that
+`start` does not need out of the import graph (see bench/startup.py).
 
 SIGTERM/SIGINT (docker stop) stop everything within 10 s: ComfyUI and nginx get SIGINT then
 SIGTERM then SIGKILL, downloads are cancelled (their .part files and journal stay resumable), the
@@ -232,16 +236,17 @@ async def run(
                 "" if usable or not problems else ", user yaml unusable"
             )
         with phase("gpu preflight") as p:
-            check = preflight or (lambda s: gpu.preflight(s.comfyui_python))
+            check = preflight or (lambda s: gpu.preflight(s.comfyui_python, nvml=_nvml()))
             report_gpu = await check(settings)
             supervisor.gpu = report_gpu
             p.detail = f"{report_gpu.verdict}: {report_gpu.message}"
             if report_gpu.verdict in ("no_gpu", "warning", "error"):
                 log.warning("GPU: %s (%s)", report_gpu.message, report_gpu.hint)
         with phase("comfyui") as p:
-            relay = await _start_comfyui(services, supervisor, report_gpu, echo_children, comfyui_timings)
+            await _start_comfyui(services, supervisor, report_gpu, echo_children, comfyui_timings)
             p.detail = supervisor.status("comfyui").state.value
         with phase("preset catalog") as p:
+            _http(services)  # one aiohttp session, shared by the downloads and the ComfyUI client
             try:
                 services.presets = _make_presets(services)
             except AppError as exc:
@@ -261,6 +266,9 @@ async def run(
             server = _Server(app_factory(settings, services), host, port)
             await server.start()
             p.detail = f"http://{host}:{port}"
+        with phase("comfyui relay") as p:
+            relay = _start_relay(services, supervisor, settings, report_gpu)
+            p.detail = "relaying ComfyUI's events" if relay is not None else "off (no ComfyUI)"
         if settings.enable_nginx:
             with phase("nginx") as p:
                 try:
@@ -308,7 +316,7 @@ async def _start_comfyui(
     report: gpu.GpuReport,
     echo: bool,
     timings: Timings | None = None,
-) -> Relay | None:
+) -> None:
     settings = services.settings
     if not settings.comfyui_installed:
         placeholder = ProcessSpec(name="comfyui", argv=["main.py"], log_name="comfyui.log")
@@ -321,8 +329,7 @@ async def _start_comfyui(
         )
         supervisor.add(service)
         service.hold(State.NOT_INSTALLED, not_installed_detail(settings))
-        _clients(services)
-        return None
+        return
     cpu = report.wants_cpu and gpu.wants_cpu_flag(settings.comfyui_extra_args)
     spec = comfyui_spec(
         settings,
@@ -351,9 +358,22 @@ async def _start_comfyui(
     # let it spawn now, before the dashboard's imports hold the loop for a second or two
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(service.spawned.wait(), 10)
+
+
+def _start_relay(
+    services: Services, supervisor: Supervisor, settings: Settings, report: gpu.GpuReport
+) -> Relay | None:
+    """The ComfyUI client, its WebSocket relay onto the bus and the background torch check.
+
+    Run once the dashboard listens: the supervisor's readiness probe reads the client through a
+    getter (None until now means "not ready yet"), and ComfyUI takes seconds to boot anyway.
+    """
+    client = _clients(services)
+    if not settings.comfyui_installed:
+        return None
     from .comfyui.relay import Relay
 
-    relay = Relay(_clients(services), services.bus)
+    relay = Relay(client, services.bus)
     relay.start()
     if report.devices and report.torch_check != "import":
         task = asyncio.create_task(_deep_check(supervisor, settings), name="gpu-deep-check")
@@ -362,14 +382,20 @@ async def _start_comfyui(
     return relay
 
 
-def _clients(services: Services) -> Any:
-    """The shared aiohttp session and the ComfyUI client (imported late: see the module docstring)."""
-    import aiohttp
+def _http(services: Services) -> Any:
+    """The shared aiohttp session (aiohttp is imported after ComfyUI's spawn: see the docstring)."""
+    if services.http is None:
+        import aiohttp
 
+        services.http = aiohttp.ClientSession()
+    return services.http
+
+
+def _clients(services: Services) -> Any:
+    """The shared aiohttp session and the ComfyUI client."""
     from .comfyui.client import ComfyUIClient
 
-    if services.http is None:
-        services.http = aiohttp.ClientSession()
+    _http(services)
     if services.comfyui is None:
         port = services.settings.comfyui_internal_port
         services.comfyui = ComfyUIClient(services.http, f"http://127.0.0.1:{port}")
@@ -405,6 +431,34 @@ async def _shutdown(
     except TimeoutError:
         log.error("shutdown took longer than %.0f s; killing what is left", STOP_BUDGET)
         supervisor.kill_all()
+
+
+class _NoNvml:
+    """Stands in for pynvml where NVML's library cannot be loaded: the same failure, without
+    importing pynvml (~0.1 s of start-up on a machine without an NVIDIA driver)."""
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+    def nvmlInit(self) -> None:
+        raise RuntimeError(self.error)
+
+    def nvmlShutdown(self) -> None:
+        pass
+
+
+def _nvml() -> Any:
+    """pynvml, or `_NoNvml` when libnvidia-ml cannot be loaded (pynvml's nvmlInit would then fail
+    with "NVML Shared Library Not Found"; pynvml loads the same name on Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None  # gpu.read_nvml imports pynvml itself
+    import ctypes
+
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        return _NoNvml("NVML Shared Library Not Found")
+    return None
 
 
 def main(settings: Settings) -> int:

@@ -9,9 +9,7 @@ import sys
 from pathlib import Path
 
 from .. import __version__
-from ..doctor import exit_code, run_checks
 from ..logs import configure
-from ..migrate import migrate
 from ..model_paths import MODEL_FOLDERS, check_user_yaml
 from ..settings import Settings
 from ..workspace import Workspace
@@ -62,6 +60,8 @@ def cmd_paths(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    from ..doctor import exit_code, run_checks  # imported here: `start` does not need it
+
     settings = load_settings(args)
     findings = run_checks(settings, probe=not args.offline)
     if args.json:
@@ -81,6 +81,8 @@ def cmd_version(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    from ..migrate import migrate
+
     settings = load_settings(args)
     source = Path(args.source).resolve()
     if not source.is_dir():

@@ -17,21 +17,12 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
-
 from ..catalog import human_size
 from ..errors import AppError, DiskFull, InvalidInput, NotFound
 from ..events import EventBus
 from ..workspace import Workspace
+
+# rich costs ~0.1 s to import: only the commands that print with it import it (not `start`)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DISK, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -77,6 +68,9 @@ def _state_mark(state: str) -> str:
 
 # ---- list / show / status -------------------------------------------------------------
 def cmd_list(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
     async def body(svc: Any) -> int:
         items = svc.list_presets(category=args.category, type=args.type)
         if args.search:
@@ -109,6 +103,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
     async def body(svc: Any) -> int:
         preset = svc.get(args.id)
         info = next(p for p in svc.list_presets() if p["id"] == preset.id)
@@ -146,6 +142,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
     async def body(svc: Any) -> int:
         installed = [p for p in svc.list_presets() if p["installed"] != "not_installed"]
         tasks = [t.to_dict() for t in svc.tasks()][: args.limit]
@@ -175,6 +174,16 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 # ---- install / remove -----------------------------------------------------------------
 def cmd_install(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     ids = [i.strip() for i in args.ids.split(",") if i.strip()]
     if not ids:
         print("error: name at least one preset id", file=sys.stderr)

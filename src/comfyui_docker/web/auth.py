@@ -59,12 +59,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Form, Request
-from fastapi.templating import Jinja2Templates
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import cookie_parser
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -72,6 +72,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..settings import Settings
 from .errors import error_payload, error_responses
+
+if TYPE_CHECKING:  # jinja2 is imported on the first page that needs it, not at start-up
+    from fastapi.templating import Jinja2Templates
 
 SESSION_COOKIE = "cd_session"
 CSRF_COOKIE = "cd_csrf"
@@ -418,7 +421,14 @@ async def _json(
 # ---- routes ---------------------------------------------------------------------------------
 
 router = APIRouter(tags=["auth"])
-_templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+
+
+@lru_cache(maxsize=1)
+def templates() -> Jinja2Templates:
+    """The login and error pages' templates (built on first use: jinja2 costs start-up time)."""
+    from fastapi.templating import Jinja2Templates
+
+    return Jinja2Templates(directory=str(TEMPLATES_DIR))
 
 
 def get_auth(request: Request) -> Auth:
@@ -427,7 +437,7 @@ def get_auth(request: Request) -> Auth:
 
 
 def _login_page(request: Request, *, next_url: str, error: str | None, status: int) -> Response:
-    return _templates.TemplateResponse(
+    return templates().TemplateResponse(
         request,
         "auth/login.html",
         {"next_url": next_url, "error": error, "password_set": get_auth(request).enabled},

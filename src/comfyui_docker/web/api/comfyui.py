@@ -21,18 +21,16 @@ from typing import Annotated, Any
 import aiohttp
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from fastapi.templating import Jinja2Templates
 
 from ...errors import Conflict, ServiceUnavailable
 from ...services import Services
-from ..auth import TEMPLATES_DIR
+from ..auth import templates
 from ..deps import ServicesDep, comfyui_base_url, comfyui_status, require_comfyui
 from ..errors import COMMON_ERRORS, error_responses
 from .logs import redact, tail_lines
 from .run import BadGateway, GenerateRequest, run_workflow
 
 router = APIRouter(tags=["comfyui"])
-_templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 PROMPT_ID = r"^[0-9a-fA-F-]{1,64}$"
 _ERR = error_responses(*COMMON_ERRORS)
 _ERR_UP = {**_ERR, **error_responses(502, 503)}
@@ -188,7 +186,7 @@ async def unavailable(
     headers = {"cache-control": "no-store", "retry-after": "2"}
     if format == "json":
         return JSONResponse({**st, "log_tail": tail}, status_code=status, headers=headers)
-    return _templates.TemplateResponse(
+    return templates().TemplateResponse(
         request,
         "auth/comfyui_unavailable.html",
         {"state": st["state"], "detail": st["detail"], "log_tail": tail, "escape": html.escape},

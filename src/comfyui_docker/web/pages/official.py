@@ -4,14 +4,16 @@ the models a template needs, fill its main inputs, run it through `POST /api/gen
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from ...errors import AppError
-from ...workflows.templates import TemplateLibrary
 from .rendering import render_partial, services
+
+if TYPE_CHECKING:  # the template library is loaded on first use, not at start-up
+    from ...workflows.templates import TemplateLibrary
 
 router = APIRouter()
 LIST_LIMIT = 40
@@ -19,6 +21,8 @@ LIST_LIMIT = 40
 
 @lru_cache(maxsize=1)
 def library() -> TemplateLibrary:
+    from ...workflows.templates import TemplateLibrary
+
     return TemplateLibrary()
 
 

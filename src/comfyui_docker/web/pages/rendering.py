@@ -11,15 +11,17 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from ...services import Services
 from . import state
 from .static import asset_url
+
+if TYPE_CHECKING:  # jinja2 is imported with the first page rendered, not at start-up
+    from jinja2 import Environment
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 
@@ -47,6 +49,8 @@ def _filesize(n: float | int | None) -> str:
 
 @lru_cache(maxsize=1)
 def environment() -> Environment:
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
     env = Environment(
         loader=FileSystemLoader(str(TEMPLATES)),
         autoescape=select_autoescape(["html"]),
