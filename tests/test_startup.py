@@ -220,13 +220,16 @@ def test_restart_cli_sends_the_token_when_a_password_is_set(tmp_path: Path, stop
 
 
 def test_missing_nvml_library_reads_as_pynvml_would() -> None:
-    from comfyui_docker import gpu, startup
+    from comfyui_docker import gpu
+    from comfyui_docker.web.api.system import SystemSampler
 
-    shim = startup._nvml()
+    shim = gpu.missing_nvml()
     if shim is None:
         pytest.skip("libnvidia-ml.so.1 loads here: the preflight uses pynvml itself")
     assert gpu.read_nvml(shim) == gpu.read_nvml()  # pynvml's own answer without the library
     assert "NVML Shared Library Not Found" in gpu.read_nvml(shim)["error"]
+    sampler = SystemSampler()
+    assert sampler.gpus() == [] and sampler.gpu_error == "no GPU: NVML Shared Library Not Found"
 
 
 def test_start_path_leaves_page_only_modules_unimported(tmp_path: Path) -> None:

@@ -236,7 +236,7 @@ async def run(
                 "" if usable or not problems else ", user yaml unusable"
             )
         with phase("gpu preflight") as p:
-            check = preflight or (lambda s: gpu.preflight(s.comfyui_python, nvml=_nvml()))
+            check = preflight or (lambda s: gpu.preflight(s.comfyui_python, nvml=gpu.missing_nvml()))
             report_gpu = await check(settings)
             supervisor.gpu = report_gpu
             p.detail = f"{report_gpu.verdict}: {report_gpu.message}"
@@ -431,34 +431,6 @@ async def _shutdown(
     except TimeoutError:
         log.error("shutdown took longer than %.0f s; killing what is left", STOP_BUDGET)
         supervisor.kill_all()
-
-
-class _NoNvml:
-    """Stands in for pynvml where NVML's library cannot be loaded: the same failure, without
-    importing pynvml (~0.1 s of start-up on a machine without an NVIDIA driver)."""
-
-    def __init__(self, error: str) -> None:
-        self.error = error
-
-    def nvmlInit(self) -> None:
-        raise RuntimeError(self.error)
-
-    def nvmlShutdown(self) -> None:
-        pass
-
-
-def _nvml() -> Any:
-    """pynvml, or `_NoNvml` when libnvidia-ml cannot be loaded (pynvml's nvmlInit would then fail
-    with "NVML Shared Library Not Found"; pynvml loads the same name on Linux)."""
-    if not sys.platform.startswith("linux"):
-        return None  # gpu.read_nvml imports pynvml itself
-    import ctypes
-
-    try:
-        ctypes.CDLL("libnvidia-ml.so.1")
-    except OSError:
-        return _NoNvml("NVML Shared Library Not Found")
-    return None
 
 
 def main(settings: Settings) -> int:

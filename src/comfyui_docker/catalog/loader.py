@@ -311,11 +311,23 @@ def _preset(pid: str, node: yaml.Node, fname: str, problems: list[Problem]) -> P
     )
 
 
+def _compose(text: str) -> yaml.Node | None:
+    """The node tree, by libyaml when PyYAML has it (~20x faster: this runs on the start path).
+    A text libyaml rejects is parsed again by the pure-Python parser, whose messages we report."""
+    fast = getattr(yaml, "CSafeLoader", None)
+    if fast is not None:
+        try:
+            return yaml.compose(text, Loader=fast)
+        except yaml.YAMLError:
+            pass
+    return yaml.compose(text, Loader=yaml.SafeLoader)
+
+
 def parse_text(text: str, fname: str = "presets.yaml") -> Catalog:
     """Parse one catalog text. Never raises for bad content: problems are collected."""
     cat = Catalog(sources=[fname])
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = _compose(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = int(mark.line) + 1 if mark is not None else 1

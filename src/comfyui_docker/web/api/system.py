@@ -20,6 +20,7 @@ from fastapi import APIRouter, Request
 
 from ... import __version__
 from ...events import SystemStatus
+from ...gpu import missing_nvml
 from ...services import Services
 from ..deps import ServicesDep, comfyui_status
 from ..errors import COMMON_ERRORS, error_responses
@@ -41,10 +42,12 @@ class SystemSampler:
     def _init_nvml(self) -> None:
         self._nvml_tried = True
         try:
-            import pynvml
+            nvml = missing_nvml()  # no driver: fail as pynvml would, without importing it
+            if nvml is None:
+                import pynvml as nvml
 
-            pynvml.nvmlInit()
-            self._nvml = pynvml
+            nvml.nvmlInit()
+            self._nvml = nvml
         except Exception as exc:
             self.gpu_error = f"no GPU: {exc}" if str(exc) else "no GPU: NVML is not available"
 
