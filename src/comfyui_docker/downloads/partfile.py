@@ -79,6 +79,8 @@ class PartFile:
         self._hash_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
         self._hash_slots = threading.BoundedSemaphore(HASH_BACKLOG)
         self._hash_error: BaseException | None = None
+        # offsets of blocks waiting on the hash thread: never read back what memory will hash
+        self._hash_queued: set[int] = set()
 
     # ---- state ----------------------------------------------------------------------
     def load_state(self) -> dict[str, Any] | None:
@@ -100,15 +102,19 @@ class PartFile:
         if self._hash_error is not None:
             raise self._hash_error
 
-    def _hash_block(self, offset: int, data: bytes) -> None:
+    def _hash_block(self, offset: int, blocks: list[bytes], size: int) -> None:
         try:
             if offset == self.hashed:
-                self.hasher.update(data)
-                self.hashed += len(data)
+                update = self.hasher.update
+                for block in blocks:
+                    update(block)  # hashlib releases the GIL for large buffers
+                self.hashed += size
+            self._hash_queued.discard(offset)
             self.advance_hash()
         except BaseException as exc:
             self._hash_error = exc
         finally:
+            self._hash_queued.discard(offset)
             self._hash_slots.release()
 
     def open(self, pieces: list[Piece], total: int | None, meta: dict[str, Any], *, truncate: bool) -> None:
@@ -144,21 +150,26 @@ class PartFile:
         os.replace(tmp, self.state_path)
 
     # ---- writing --------------------------------------------------------------------
-    def write(self, index: int, offset: int, data: bytes) -> None:
+    def write(self, index: int, offset: int, blocks: bytes | list[bytes]) -> None:
+        """Write `blocks` (one buffer or several, back to back) at `offset`, with `pwritev`."""
         assert self.fd is not None
-        view = memoryview(data)
-        pos = offset
-        while view:
-            n = os.pwrite(self.fd, view, pos)
-            view = view[n:]
-            pos += n
-        piece = self.pieces[index]
-        piece.filled = max(piece.filled, offset + len(data) - piece.start)
+        if isinstance(blocks, bytes | bytearray | memoryview):
+            blocks = [bytes(blocks)]
+        size = sum(len(b) for b in blocks)
         if self._hash_error is not None:
             raise self._hash_error
         self._hash_slots.acquire()
-        self._hash_pool.submit(self._hash_block, offset, data)
-        self._unflushed += len(data)
+        self._hash_queued.add(offset)  # before `filled` moves, so the hash thread waits for it
+        try:
+            _pwrite_all(self.fd, blocks, offset)
+        except BaseException:
+            self._hash_queued.discard(offset)
+            self._hash_slots.release()
+            raise
+        piece = self.pieces[index]
+        piece.filled = max(piece.filled, offset + size - piece.start)
+        self._hash_pool.submit(self._hash_block, offset, blocks, size)
+        self._unflushed += size
         if self._unflushed >= self.flush_every:
             self.flush()
 
@@ -172,6 +183,8 @@ class PartFile:
                 return
             avail = piece.start + piece.filled - self.hashed
             while avail > 0:
+                if self.hashed in self._hash_queued:
+                    return  # the hash thread will hash this block from memory
                 chunk = os.pread(self.fd, min(avail, READ_BACK), self.hashed)
                 if not chunk:
                     return
@@ -220,3 +233,22 @@ class PartFile:
         self.close_fd()
         self.path.unlink(missing_ok=True)
         self.state_path.unlink(missing_ok=True)
+
+
+IOV_MAX = 1024  # Linux's limit on buffers per pwritev call
+
+
+def _pwrite_all(fd: int, blocks: list[bytes], offset: int) -> None:
+    """`pwritev` every byte of `blocks` at `offset` (short writes continue where they stopped)."""
+    views = [memoryview(b) for b in blocks if b]
+    pos = offset
+    while views:
+        n = os.pwritev(fd, views[:IOV_MAX], pos)
+        if n <= 0:
+            raise OSError(f"pwritev wrote nothing at offset {pos}")
+        pos += n
+        while views and n >= len(views[0]):
+            n -= len(views[0])
+            views.pop(0)
+        if n:
+            views[0] = views[0][n:]

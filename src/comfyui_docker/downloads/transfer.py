@@ -105,15 +105,15 @@ class Transfer:
             await asyncio.wait(list(self.pending))
         self._check_pending()
 
-    async def _submit(self, index: int, offset: int, data: bytes) -> None:
+    async def _submit(self, index: int, offset: int, blocks: list[bytes], size: int) -> None:
         self._check_pending()
         await self.inflight.acquire()
-        fut = self.loop.run_in_executor(self.executor, self.part.write, index, offset, data)
+        fut = self.loop.run_in_executor(self.executor, self.part.write, index, offset, blocks)
         fut.add_done_callback(lambda _f: self.inflight.release())
         self.pending.add(fut)
-        self.network += len(data)
+        self.network += size
         self.failures = 0  # bytes arrived: the retry budget starts again
-        self.progress(len(data))
+        self.progress(size)
 
     def _check_space(self, needed: int) -> None:
         if self.space_checked:
@@ -159,22 +159,30 @@ class Transfer:
         return resp
 
     async def _stream(self, resp: aiohttp.ClientResponse, index: int, piece: Piece) -> None:
-        """Copy the body of `resp` into `piece` from `piece.received` on."""
+        """Copy the body of `resp` into `piece` from `piece.received` on.
+
+        The socket's buffers are handed to the writer thread as a list, never joined: the
+        event loop only moves references, the writer thread `pwritev`s them and the hash
+        thread hashes them one by one."""
         buf: list[bytes] = []
         size = 0
         offset = piece.start + piece.received
         limit = piece.length
         began = piece.received
         last = self.loop.time()
+        content = resp.content
         try:
             while True:
                 if limit is not None and piece.received + size >= limit:
                     break
                 try:
-                    chunk = await resp.content.readany()
+                    # one buffer as the socket delivered it (readany would join what is queued)
+                    chunk, end_of_http_chunk = await content.readchunk()
                 except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                     raise Transient(f"connection lost: {exc or type(exc).__name__}") from None
                 if not chunk:
+                    if end_of_http_chunk:
+                        continue  # the end of one chunk of a chunked body, not of the body
                     break
                 if limit is not None and piece.received + size + len(chunk) > limit:
                     chunk = chunk[: limit - piece.received - size]
@@ -182,16 +190,15 @@ class Transfer:
                 size += len(chunk)
                 if size >= BLOCK or (size >= SMALL_BLOCK and self.loop.time() - last >= SUBMIT_EVERY):
                     last = self.loop.time()
-                    data = b"".join(buf)
+                    blocks, got = buf, size
                     buf, size = [], 0
-                    await self._submit(index, offset, data)
-                    offset += len(data)
-                    piece.received += len(data)
+                    await self._submit(index, offset, blocks, got)
+                    offset += got
+                    piece.received += got
         finally:
             if buf:
-                data = b"".join(buf)
-                await self._submit(index, offset, data)
-                piece.received += len(data)
+                await self._submit(index, offset, buf, size)
+                piece.received += size
             resp.release()
         got = piece.received - began
         if limit is not None and piece.received >= limit:

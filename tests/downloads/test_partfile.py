@@ -1,0 +1,51 @@
+"""PartFile on its own: batched pwritev writes, the inline hash, and no read-back in order."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from comfyui_docker.downloads.partfile import PartFile, Piece, _pwrite_all
+
+
+def test_blocks_are_written_back_to_back_and_hashed_from_memory(tmp_path: Path) -> None:
+    blocks = [os.urandom(n) for n in (1, 70_000, 256 * 1024, 3, 1 << 20)] * 6
+    data = b"".join(blocks)
+    part = PartFile(tmp_path / "f.part", flush_every=512 * 1024)
+    part.open([Piece(0, len(data))], len(data), {"url": "u"}, truncate=True)
+    offset = 0
+    for i in range(0, len(blocks), 5):
+        batch = blocks[i : i + 5]
+        part.write(0, offset, batch)
+        offset += sum(len(b) for b in batch)
+    size, digest = part.finish()
+    part.close()
+    assert (size, digest) == (len(data), hashlib.sha256(data).hexdigest())
+    assert (tmp_path / "f.part").read_bytes() == data
+    assert part.read_back == 0  # written in order: every byte hashed from memory, none read again
+
+
+def test_out_of_order_pieces_are_hashed_by_reading_back(tmp_path: Path) -> None:
+    data = os.urandom(3 << 20)
+    pieces = [Piece(0, 1 << 20), Piece(1 << 20, 2 << 20), Piece(2 << 20, 3 << 20)]
+    part = PartFile(tmp_path / "f.part")
+    part.open(pieces, len(data), {"url": "u"}, truncate=True)
+    for index in (2, 1, 0):
+        start = pieces[index].start
+        part.write(index, start, [data[start : start + (1 << 20)]])
+    size, digest = part.finish()
+    part.close()
+    assert (size, digest) == (len(data), hashlib.sha256(data).hexdigest())
+    assert part.read_back == 2 << 20  # pieces 2 and 1 arrived before the hash could reach them
+
+
+def test_short_pwritev_continues_where_it_stopped(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        blocks = [bytes([i % 256]) * (i % 7 * 100 + 1) for i in range(1, 2000)]  # more than IOV_MAX buffers
+        _pwrite_all(fd, blocks, 10)
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"\0" * 10 + b"".join(blocks)
