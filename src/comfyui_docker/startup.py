@@ -9,8 +9,8 @@ Phases, each timed (`services.timings`) and logged with its duration:
     comfyui          spawn the supervised child (not_installed when there is no ComfyUI); it boots in
                      its own process while we go on (no added ComfyUI latency)
     preset catalog   the shared aiohttp session, PresetService + catalog (when downloads are present)
-    dashboard        uvicorn serving create_app(settings, services) in this loop: answers from here on
-    comfyui relay    the ComfyUI client and its WebSocket relay onto the bus (+ background torch check)
+    dashboard        uvicorn serving create_app(settings, services) in this loop: answers from here on;
+                     then the ComfyUI client and its WebSocket relay onto the bus (+ torch check)
     nginx            the supervised nginx in front (ENABLE_NGINX)
     sshd             an SSH server for PUBLIC_KEY only (RunPod), keys only
     downloads        resume unfinished installs, queue PRESET_DOWNLOAD & co.
@@ -266,9 +266,8 @@ async def run(
             server = _Server(app_factory(settings, services), host, port)
             await server.start()
             p.detail = f"http://{host}:{port}"
-        with phase("comfyui relay") as p:
+            # the ComfyUI client and its relay, once the dashboard answers (ComfyUI needs seconds)
             relay = _start_relay(services, supervisor, settings, report_gpu)
-            p.detail = "relaying ComfyUI's events" if relay is not None else "off (no ComfyUI)"
         if settings.enable_nginx:
             with phase("nginx") as p:
                 try:

@@ -42,9 +42,11 @@ class SystemSampler:
     def _init_nvml(self) -> None:
         self._nvml_tried = True
         try:
-            nvml = missing_nvml()  # no driver: fail as pynvml would, without importing it
+            nvml: Any = missing_nvml()  # no driver: fail as pynvml would, without importing it
             if nvml is None:
-                import pynvml as nvml
+                import pynvml
+
+                nvml = pynvml
 
             nvml.nvmlInit()
             self._nvml = nvml
