@@ -1,6 +1,6 @@
 """Dashboard API benchmark: our app next to a bare uvicorn "hello" app, in one run.
 
-    .venv/bin/python bench/api.py [--quick]
+    .venv/bin/python bench/api.py [--quick] [--only http|proxy|events]
 
 Prints, each time as ours / peer / ratio:
 1. p50/p95/p99 latency and requests/s of `GET /health` and `GET /api/presets` (real PresetService,
@@ -9,6 +9,10 @@ Prints, each time as ours / peer / ratio:
    A B A B; the medians of the rounds are reported.
 2. Proxy throughput: a 100 MB file through `/api/comfyui/view` next to the same file fetched from
    the (fake) ComfyUI directly, MB/s and ratio, plus the dashboard's peak RSS growth meanwhile.
+   Same client and chunk handling for every target; one warm-up fetch each (connections, first
+   request, page cache), then 7 rounds (3 with --quick) alternating direct / dashboard / nginx,
+   medians. Also printed: the dashboard's CPU-seconds per 100 MB and, as a second peer, nginx
+   (1 MiB buffers) proxying the same file, the cost of any proxy hop on this machine.
 3. Event latency: publish on the bus (inside the server) -> JSON frame received by a WebSocket
    client, p50/p99 over 500 events.
 
@@ -30,6 +34,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -209,32 +214,134 @@ async def fetch_all(http: aiohttp.ClientSession, url: str) -> tuple[int, float]:
     return n, time.perf_counter() - t0
 
 
-async def bench_proxy(ours: Server, comfy_url: str, token: str, rounds: int) -> None:
-    print("== Proxy: 100 MB /view through the dashboard vs from ComfyUI directly ==")
+def task_cpu_seconds(pid: int) -> float:
+    """CPU time of every thread of `pid` (user + system, nanosecond schedstat), in seconds."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/schedstat") as fh:
+            total += int(fh.read().split()[0])
+    return total / 1e9
+
+
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 64; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}; proxy_temp_path {dir}; fastcgi_temp_path {dir};
+  uwsgi_temp_path {dir}; scgi_temp_path {dir};
+  upstream comfyui {{ server 127.0.0.1:{upstream}; keepalive 4; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://comfyui;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffer_size 1m; proxy_buffers 8 1m; proxy_busy_buffers_size 2m;
+      proxy_max_temp_file_size 0;
+    }}
+  }}
+}}
+"""
+
+
+class NginxProxy:
+    """nginx (C, 1 MiB buffers, nothing spooled to disk) in front of ComfyUI: a second peer, the
+    cost of any proxy hop on this machine. Skipped when nginx is not installed."""
+
+    def __init__(self, workdir: Path, upstream_port: int) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        conf = workdir / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(dir=workdir, upstream=upstream_port, port=self.port))
+        self.proc = subprocess.Popen(
+            ["nginx", "-e", str(workdir / "error.log"), "-p", str(workdir), "-c", str(conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    @classmethod
+    def start(cls, workdir: Path, upstream_port: int) -> NginxProxy | None:
+        import shutil
+
+        if shutil.which("nginx") is None:
+            return None
+        return cls(workdir, upstream_port)
+
+    def worker_pids(self) -> list[int]:
+        try:
+            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as fh:
+                return [int(p) for p in fh.read().split()]
+        except OSError:
+            return []
+
+    def cpu(self) -> float:
+        return sum(task_cpu_seconds(p) for p in self.worker_pids())
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+async def bench_proxy(
+    ours: Server, comfy_url: str, token: str, rounds: int, nginx: NginxProxy | None
+) -> None:
+    print("== Proxy: 100 MB /view through the dashboard vs from ComfyUI directly (A B A B, medians) ==")
     auth = {"Authorization": f"Bearer {token}"}
-    direct_mb, proxied_mb = [], []
-    base_rss = ours.rss()
-    peak = [base_rss]
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            peak[0] = max(peak[0], ours.rss())
-            time.sleep(0.01)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
+    query = "/view?filename=bench100.bin&type=output"
+    targets: list[tuple[str, str, Any]] = [
+        ("direct", comfy_url + query, None),
+        ("dashboard", ours.url + "/api/comfyui" + query, lambda: task_cpu_seconds(ours.proc.pid)),
+    ]
+    if nginx is not None:
+        targets.append(("nginx", nginx.url + query, nginx.cpu))
+    speed: dict[str, list[float]] = {name: [] for name, _, _ in targets}
+    cpu: dict[str, list[float]] = {name: [] for name, _, _ in targets}
     async with aiohttp.ClientSession(headers=auth) as http:
-        for _ in range(rounds):
-            n, s = await fetch_all(http, f"{comfy_url}/view?filename=bench100.bin&type=output")
-            direct_mb.append(n / s / 1e6)
-            n2, s2 = await fetch_all(http, f"{ours.url}/api/comfyui/view?filename=bench100.bin&type=output")
-            assert n2 == n
-            proxied_mb.append(n2 / s2 / 1e6)
-    stop.set()
-    sampler.join()
-    d, p = statistics.median(direct_mb), statistics.median(proxied_mb)
-    print(f"direct {d:8.1f} MB/s | proxied {p:8.1f} MB/s | ratio {p / d:.2f}")
+        for _, url, _ in targets:  # warm-up: connections opened, first-request work done, file cached
+            await fetch_all(http, url)
+        base_rss = ours.rss()
+        peak = [base_rss]
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                peak[0] = max(peak[0], ours.rss())
+                time.sleep(0.01)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            for _ in range(rounds):
+                for name, url, cpu_of in targets:
+                    c0 = cpu_of() if cpu_of else 0.0
+                    n, s = await fetch_all(http, url)
+                    assert n == 100 * 2**20, n
+                    cpu[name].append((cpu_of() - c0) if cpu_of else 0.0)
+                    speed[name].append(n / s / 1e6)
+        finally:
+            stop.set()
+            sampler.join()
+    d, p = statistics.median(speed["direct"]), statistics.median(speed["dashboard"])
+    print(f"direct {d:8.1f} MB/s | proxied {p:8.1f} MB/s | ratio {p / d:.2f} (target >= 0.8)")
+    print(f"  dashboard process: {statistics.median(cpu['dashboard']):.3f} CPU-s per 100 MB")
+    if nginx is not None:
+        g = statistics.median(speed["nginx"])
+        print(
+            f"  reference, nginx as the proxy: {g:8.1f} MB/s | ratio {g / d:.2f} | "
+            f"{statistics.median(cpu['nginx']):.3f} CPU-s per 100 MB"
+        )
+    else:
+        print("  reference, nginx as the proxy: skipped (nginx is not installed)")
+    print("  rounds (MB/s): " + "; ".join(f"{k} {[round(x) for x in v]}" for k, v in speed.items()))
     print(
         f"dashboard RSS before {base_rss / 2**20:.1f} MiB, peak during {rounds * 100} MB proxied "
         f"{peak[0] / 2**20:.1f} MiB (+{(peak[0] - base_rss) / 2**20:.1f} MiB)"
@@ -264,7 +371,7 @@ async def bench_events(ours: Server, token: str, n: int) -> None:
     )
 
 
-async def main(quick: bool) -> None:
+async def main(quick: bool, only: str | None = None) -> None:
     from comfyui_docker.settings import Settings
     from comfyui_docker.web.auth import Auth
     from fakes.comfyui_root.launch import run_comfyui
@@ -285,9 +392,17 @@ async def main(quick: bool) -> None:
             await ours.wait()
             await hello.wait()
             print(f"machine: {os.cpu_count()} CPUs; python {sys.version.split()[0]}")
-            await bench_http(ours, hello, token, rounds, n1, n50)
-            await bench_proxy(ours, comfy.url, token, rounds)
-            await bench_events(ours, token, 300 if quick else 500)
+            if only in (None, "http"):
+                await bench_http(ours, hello, token, rounds, n1, n50)
+            if only in (None, "proxy"):
+                nginx = NginxProxy.start(Path(tmp) / "nginx", comfy.port)
+                try:
+                    await bench_proxy(ours, comfy.url, token, 3 if quick else 7, nginx)
+                finally:
+                    if nginx is not None:
+                        nginx.stop()
+            if only in (None, "events"):
+                await bench_events(ours, token, 300 if quick else 500)
         finally:
             ours.stop()
             hello.stop()
@@ -300,8 +415,9 @@ if __name__ == "__main__":
     ap.add_argument("--workspace")
     ap.add_argument("--comfyui-port", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="fewer requests and rounds")
+    ap.add_argument("--only", choices=("http", "proxy", "events"), help="run one part only")
     args = ap.parse_args()
     if args.serve:
         serve(args.serve, args.port, args.workspace, args.comfyui_port)
     else:
-        asyncio.run(main(args.quick))
+        asyncio.run(main(args.quick, args.only))
