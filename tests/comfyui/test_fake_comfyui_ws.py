@@ -200,6 +200,64 @@ async def test_ws_g4_execution_error_on_dummy_checkpoint(comfy: Comfy) -> None:
     assert entry["status"]["messages"][-1][0] == "execution_error"
 
 
+# Observed on a real ComfyUI 0.33 (safetensors 0.8): what each loader says about a broken model file.
+LOADER_ERRORS = [
+    (
+        "CheckpointLoaderSimple",
+        "ckpt_name",
+        2,
+        "checkpoints",
+        b"not really a model\n",
+        "safetensors._safetensors_rust.SafetensorError",
+        "Error while deserializing header: header too large\n",
+    ),
+    (
+        "CheckpointLoaderSimple",
+        "ckpt_name",
+        2,
+        "checkpoints",
+        b"",
+        "safetensors._safetensors_rust.SafetensorError",
+        "Error while deserializing header: header too small\n",
+    ),
+    (
+        "VAELoader",
+        "vae_name",
+        0,
+        "vae",
+        b"tiny but not a model",
+        "safetensors._safetensors_rust.SafetensorError",
+        "Error while deserializing header: header too large\n",
+    ),
+    (
+        "VAELoader",
+        "vae_name",
+        0,
+        "vae",
+        (2).to_bytes(8, "little") + b"{}",
+        "RuntimeError",
+        "ERROR: VAE is invalid: None\n\nIf the VAE is from a checkpoint loader node your checkpoint does not "
+        "contain a valid VAE.\n",
+    ),
+]
+
+
+async def test_loaders_fail_on_broken_files_like_safetensors(comfy: Comfy) -> None:
+    for n, (cls, field, out, folder, data, exc_type, message) in enumerate(LOADER_ERRORS):
+        name = f"broken{n}.safetensors"
+        (comfy.layout.vol / "models" / folder / name).write_bytes(data)
+        graph = {
+            "1": {"class_type": cls, "inputs": {field: name}},
+            "3": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+            "2": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["1", out]}},
+            "4": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "x"}},
+        }
+        run = await run_graph(comfy, graph)
+        error = next(f["data"] for f in run.frames if f["type"] == "execution_error")
+        assert (error["node_type"], error["exception_type"]) == (cls, exc_type), name
+        assert error["exception_message"] == message, name
+
+
 async def test_ws_g5_interrupt(comfy: Comfy) -> None:
     graph = {
         "1": {

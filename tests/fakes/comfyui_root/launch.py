@@ -30,6 +30,11 @@ myvol:
   vae: models/vae
 """
 
+# A valid safetensors file without tensors (header length + "{}"), like the samples' tiny x.safetensors:
+# a real CheckpointLoaderSimple reads it and fails with "Could not detect model type" (ws_g4_error.json),
+# while arbitrary bytes fail earlier in safetensors ("Error while deserializing header: header too large").
+TINY_SAFETENSORS = (2).to_bytes(8, "little") + b"{}"
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -79,7 +84,7 @@ class Layout:
         self.yaml = self.base / "config" / "extra_model_paths.yaml"
         for sub in ("models/checkpoints", "models/lora", "models/vae"):
             (self.vol / sub).mkdir(parents=True, exist_ok=True)
-            (self.vol / sub / "x.safetensors").write_bytes(b"not really a model\n")
+            (self.vol / sub / "x.safetensors").write_bytes(TINY_SAFETENSORS)
         for folder in (self.output, self.input, self.temp, self.yaml.parent):
             folder.mkdir(parents=True, exist_ok=True)
         self.yaml.write_text(BASIC_YAML.format(vol=self.vol), encoding="utf-8")

@@ -24,8 +24,10 @@ Behaviour switches (environment variables):
         bad_argv            listen, but /system_stats reports someone else's argv (a foreign server)
 
 Not imitated: `/view?preview=webp` and `channel=` (the file is served as stored), binary preview
-frames on the WebSocket, real model loading (a loader accepts any file with a valid safetensors
-header and fails like ComfyUI's CheckpointLoaderSimple on anything else), custom nodes.
+frames on the WebSocket, real model loading (a loader accepts any file whose safetensors header
+names a tensor; a broken header fails with safetensors' SafetensorError, a header without tensors
+as ComfyUI's CheckpointLoaderSimple/VAELoader fail; `.ckpt`/`.pt` files are read as safetensors
+too, where the real loader uses torch.load), custom nodes.
 
 Signals: SIGINT logs "Stopped server", wipes the temp folder and exits 0 - but only when SIGINT
 was not already ignored when the process started (Python keeps an inherited SIG_IGN, exactly the

@@ -176,39 +176,73 @@ _CKPT_TRACEBACK = [
 ]
 
 
-def _valid_safetensors(path: Path) -> bool:
+_SAFETENSORS_TRACEBACK = [
+    '  File "COMFYUI_ROOT/comfy/utils.py", line 185, in load_torch_file\n    raise e\n',
+    '  File "COMFYUI_ROOT/comfy/utils.py", line 169, in load_torch_file\n'
+    '    with safetensors.safe_open(ckpt, framework="pt", device=device.type) as f:\n',
+]
+_VAE_TRACEBACK = [
+    '  File "COMFYUI_ROOT/nodes.py", line 854, in load_vae\n    vae.throw_exception_if_invalid()\n',
+    '  File "COMFYUI_ROOT/comfy/sd.py", line 1103, in throw_exception_if_invalid\n    raise RuntimeError('
+    '"ERROR: VAE is invalid: None\\n\\nIf the VAE is from a checkpoint loader node your checkpoint does not '
+    'contain a valid VAE.")\n',
+]
+
+
+def read_safetensors_header(path: Path) -> dict[str, Any]:
+    """The header as the safetensors package (0.8) reads it; ValueError with its reason text otherwise."""
+    with path.open("rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise ValueError("header too small")
+        (n,) = struct.unpack("<Q", head)
+        if n > 100_000_000:
+            raise ValueError("header too large")
+        if 8 + n > path.stat().st_size:
+            raise ValueError("invalid header length")
+        raw = fh.read(n)
     try:
-        with path.open("rb") as fh:
-            head = fh.read(8)
-            if len(head) < 8:
-                return False
-            (n,) = struct.unpack("<Q", head)
-            if n == 0 or n > 100_000_000 or n > path.stat().st_size - 8:
-                return False
-            header = json.loads(fh.read(n))
-    except (OSError, ValueError):
-        return False
-    return isinstance(header, dict)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"invalid UTF-8 in header: {exc.reason}") from None
+    try:
+        header = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"invalid JSON in header: {exc}") from None
+    if not isinstance(header, dict):
+        raise ValueError("invalid JSON in header: invalid type, expected struct HashMetadata")
+    return header
 
 
 def _load_model(ctx: RunContext, cls: str, folder: str, name: str) -> None:
+    """Fail like the real loaders (observed against ComfyUI 0.33 with safetensors 0.8); a header that
+    names at least one tensor counts as a loadable model (the fake runs no real model)."""
     path = ctx.folders.find(folder, name)
     if path is None:
         raise NodeError(
             "FileNotFoundError", f"Model in folder '{folder}' with filename '{name}' not found.", []
         )
-    if _valid_safetensors(path):
+    try:
+        header = read_safetensors_header(path)
+    except OSError as exc:
+        raise NodeError(type(exc).__name__, f"{exc}\n", []) from None
+    except ValueError as exc:
+        raise NodeError(
+            "safetensors._safetensors_rust.SafetensorError",
+            f"Error while deserializing header: {exc}\n",
+            _SAFETENSORS_TRACEBACK,
+        ) from None
+    if any(key != "__metadata__" for key in header):
         return
     if cls in CHECKPOINT_CLASSES:
         raise NodeError("RuntimeError", f"ERROR: Could not detect model type of: {path}\n\n", _CKPT_TRACEBACK)
-    raise NodeError(
-        "SafetensorError",
-        "Error while deserializing header: HeaderTooLarge",
-        [
-            '  File "COMFYUI_ROOT/comfy/utils.py", line 99, in load_torch_file\n'
-            f"    sd = safetensors.load({path})\n"
-        ],
-    )
+    if cls == "VAELoader":
+        raise NodeError(
+            "RuntimeError",
+            "ERROR: VAE is invalid: None\n\nIf the VAE is from a checkpoint loader node your checkpoint "
+            "does not contain a valid VAE.\n",
+            _VAE_TRACEBACK,
+        )
 
 
 def _save(ctx: RunContext, images: Image, prefix: str, out_dir: Path, kind: str) -> dict[str, Any]:
