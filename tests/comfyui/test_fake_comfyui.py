@@ -62,6 +62,7 @@ def test_system_stats_echoes_argv_verbatim(comfy: Comfy) -> None:
     assert set(stats["devices"][0]) == set(ref["devices"][0])
     assert stats["system"]["argv"] == ["main.py", *comfy.argv[2:]]
     assert stats["devices"][0]["type"] == "cpu" and stats["devices"][0]["index"] is None
+    assert stats["system"]["comfy_package_versions"] == ref["system"]["comfy_package_versions"]
 
 
 def test_api_prefix_aliases_every_route_but_internal(comfy: Comfy) -> None:
@@ -192,6 +193,19 @@ def test_prompt_id_must_be_canonical_uuid(comfy: Comfy) -> None:
     pid = str(uuid.uuid4())
     status, _, body = post_json(comfy, "/prompt", {"prompt": graph, "prompt_id": pid})
     assert status == 200 and json.loads(body)["prompt_id"] == pid
+
+
+def test_jobs_paging_arguments_are_checked(comfy: Comfy) -> None:
+    """Observed on a real ComfyUI 0.33: bad paging arguments are JSON 400s; a negative offset counts as 0."""
+    for query, message in [
+        ("limit=abc", "limit must be an integer"),
+        ("limit=0", "limit must be a positive integer"),
+        ("offset=x", "offset must be an integer"),
+    ]:
+        status, headers, body = http("GET", f"{comfy.url}/api/jobs?{query}")
+        assert (status, json.loads(body)) == (400, {"error": message}), query
+        assert headers["Content-Type"].startswith("application/json")
+    assert get_json(comfy, "/api/jobs?offset=-3&limit=5")["pagination"]["offset"] == 0
 
 
 def test_free_needs_a_body(comfy: Comfy) -> None:

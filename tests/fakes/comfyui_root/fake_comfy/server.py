@@ -25,6 +25,15 @@ log = logging.getLogger("fake_comfy")
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 MB = 1024 * 1024
 
+# The pinned packages ComfyUI 0.33 reports in /system_stats (comfyui-samples/system_stats.json).
+PACKAGE_VERSIONS = (
+    ("comfyui-frontend-package", "1.49.6"),
+    ("comfyui-workflow-templates", "0.11.44"),
+    ("comfyui-embedded-docs", "0.5.10"),
+    ("comfy-kitchen", "0.2.31"),
+    ("comfy-aimdo", "0.4.13"),
+)
+
 
 @dataclass
 class Config:
@@ -104,7 +113,10 @@ class FakeComfy:
                     "required_frontend_version": "1.49.6",
                     "installed_templates_version": "0.11.44",
                     "required_templates_version": "0.11.44",
-                    "comfy_package_versions": [],
+                    "comfy_package_versions": [
+                        {"name": name, "installed": version, "required": version}
+                        for name, version in PACKAGE_VERSIONS
+                    ],
                     "python_version": sys.version,
                     "pytorch_version": "2.9.1+cu128",
                     "embedded_python": False,
@@ -321,9 +333,19 @@ class FakeComfy:
 
     async def jobs(self, request: web.Request) -> web.Response:
         jobs = self.executor.job_list()
-        offset = int(request.query.get("offset", 0))
-        limit_raw = request.query.get("limit")
-        limit = int(limit_raw) if limit_raw is not None else None
+        limit: int | None = None
+        offset = 0
+        try:
+            if "limit" in request.query:
+                limit = int(request.query["limit"])
+                if limit <= 0:
+                    return web.json_response({"error": "limit must be a positive integer"}, status=400)
+        except ValueError:
+            return web.json_response({"error": "limit must be an integer"}, status=400)
+        try:
+            offset = max(0, int(request.query.get("offset", 0)))
+        except ValueError:
+            return web.json_response({"error": "offset must be an integer"}, status=400)
         page = jobs[offset:] if limit is None else jobs[offset : offset + limit]
         has_more = limit is not None and offset + limit < len(jobs)
         return web.json_response(
