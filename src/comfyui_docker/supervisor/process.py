@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 from collections.abc import Awaitable, Callable
@@ -41,14 +42,41 @@ class Child(Protocol):
 ProcessFactory = Callable[[ProcessSpec], Awaitable[Child]]
 
 
-def _child_setup() -> None:  # pragma: no cover - runs in the child between fork and exec
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _parent_death_signal() -> Callable[[], None]:
+    """A function for the child that asks Linux to SIGTERM it when the runtime dies.
+
+    Without it, a runtime killed with SIGKILL (or crashing) would leave ComfyUI and nginx running
+    and holding their ports. libc is looked up here, in the parent, not between fork and exec.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):  # not Linux: the process group is still signalled on stop
+        return lambda: None
+    parent = os.getpid()
+
+    def arm() -> None:  # pragma: no cover - runs in the child
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the runtime died before the request took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arm
+
+
+def _child_setup(arm_death_signal: Callable[[], None]) -> None:  # pragma: no cover - in the child
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    arm_death_signal()
 
 
 async def spawn(spec: ProcessSpec) -> Child:
-    """The default process factory: stdout+stderr in one pipe, own session, clean signals."""
+    """The default process factory: stdout+stderr in one pipe, own session, clean signals,
+    and a SIGTERM from the kernel if the runtime itself dies."""
+    arm = _parent_death_signal()
     env = dict(os.environ if spec.env is None else spec.env)
     env.setdefault("PYTHONUNBUFFERED", "1")
     proc = await asyncio.create_subprocess_exec(
@@ -59,7 +87,7 @@ async def spawn(spec: ProcessSpec) -> Child:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         start_new_session=True,
-        preexec_fn=_child_setup,
+        preexec_fn=lambda: _child_setup(arm),
         limit=STREAM_LIMIT,
     )
     return proc
