@@ -219,9 +219,10 @@ def test_execution_error_is_readable(comfy: dict[str, Any], capsys: pytest.Captu
     assert code == 1
     # what a real ComfyUI 0.33 (safetensors 0.8) says about a file that is no safetensors at all
     assert (
-        "node 1 (Load it, CheckpointLoaderSimple) failed: safetensors._safetensors_rust.SafetensorError: "
+        "node 1 (Load it, CheckpointLoaderSimple) failed: SafetensorError: "
         "Error while deserializing header: header too large" in err
     )
+    assert "-> the model file is not a valid safetensors file" in err and "install it again" in err
 
 
 def test_missing_models_stop_the_run_with_their_urls(

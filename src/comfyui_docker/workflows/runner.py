@@ -95,11 +95,27 @@ def explain_rejection(body: Any, prompt: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: Failures whose cause a user can act on, by a phrase of ComfyUI's message -> what to do.
+EXECUTION_HINTS = (
+    (
+        "Error while deserializing header",
+        "the model file is not a valid safetensors file (a corrupt or incomplete download): "
+        "delete it and install it again",
+    ),
+    (
+        "Could not detect model type",
+        "the file is not a checkpoint this loader knows: check it is in the right models folder",
+    ),
+)
+
+
 def explain_execution_error(data: Mapping[str, Any], prompt: Mapping[str, Any]) -> str:
     where = _title(prompt, data.get("node_id"))
-    kind = data.get("exception_type") or "error"
+    kind = str(data.get("exception_type") or "error").rsplit(".", 1)[-1]  # SafetensorError, not its module
     message = str(data.get("exception_message") or "").strip()
-    return f"{where} failed: {kind}: {message}" if message else f"{where} failed: {kind}"
+    text = f"{where} failed: {kind}: {message}" if message else f"{where} failed: {kind}"
+    hints = [hint for phrase, hint in EXECUTION_HINTS if phrase in message]
+    return text + "".join(f"\n  -> {hint}" for hint in hints)
 
 
 def _safe_relative(subfolder: str, filename: str) -> PurePosixPath | None:
