@@ -9,7 +9,6 @@ state, at once, never a hang. `/api/comfyui/ws` carries ComfyUI's WebSocket both
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -28,6 +27,7 @@ from ..errors import ServiceUnavailable
 from .auth import CSRF_COOKIE, SESSION_COOKIE, deny_websocket
 from .deps import ServicesDep, comfyui_base_url, comfyui_status, require_comfyui
 from .errors import COMMON_ERRORS, error_responses
+from .pump import until_first_done
 
 log = logging.getLogger(__name__)
 
@@ -222,12 +222,4 @@ async def _pump(websocket: WebSocket, upstream: aiohttp.ClientWebSocketResponse)
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):
             await websocket.close(code=code if 1000 <= code < 5000 and code != 1006 else 1011)
 
-    tasks = [asyncio.create_task(downstream_to_upstream()), asyncio.create_task(upstream_to_downstream())]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError, Exception):
-                await t
+    await until_first_done(downstream_to_upstream(), upstream_to_downstream())

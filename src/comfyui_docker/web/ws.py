@@ -11,7 +11,6 @@ origin check happen before the socket is accepted (see `auth.py`).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import time
@@ -22,6 +21,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from ..services import Services
 from .deps import comfyui_status
+from .pump import until_first_done
 
 router = APIRouter()
 QUEUE_SIZE = 2000
@@ -77,15 +77,7 @@ async def events(websocket: WebSocket) -> None:
                         if json.loads(text).get("type") == "ping":
                             await websocket.send_text('{"type": "pong"}')
 
-        tasks = [asyncio.create_task(sender()), asyncio.create_task(receiver())]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for t in tasks:
-                t.cancel()
-            for t in tasks:
-                with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError, OSError):
-                    await t
+        await until_first_done(sender(), receiver())
     except WebSocketDisconnect:
         pass
     finally:
