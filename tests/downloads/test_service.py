@@ -342,3 +342,21 @@ def test_only_dead_local_owners_are_resumed() -> None:
     assert may_resume(dead, me)
     other_pod = json.dumps({"host": "another-pod", "pid": 1, "started": 1.0})
     assert not may_resume(other_pod, me)
+
+
+async def test_catalog_loaded_before_start_is_parsed_and_reported_once(
+    make_service: Callable[..., PresetService], ws: Workspace, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`comfyui-docker start` loads the catalog in its own phase, then starts the service."""
+    ws.user_presets.write_text("presets:\n  BAD_ONE:\n    files:\n      - path: lora/x.safetensors\n")
+    svc = make_service()
+    with caplog.at_level("WARNING", logger="comfyui_docker.downloads.service"):
+        loaded = svc.load_catalog()
+        assert [r for r in caplog.records if "BAD_ONE" in r.getMessage()], "reported by load_catalog"
+        caplog.clear()
+        await svc.start()
+        try:
+            assert svc.catalog is loaded, "start() parsed the catalog a second time"
+            assert not [r for r in caplog.records if "preset catalog" in r.getMessage()]
+        finally:
+            await svc.close()

@@ -92,6 +92,7 @@ class PresetService:
         self.progress_interval = progress_interval
         self.shipped_catalog = shipped_catalog
         self.catalog = Catalog()
+        self._catalog_loaded = False  # start() loads it unless the caller already did
         self.journal: Journal | None = None
         self._tasks: dict[str, Task] = {}
         self._running: dict[str, asyncio.Task[None]] = {}
@@ -121,6 +122,7 @@ class PresetService:
     # ---- life cycle -------------------------------------------------------------------
     def load_catalog(self) -> Catalog:
         self.catalog = load_catalog(self.ws.user_presets, shipped=self.shipped_catalog)
+        self._catalog_loaded = True
         for problem in self.catalog.problems:
             log.warning("preset catalog: %s", problem)
         return self.catalog
@@ -130,7 +132,8 @@ class PresetService:
         return secret.get() if secret else None
 
     async def start(self) -> None:
-        self.load_catalog()
+        if not self._catalog_loaded:  # `start` loads it in its own phase; parse and warn once
+            self.load_catalog()
         self.ws.cache.mkdir(parents=True, exist_ok=True)
         self.journal = Journal(self.ws.cache / JOURNAL_NAME, clock=self.clock)
         if self.http is None:
