@@ -43,6 +43,11 @@ nginx (`auth_request`): `GET /auth/verify` answers 204 when the cookie or Bearer
 unsafe method and the request's `Origin` is foreign (ComfyUI has no CSRF protection of its own,
 and another pod's `*.proxy.runpod.net` page counts as same-site for SameSite=Lax). nginx should
 pass `Host`, `Origin`, `Cookie`, `Authorization` and `X-Original-Method $request_method`.
+With `X-Auth-Scope: dashboard-api` (nginx's own route for `/api/comfyui/` on the dashboard's port;
+plus `X-Original-Upgrade $http_upgrade` and the client's `X-CSRF-Token`) it refuses exactly what
+this middleware refuses on that path: CSRF for cookie sessions, the WebSocket Origin check, bad
+tokens. nginx then replays a refused request to the dashboard, whose middleware gives the answer
+(401/403 JSON, or 429 after repeated bad tokens), so both paths answer alike.
 On the ComfyUI port, nginx also routes `/login`, `/logout`, `/auth/verify` and
 `/comfyui-unavailable` to the dashboard; every URL here is host-relative, so the same login
 works under either host.
@@ -79,6 +84,11 @@ if TYPE_CHECKING:  # jinja2 is imported on the first page that needs it, not at 
 SESSION_COOKIE = "cd_session"
 CSRF_COOKIE = "cd_csrf"
 CSRF_HEADER = "x-csrf-token"
+#: nginx sets `X-Auth-Scope: dashboard-api` on its auth_request for `/api/comfyui/` on the
+#: dashboard's port (overwriting whatever a client sent there); /auth/verify then also applies the
+#: middleware's rule. It only ever adds checks, so a client sending it gains nothing.
+SCOPE_HEADER = "x-auth-scope"
+API_SCOPE = "dashboard-api"
 SESSION_MAX_AGE = 30 * 24 * 3600
 PUBLIC_EXACT = frozenset({"/login", "/logout", "/health", "/health/ready", "/auth/verify"})
 PUBLIC_PREFIXES = ("/static/",)
@@ -220,6 +230,38 @@ class Auth:
         return False
 
 
+def csrf_ok(auth: Auth, headers: dict[str, str], result: AuthResult, origin: str | None) -> bool:
+    """A cookie session's change passes with the right X-CSRF-Token or our own Origin."""
+    sent = headers.get(CSRF_HEADER)
+    if sent and result.csrf_token and hmac.compare_digest(sent.encode(), result.csrf_token.encode()):
+        return True
+    return bool(origin) and origin != "null" and auth.same_origin(origin or "", headers)
+
+
+def api_refusal(
+    auth: Auth, headers: dict[str, str], method: str, *, websocket: bool
+) -> tuple[int, str, str] | None:
+    """(status, code, message) when `AuthMiddleware` would refuse this request to a protected
+    path such as `/api/comfyui/*`, else None. The same checks in the same order (for /auth/verify
+    when nginx serves that path itself); 429 is left to the middleware (nginx replays refusals)."""
+    result = auth.authenticate(headers)
+    origin = headers.get("origin")
+    if websocket:
+        if not result.ok:
+            return 401, "unauthorized", "login required"
+        if result.method in ("session", "open") and origin and not auth.same_origin(origin, headers):
+            return 403, "csrf_failed", "cross-site WebSocket refused"
+        return None
+    if method not in SAFE_METHODS and result.method != "token":
+        if origin and origin != "null" and not auth.same_origin(origin, headers):
+            return 403, "csrf_failed", "cross-site request refused"
+        if result.method == "session" and not csrf_ok(auth, headers, result, origin):
+            return 403, "csrf_failed", "missing or wrong CSRF token"
+    if result.ok:
+        return None
+    return 401, "unauthorized", "login required"
+
+
 def _norm_netloc(netloc: str, scheme: str) -> str:
     default = {"http": ":80", "https": ":443", "ws": ":80", "wss": ":443"}.get(scheme, "")
     return netloc[: -len(default)] if default and netloc.endswith(default) else netloc
@@ -340,10 +382,7 @@ class AuthMiddleware:
         await self._refuse(scope, receive, send, headers, path)
 
     def _csrf_ok(self, headers: dict[str, str], result: AuthResult, origin: str | None) -> bool:
-        sent = headers.get(CSRF_HEADER)
-        if sent and result.csrf_token and hmac.compare_digest(sent.encode(), result.csrf_token.encode()):
-            return True
-        return bool(origin) and origin != "null" and self.auth.same_origin(origin or "", headers)
+        return csrf_ok(self.auth, headers, result, origin)
 
     async def _refuse(
         self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], path: str
@@ -531,12 +570,13 @@ async def verify(request: Request) -> Response:
     headers = header_dict(request.scope)
     method = headers.get("x-original-method", "GET").upper()
     origin = headers.get("origin")
+    auth = get_auth(request)
     if (
         method not in SAFE_METHODS
         and request.state.auth_method != "token"
         and origin
         and origin != "null"
-        and not get_auth(request).same_origin(origin, headers)
+        and not auth.same_origin(origin, headers)
     ):
         # a page on another site (another pod's subdomain is "same-site" for SameSite=Lax)
         # posting to ComfyUI's port with the user's cookie
@@ -545,6 +585,17 @@ async def verify(request: Request) -> Response:
             status_code=403,
             headers={"cache-control": "no-store"},
         )
+    if headers.get(SCOPE_HEADER, "").strip().lower() == API_SCOPE:
+        # nginx serving /api/comfyui/* on the dashboard's port: the middleware's own rule
+        websocket = headers.get("x-original-upgrade", "").strip().lower() == "websocket"
+        refusal = api_refusal(auth, headers, method, websocket=websocket)
+        if refusal is not None:
+            status, code, message = refusal
+            return JSONResponse(
+                error_payload(status, message, code=code),
+                status_code=status,
+                headers={"cache-control": "no-store"},
+            )
     if request.state.auth_method in ("open", "session", "token"):
         return Response(status_code=204, headers={"cache-control": "no-store"})
     return JSONResponse(
