@@ -27,8 +27,56 @@ def test_password_turns_on_auth_request(tmp_path: Path) -> None:
     assert "return 302 /login?next=$login_next;" in text
     without = settings_for(tmp_path, "")
     open_text = nginx.render(without, Workspace(without.workspace_root), tmp_path / "run", user_line="")
-    assert "auth_request" not in open_text
+    assert "auth_request /_cd_auth;" not in open_text  # ComfyUI's port is open
     assert "no ACCESS_PASSWORD" in open_text
+    # /api/comfyui/ on the dashboard's port asks the dashboard either way (its Origin check holds
+    # without a password too)
+    assert "auth_request /_cd_auth_api;" in open_text
+
+
+def location(text: str, head: str) -> str:
+    """The body of the first `location <head> {` block."""
+    start = text.index(f"location {head} {{")
+    depth, i = 0, start
+    while True:
+        if text[i] == "{":
+            depth += 1
+        elif text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[start : i + 1]
+        i += 1
+
+
+@pytest.mark.parametrize("password", ["", "pw"])
+def test_dashboard_port_carries_comfyui_api_itself(tmp_path: Path, password: str) -> None:
+    s = settings_for(tmp_path, password)
+    text = nginx.render(s, Workspace(s.workspace_root), tmp_path / "run", user_line="")
+    dashboard = text[text.index("# ---- dashboard") : text.index("# ---- ComfyUI")]
+    api = location(dashboard, "/api/comfyui/")
+    assert "proxy_pass http://cd_comfyui$cd_comfyui_uri;" in api  # the raw URI, not re-encoded
+    assert '"~^/api/comfyui(/.*)$"   $1;' in text
+    for line in (
+        "auth_request /_cd_auth_api;",
+        "error_page 401 403 418 500 502 504 = @cd_api_dashboard;",
+        'proxy_set_header Authorization "";',
+        'proxy_set_header X-CSRF-Token "";',
+        "proxy_set_header Cookie $cd_cookie;",
+        "proxy_set_header Upgrade $http_upgrade;",
+        "proxy_set_header Host $http_host;",
+    ):
+        assert line in api, line
+    check = location(dashboard, "= /_cd_auth_api")
+    assert "internal;" in check and "proxy_pass http://cd_dashboard/auth/verify;" in check
+    assert "proxy_set_header X-Auth-Scope dashboard-api;" in check
+    assert "proxy_pass_request_body off;" in check
+    fallback = location(dashboard, "@cd_api_dashboard")
+    assert "proxy_pass http://cd_dashboard$request_uri;" in fallback
+    # streamed both ways, with the http block's limits and timeouts
+    assert "proxy_request_buffering off;" in text and f"client_max_body_size {nginx.MAX_BODY};" in text
+    assert f"proxy_read_timeout {nginx.READ_TIMEOUT_S}s;" in text
+    for directive in nginx.API_BUFFERING:
+        assert directive in api
 
 
 def test_public_ports_listen_everywhere_internal_ports_only_upstream(tmp_path: Path) -> None:
