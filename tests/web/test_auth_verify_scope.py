@@ -15,10 +15,11 @@ from comfyui_docker.web.auth import API_SCOPE, SCOPE_HEADER
 from .conftest import PASSWORD, build, client_for, token_of
 
 HOST = "pod-8080.proxy.runpod.net"
-ORIGINS = {
+FOREIGN = "https://other-8080.proxy.runpod.net"
+ORIGINS: dict[str, str | None] = {
     "none": None,
     "same": f"https://{HOST}",
-    "foreign": "https://other-8080.proxy.runpod.net",
+    "foreign": FOREIGN,
     "null": "null",
 }
 CREDENTIALS = ("none", "bad-token", "token", "session", "forged-cookie")
@@ -166,10 +167,10 @@ async def test_scoped_verify_websocket_rule(locked_dead) -> None:
             "x-original-upgrade": "websocket",
             SCOPE_HEADER: API_SCOPE,
         }
-        foreign = {"origin": ORIGINS["foreign"]}
+        foreign = {"origin": FOREIGN}
         cookie = {"cookie": f"cd_session={session}"}
         assert (
-            await c.get("/auth/verify", headers={**ws, **cookie, "origin": ORIGINS["same"]})
+            await c.get("/auth/verify", headers={**ws, **cookie, "origin": f"https://{HOST}"})
         ).status_code == 204
         r = await c.get("/auth/verify", headers={**ws, **cookie, **foreign})
         assert r.status_code == 403 and r.json()["error"]["code"] == "csrf_failed"
@@ -188,13 +189,11 @@ async def test_scoped_verify_without_password_still_refuses_cross_site(tmp_path:
         assert (
             await c.get("/auth/verify", headers={**scoped, "x-original-method": "POST"})
         ).status_code == 204
-        r = await c.get(
-            "/auth/verify", headers={**scoped, "x-original-method": "POST", "origin": ORIGINS["foreign"]}
-        )
+        r = await c.get("/auth/verify", headers={**scoped, "x-original-method": "POST", "origin": FOREIGN})
         assert r.status_code == 403
         ws = {**scoped, "x-original-method": "GET", "x-original-upgrade": "websocket"}
-        assert (await c.get("/auth/verify", headers={**ws, "origin": ORIGINS["foreign"]})).status_code == 403
-        assert (await c.get("/auth/verify", headers={**ws, "origin": ORIGINS["same"]})).status_code == 204
+        assert (await c.get("/auth/verify", headers={**ws, "origin": FOREIGN})).status_code == 403
+        assert (await c.get("/auth/verify", headers={**ws, "origin": f"https://{HOST}"})).status_code == 204
         # and the dashboard's own route agrees
-        r = await c.post("/api/comfyui/prompt", headers={"host": HOST, "origin": ORIGINS["foreign"]})
+        r = await c.post("/api/comfyui/prompt", headers={"host": HOST, "origin": FOREIGN})
         assert r.status_code == 403
