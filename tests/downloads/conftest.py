@@ -57,7 +57,11 @@ def options(**kw: object) -> FetchOptions:
     base: dict[str, object] = {
         "connections": 1,
         "piece_size": 256 * KIB,
-        "probe_size": 256 * KIB,
+        # a new download is split at once (tests that want the one-stream decision say so)
+        "split_after": 0.0,
+        "split_below": float("inf"),
+        "split_ahead": 256 * KIB,
+        "tap_min": 64 * KIB,  # bodies go through BodyTap (tests of the aiohttp path say so)
         "min_multi_size": 512 * KIB,
         "flush_every": 128 * KIB,
         "retry": RetryPolicy(attempts=4, base=0.01, cap=0.05),

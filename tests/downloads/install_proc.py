@@ -31,7 +31,10 @@ async def main(root: str, catalog: str, preset: str, connections: int) -> int:
     options = FetchOptions(
         connections=connections,
         piece_size=512 * KIB,
-        probe_size=256 * KIB,
+        split_after=0.0,  # split at once: several connections, as the test asks
+        split_below=float("inf"),
+        split_ahead=256 * KIB,
+        tap_min=64 * KIB,  # the body tap too
         min_multi_size=1024 * KIB,
         flush_every=256 * KIB,
         retry=RetryPolicy(attempts=5, base=0.05, cap=0.2),

@@ -253,8 +253,58 @@ async def test_several_connections_fetch_pieces_and_hash_in_order(
         assert host.max_active_connections >= 4
     assert result.connections == 4
     assert (tmp_path / "big.bin").read_bytes() == data
-    pieces = {r.range for r in host.requests_for("/big")}
-    assert "bytes=262144-524287" in pieces
+    ranges = [r.range for r in host.requests_for("/big")]
+    assert ranges[0] == "bytes=0-"  # one stream first, split at once (split_below=inf)...
+    assert "bytes=262144-524287" in ranges  # ...after split_ahead (256 KiB), into 256 KiB pieces
+
+
+async def test_a_stream_fast_enough_alone_is_not_split(
+    session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    data = blob(2 * MIB)
+    with ModelHost(rate=4 * MIB) as host:
+        url = host.add("/big", data)
+        fetcher = make_fetcher(session, connections=4, split_after=0.1, split_below=1 * MIB)
+        result = await fetcher.fetch(url, tmp_path / "big.bin", sha256=sha(data))
+        ranges = [r.range for r in host.requests_for("/big")]
+    assert ranges == ["bytes=0-"]  # ~4 MiB/s measured >= 1 MiB/s: one stream to the end
+    assert result.connections == 1
+    assert (tmp_path / "big.bin").read_bytes() == data
+
+
+async def test_a_slow_stream_is_split_across_connections(
+    session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    data = blob(3 * MIB)
+    with ModelHost(rate=2 * MIB) as host:  # a CDN capping each connection
+        url = host.add("/big", data)
+        fetcher = make_fetcher(session, connections=4, split_after=0.1, split_below=16 * MIB)
+        result = await fetcher.fetch(url, tmp_path / "big.bin", sha256=sha(data))
+        ranges = [r.range for r in host.requests_for("/big")]
+        assert host.max_active_connections >= 4
+    assert ranges[0] == "bytes=0-"
+    assert len(ranges) > 4
+    assert result.connections == 4
+    assert result.refetched == 0  # the first stream stopped where the pieces begin
+    assert (tmp_path / "big.bin").read_bytes() == data
+
+
+@pytest.mark.parametrize("tap_min", [64 * KIB, 1 << 40], ids=["body-tap", "aiohttp"])
+async def test_one_stream_survives_faults_on_both_read_paths(
+    host: ModelHost, session: aiohttp.ClientSession, tmp_path: Path, tap_min: int
+) -> None:
+    data = blob(2 * MIB)
+    url = host.add("/m", data, "drop:300000", "short:70000", "stall:3", "ok")
+    fetcher = make_fetcher(session, tap_min=tap_min)
+    result = await fetcher.fetch(url, tmp_path / "m.bin", sha256=sha(data))
+    assert (tmp_path / "m.bin").read_bytes() == data
+    assert result.refetched == 0
+    assert [r.range for r in host.requests_for("/m")] == [
+        "bytes=0-",
+        "bytes=300000-",
+        "bytes=370000-",
+        "bytes=370000-",
+    ]
 
 
 async def test_several_connections_survive_drops_and_errors(

@@ -34,8 +34,10 @@ from .http import (
     content_range_start,
     content_range_total,
 )
-from .partfile import Piece, plan_pieces
+from .partfile import Piece, plan_range
 from .transfer import FetchOptions, FreeSpace, Progress, Transfer, free_space
+
+ALIGN = 64 * 1024  # where a stream is cut
 
 __all__ = ["FetchOptions", "FetchResult", "Fetcher", "free_space"]
 
@@ -121,12 +123,11 @@ class _Job(Transfer):
         await self._fresh()
 
     async def _fresh(self) -> None:
-        """Probe with `Range: bytes=0-` to learn the size and whether ranges work."""
+        """Ask for the whole file with `Range: bytes=0-`: the answer gives the size and whether
+        ranges work, and its body is the first stream."""
         while True:
             try:
-                # a first piece only: enough to learn the size and whether ranges work
-                probe_end = self.opt.probe_size - 1 if self.opt.connections > 1 else None
-                resp = await self._open(0, probe_end, use_final=False)
+                resp = await self._open(0, None, use_final=False)
             except Transient as exc:
                 await self._failed(exc)
                 continue
@@ -140,13 +141,9 @@ class _Job(Transfer):
         else:
             ranged = resp.status == 206
             total = content_range_total(resp) if ranged else resp.content_length
+        pieces = [Piece(0, total)]
         try:
             self._check_space(total if total is not None else (self.size or 0))
-            multi = (
-                ranged and total is not None and self.opt.connections > 1 and total >= self.opt.min_multi_size
-            )
-            first = min(self.opt.probe_size, total or 0) if multi else 0
-            pieces = plan_pieces(total, self.opt.piece_size, self.opt.connections if multi else 1, first)
             await self._io(self.part.open, pieces, total, {"url": self.url}, truncate=True)
         except BaseException:
             if resp is not None:
@@ -154,10 +151,13 @@ class _Job(Transfer):
             raise
         if resp is None:
             return
-        if len(pieces) == 1:
-            await self._single(pieces, total, first=resp)
+        splittable = (
+            ranged and total is not None and self.opt.connections > 1 and total >= self.opt.min_multi_size
+        )
+        if splittable:
+            await self._multi(pieces, first=resp)  # one stream, split if it turns out slow
         else:
-            await self._multi(pieces, first=resp)
+            await self._single(pieces, total, first=resp)
 
     async def _resume(self, pieces: list[Piece], total: int | None) -> None:
         remaining = (total - sum(p.filled for p in pieces)) if total is not None else 0
@@ -218,8 +218,8 @@ class _Job(Transfer):
                 await self._failed(exc)
 
     async def _multi(self, pieces: list[Piece], first: aiohttp.ClientResponse | None) -> None:
-        self.connections_used = min(self.opt.connections, sum(1 for p in pieces if not p.complete))
-
+        """Fetch `pieces` over several connections. With `first` (a new download: one piece,
+        its stream already open) the stream runs alone until `_split` decides."""
         taken: list[aiohttp.ClientResponse] = []
 
         async def worker(initial: aiohttp.ClientResponse | None) -> None:
@@ -239,8 +239,14 @@ class _Job(Transfer):
 
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(worker(first))
-                for _ in range(self.connections_used - 1):
+                if first is not None:
+                    lead = group.create_task(worker(first))
+                    self.connections_used = 1
+                    if not await self._split(pieces, lead):
+                        return
+                wanted = min(self.opt.connections, sum(1 for p in pieces if not p.complete))
+                self.connections_used = max(self.connections_used, wanted)
+                for _ in range(wanted - (1 if first is not None else 0)):
                     group.create_task(worker(None))
         except* RangeIgnored:
             # the server stopped honouring ranges: fall back to one stream from zero
@@ -252,6 +258,28 @@ class _Job(Transfer):
         finally:
             if first is not None and not taken:
                 first.release()  # the group was cancelled before its first worker ran
+
+    async def _split(self, pieces: list[Piece], lead: asyncio.Task[None]) -> bool:
+        """Watch the first stream for `split_after` seconds; if it is slower than `split_below`,
+        end its piece a little ahead of what it has read and plan the rest as pieces for
+        `connections` connections. True when split."""
+        piece = pieces[0]
+        assert piece.end is not None
+        if self.opt.split_after > 0:  # (0: split at once, before the stream has read anything)
+            began, t0 = self.reached(0, piece), self.loop.time()
+            done, _ = await asyncio.wait({lead}, timeout=self.opt.split_after)
+            if done:
+                return False
+            rate = (self.reached(0, piece) - began) / max(self.loop.time() - t0, 1e-6)
+            if rate >= self.opt.split_below:
+                return False  # fast enough alone: more connections would only cost CPU
+        cut = -(-(self.reached(0, piece) + self.opt.split_ahead) // ALIGN) * ALIGN
+        if piece.end - cut < self.opt.split_ahead:
+            return False  # almost done: not worth new connections
+        rest = plan_range(cut, piece.end, self.opt.piece_size, self.opt.connections)
+        piece.end = cut  # the stream stops there; the pieces after it are up for grabs
+        pieces.extend(rest)
+        return True
 
     async def _piece(self, pieces: list[Piece], index: int, resp: aiohttp.ClientResponse | None) -> None:
         piece = pieces[index]

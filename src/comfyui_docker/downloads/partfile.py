@@ -14,16 +14,19 @@ reached the disk count.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 READ_BACK = 8 * 1024 * 1024
+Buffer = bytes | bytearray | memoryview
 HASH_BACKLOG = 16  # blocks written but not yet hashed (bounds memory)
 STATE_VERSION = 1
 
@@ -34,6 +37,7 @@ class Piece:
     end: int | None  # exclusive; None: unknown total (single stream to EOF)
     filled: int = 0  # bytes written (writer thread)
     received: int = 0  # bytes handed to the writer (event loop)
+    pending: int = 0  # bytes read from the socket, not yet handed to the writer (event loop)
     busy: bool = False
 
     @property
@@ -49,16 +53,20 @@ MIN_PIECE = 1024 * 1024
 
 
 def plan_pieces(total: int | None, piece_size: int, connections: int, first: int = 0) -> list[Piece]:
-    """Split `total` bytes into pieces: `first` bytes (the probe's range), then pieces of at
-    most `piece_size`, small enough that every connection gets about four of them."""
+    """Split `total` bytes into pieces: `first` bytes (what one stream already covers), then
+    pieces of at most `piece_size`, small enough that every connection gets about four."""
     if total is None:
         return [Piece(0, None)]
     if connections <= 1 or total <= first:
         return [Piece(0, total)]
-    size = min(piece_size, max(MIN_PIECE, (total - first) // (connections * 4)))
     pieces = [Piece(0, first)] if first else []
-    pieces += [Piece(s, min(s + size, total)) for s in range(first, total, size)]
-    return pieces
+    return pieces + plan_range(first, total, piece_size, connections)
+
+
+def plan_range(start: int, end: int, piece_size: int, connections: int) -> list[Piece]:
+    """Pieces covering [start, end) for `connections` connections."""
+    size = min(piece_size, max(MIN_PIECE, (end - start) // (connections * 4)))
+    return [Piece(s, min(s + size, end)) for s in range(start, end, size)]
 
 
 class PartFile:
@@ -81,6 +89,9 @@ class PartFile:
         self._hash_error: BaseException | None = None
         # offsets of blocks waiting on the hash thread: never read back what memory will hash
         self._hash_queued: set[int] = set()
+        # fdatasync runs on its own thread too, so writing goes on while the disk catches up
+        self._sync_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fdatasync")
+        self._syncing: Future[None] | None = None
 
     # ---- state ----------------------------------------------------------------------
     def load_state(self) -> dict[str, Any] | None:
@@ -102,7 +113,9 @@ class PartFile:
         if self._hash_error is not None:
             raise self._hash_error
 
-    def _hash_block(self, offset: int, blocks: list[bytes], size: int) -> None:
+    def _hash_block(
+        self, offset: int, blocks: list[Buffer], size: int, done: Callable[[], None] | None
+    ) -> None:
         try:
             if offset == self.hashed:
                 update = self.hasher.update
@@ -116,6 +129,8 @@ class PartFile:
         finally:
             self._hash_queued.discard(offset)
             self._hash_slots.release()
+            if done is not None:
+                done()  # the blocks are free for reuse
 
     def open(self, pieces: list[Piece], total: int | None, meta: dict[str, Any], *, truncate: bool) -> None:
         self._hash_idle()
@@ -138,40 +153,58 @@ class PartFile:
         self.state_path.unlink(missing_ok=True)
         self.open(pieces, total, meta, truncate=True)
 
-    def save_state(self) -> None:
-        state = {
+    def save_state(self, state: dict[str, Any] | None = None) -> None:
+        state = state or self._state()
+        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
+        tmp.write_text(json.dumps(state), encoding="utf-8")
+        os.replace(tmp, self.state_path)
+
+    def _state(self) -> dict[str, Any]:
+        return {
             "version": STATE_VERSION,
             "total": self.total,
             "pieces": [[p.start, p.end, p.filled] for p in self.pieces],
             **self.meta,
         }
-        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
-        tmp.write_text(json.dumps(state), encoding="utf-8")
-        os.replace(tmp, self.state_path)
 
     # ---- writing --------------------------------------------------------------------
-    def write(self, index: int, offset: int, blocks: bytes | list[bytes]) -> None:
-        """Write `blocks` (one buffer or several, back to back) at `offset`, with `pwritev`."""
+    def write(
+        self,
+        index: int,
+        offset: int,
+        blocks: Buffer | list[Buffer],
+        done: Callable[[], None] | None = None,
+    ) -> None:
+        """Write `blocks` (one buffer or several, back to back) at `offset`, with `pwritev`.
+
+        `done` is called (on the hash thread) once the buffers are no longer needed."""
         assert self.fd is not None
         if isinstance(blocks, bytes | bytearray | memoryview):
             blocks = [bytes(blocks)]
         size = sum(len(b) for b in blocks)
-        if self._hash_error is not None:
-            raise self._hash_error
-        self._hash_slots.acquire()
+        try:
+            if self._hash_error is not None:
+                raise self._hash_error
+            self._hash_slots.acquire()
+        except BaseException:
+            if done is not None:
+                done()
+            raise
         self._hash_queued.add(offset)  # before `filled` moves, so the hash thread waits for it
         try:
             _pwrite_all(self.fd, blocks, offset)
         except BaseException:
             self._hash_queued.discard(offset)
             self._hash_slots.release()
+            if done is not None:
+                done()
             raise
         piece = self.pieces[index]
         piece.filled = max(piece.filled, offset + size - piece.start)
-        self._hash_pool.submit(self._hash_block, offset, blocks, size)
+        self._hash_pool.submit(self._hash_block, offset, blocks, size, done)
         self._unflushed += size
         if self._unflushed >= self.flush_every:
-            self.flush()
+            self._flush_behind()
 
     def advance_hash(self) -> None:
         """Hash what is on disk right after the hashed prefix (from the page cache)."""
@@ -195,20 +228,44 @@ class PartFile:
             if not piece.complete:
                 return
 
+    def _flush_behind(self) -> None:
+        """Start a flush on the fdatasync thread and go on writing. The progress it saves is
+        what had been written when it started; one flush at a time (a write past the mark
+        while one runs leaves the next to a later write)."""
+        if self._syncing is not None:
+            if not self._syncing.done():
+                return
+            self._sync_wait()  # raises what the last flush met
+        assert self.fd is not None
+        self._unflushed = 0
+        self._syncing = self._sync_pool.submit(self._sync, self.fd, self._state(), self.hashed)
+
+    def _sync(self, fd: int, state: dict[str, Any], hashed: int) -> None:
+        os.fdatasync(fd)
+        self.save_state(state)
+        if hasattr(os, "posix_fadvise") and hashed > self._dropped:
+            # written, hashed and on the disk: no reason to keep it in the page cache
+            os.posix_fadvise(fd, self._dropped, hashed - self._dropped, os.POSIX_FADV_DONTNEED)
+            self._dropped = hashed
+
+    def _sync_wait(self) -> None:
+        syncing, self._syncing = self._syncing, None
+        if syncing is not None:
+            syncing.result()
+
     def flush(self) -> None:
+        """Everything written so far durable and its progress saved, now."""
+        self._sync_wait()
         if self.fd is None:
             return
-        os.fdatasync(self.fd)
         self._unflushed = 0
-        self.save_state()
-        if hasattr(os, "posix_fadvise") and self.hashed > self._dropped:
-            os.posix_fadvise(self.fd, self._dropped, self.hashed - self._dropped, os.POSIX_FADV_DONTNEED)
-            self._dropped = self.hashed
+        self._sync(self.fd, self._state(), self.hashed)
 
     def finish(self) -> tuple[int, str]:
         """Flush and fsync; (bytes hashed, hex digest)."""
         assert self.fd is not None
         self._hash_idle()
+        self._sync_wait()
         self.advance_hash()
         os.fsync(self.fd)
         self._unflushed = 0
@@ -216,6 +273,8 @@ class PartFile:
 
     def close_fd(self) -> None:
         self._hash_wait()  # the hash thread may still be reading the file
+        with contextlib.suppress(OSError):
+            self._sync_wait()  # and the fdatasync thread syncing it (its error is moot now)
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
@@ -228,6 +287,7 @@ class PartFile:
         finally:
             self.close_fd()
             self._hash_pool.shutdown(wait=True)
+            self._sync_pool.shutdown(wait=True)
 
     def discard(self) -> None:
         self.close_fd()
@@ -238,7 +298,7 @@ class PartFile:
 IOV_MAX = 1024  # Linux's limit on buffers per pwritev call
 
 
-def _pwrite_all(fd: int, blocks: list[bytes], offset: int) -> None:
+def _pwrite_all(fd: int, blocks: list[Buffer], offset: int) -> None:
     """`pwritev` every byte of `blocks` at `offset` (short writes continue where they stopped)."""
     views = [memoryview(b) for b in blocks if b]
     pos = offset

@@ -10,10 +10,11 @@ into one piece of the `.part` file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from ..bodytap import BlockPool, BodyTap, Chunk
 from ..errors import DiskFull, DownloadError
 from .http import RetryPolicy, Transient, open_response
-from .partfile import PartFile, Piece
+from .partfile import Buffer, PartFile, Piece
 
 if TYPE_CHECKING:
     from .fetch import Fetcher
@@ -45,8 +47,16 @@ def free_space(path: Path) -> int:
 class FetchOptions:
     connections: int = 8
     piece_size: int = 32 * MIB  # largest piece; smaller files get smaller pieces
-    probe_size: int = 1 * MIB  # the first request's range: learns size and Range support
     min_multi_size: int = 16 * MIB
+    # A new download starts as one stream; after `split_after` seconds, if that stream is
+    # slower than `split_below` bytes/s (a CDN capping each connection), the rest of the file
+    # is split into pieces fetched over `connections` connections. A fast stream stays alone:
+    # more connections would only cost CPU and out-of-order writes.
+    split_after: float = 0.3
+    split_below: float = 200e6
+    split_ahead: int = 8 * MIB  # the first stream keeps this much past what it has received
+    tap_min: int = 64 * MIB  # bodies this large are read off the socket (BodyTap); pieces keep
+    # their keep-alive connection instead (a new TLS connection per piece costs more)
     flush_every: int = 64 * MIB
     max_inflight_blocks: int = 16  # 64 MiB in flight: the socket keeps flowing during an fdatasync
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -81,6 +91,8 @@ class Transfer:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"write-{dest.name[:20]}")
         self.loop = asyncio.get_running_loop()
         self.inflight = asyncio.Semaphore(self.opt.max_inflight_blocks)
+        self.pool = BlockPool()  # the blocks BodyTap reads into, reused once written and hashed
+        self.taps: dict[int, BodyTap] = {}  # piece index -> the tap streaming into it
         self.pending: set[asyncio.Future[None]] = set()
         self.failures = 0
         self.network = 0
@@ -105,15 +117,34 @@ class Transfer:
             await asyncio.wait(list(self.pending))
         self._check_pending()
 
-    async def _submit(self, index: int, offset: int, blocks: list[bytes], size: int) -> None:
+    def _give_back(self, blocks: list[bytearray | None]) -> None:
+        """From the hash thread, once `blocks` are written and hashed: back to the pool."""
+        if any(b is not None for b in blocks):
+            with contextlib.suppress(RuntimeError):  # the loop is gone: the blocks just go
+                self.loop.call_soon_threadsafe(self.pool.put_all, blocks)
+
+    async def _submit(
+        self,
+        index: int,
+        offset: int,
+        blocks: list[Buffer],
+        size: int,
+        owned: list[bytearray | None] | None = None,
+    ) -> None:
         self._check_pending()
         await self.inflight.acquire()
-        fut = self.loop.run_in_executor(self.executor, self.part.write, index, offset, blocks)
+        done = functools.partial(self._give_back, owned) if owned else None
+        fut = self.loop.run_in_executor(self.executor, self.part.write, index, offset, blocks, done)
         fut.add_done_callback(lambda _f: self.inflight.release())
         self.pending.add(fut)
         self.network += size
         self.failures = 0  # bytes arrived: the retry budget starts again
         self.progress(size)
+
+    def reached(self, index: int, piece: Piece) -> int:
+        """How far the stream into `piece` has read its socket (written, in hand, or in its tap)."""
+        tap = self.taps.get(index)
+        return piece.start + piece.received + piece.pending + (tap.held if tap is not None else 0)
 
     def _check_space(self, needed: int) -> None:
         if self.space_checked:
@@ -161,52 +192,84 @@ class Transfer:
     async def _stream(self, resp: aiohttp.ClientResponse, index: int, piece: Piece) -> None:
         """Copy the body of `resp` into `piece` from `piece.received` on.
 
-        The socket's buffers are handed to the writer thread as a list, never joined: the
-        event loop only moves references, the writer thread `pwritev`s them and the hash
-        thread hashes them one by one."""
-        buf: list[bytes] = []
+        A body of known length is read straight off the socket (`BodyTap`: no parser copy);
+        others through aiohttp. The socket's buffers are handed to the writer thread as a
+        list, never joined: the event loop only moves references, the writer thread
+        `pwritev`s them and the hash thread hashes them one by one."""
+        buf: list[Buffer] = []
         size = 0
         offset = piece.start + piece.received
-        limit = piece.length
         began = piece.received
         last = self.loop.time()
-        content = resp.content
+        tap = BodyTap.take(resp, self.pool, minimum=self.opt.tap_min, high_water=self.opt.read_bufsize)
+        read = _tap_reader(tap, self.opt.timeout.sock_read) if tap else _aiohttp_reader(resp)
+        if tap is not None:
+            self.taps[index] = tap
+        owned: list[bytearray | None] = []  # pool blocks behind `buf`, given back once written
         try:
             while True:
+                limit = piece.length  # read each time: a split may end this piece early
                 if limit is not None and piece.received + size >= limit:
                     break
                 try:
-                    # one buffer as the socket delivered it (readany would join what is queued)
-                    chunk, end_of_http_chunk = await content.readchunk()
+                    chunk, block = await read()
                 except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                     raise Transient(f"connection lost: {exc or type(exc).__name__}") from None
                 if not chunk:
-                    if end_of_http_chunk:
-                        continue  # the end of one chunk of a chunked body, not of the body
                     break
+                limit = piece.length  # again: the piece may have been cut while we waited
                 if limit is not None and piece.received + size + len(chunk) > limit:
                     chunk = chunk[: limit - piece.received - size]
                 buf.append(chunk)
+                owned.append(block)
                 size += len(chunk)
+                piece.pending = size
                 if size >= BLOCK or (size >= SMALL_BLOCK and self.loop.time() - last >= SUBMIT_EVERY):
                     last = self.loop.time()
-                    blocks, got = buf, size
-                    buf, size = [], 0
-                    await self._submit(index, offset, blocks, got)
+                    blocks, got, held = buf, size, owned
+                    buf, size, owned = [], 0, []
+                    await self._submit(index, offset, blocks, got, held)
                     offset += got
                     piece.received += got
+                    piece.pending = 0
         finally:
             if buf:
-                await self._submit(index, offset, buf, size)
+                await self._submit(index, offset, buf, size, owned)
                 piece.received += size
+            piece.pending = 0
+            if tap is not None:
+                self.taps.pop(index, None)
+                tap.close()
             resp.release()
         got = piece.received - began
+        limit = piece.length
         if limit is not None and piece.received >= limit:
             return
         if resp.content_length is not None and got < resp.content_length:
             raise Transient(f"the body ended early ({got} of {resp.content_length} bytes)")
         if got == 0 and limit is not None:
             raise Transient("the server sent an empty body")
+
+
+Reader = Callable[[], Awaitable[Chunk]]
+
+
+def _tap_reader(tap: BodyTap, timeout: float | None) -> Reader:
+    return functools.partial(tap.read, timeout)
+
+
+def _aiohttp_reader(resp: aiohttp.ClientResponse) -> Reader:
+    content = resp.content
+
+    async def read() -> Chunk:
+        while True:
+            # one buffer as the socket delivered it (readany would join what is queued)
+            chunk, end_of_http_chunk = await content.readchunk()
+            if chunk or not end_of_http_chunk:
+                return Chunk(chunk, None)
+            # the end of one chunk of a chunked body, not of the body
+
+    return read
 
 
 def _disk_error(exc: BaseException, dest: Path) -> Exception:
