@@ -1,24 +1,28 @@
 """Dashboard API benchmark: our app next to a bare uvicorn "hello" app, in one run.
 
-    .venv/bin/python bench/api.py [--quick] [--only http|proxy|events]
+    .venv/bin/python bench/api.py [--quick] [--only http|proxy|events] [--nginx-buffering NAME]
 
 Prints, each time as ours / peer / ratio:
 1. p50/p95/p99 latency and requests/s of `GET /health` and `GET /api/presets` (real PresetService,
    shipped catalog, password set, Bearer token sent) at concurrency 1 and 50, against a bare
    FastAPI app on the same uvicorn settings answering `/health` (the peer). Rounds alternate
    A B A B; the medians of the rounds are reported.
-2. Proxy throughput: a 100 MB file through `/api/comfyui/view` next to the same file fetched from
-   the (fake) ComfyUI directly, MB/s and ratio, plus the dashboard's peak RSS growth meanwhile.
-   Same client and chunk handling for every target; one warm-up fetch each (connections, first
-   request, page cache), then 7 rounds (3 with --quick) alternating direct / dashboard / nginx,
-   medians. Also printed: the dashboard's CPU-seconds per 100 MB and, as a second peer, nginx
-   (1 MiB buffers) proxying the same file, the cost of any proxy hop on this machine.
+2. Proxy throughput: a 100 MB `/view` of the (fake) ComfyUI, MB/s, ratio to ComfyUI direct and
+   CPU-seconds per 100 MB, three ways: direct; the public dashboard port as in the image, i.e. the
+   product's own nginx config (nginx.write_config, password set, Bearer token sent) where nginx
+   carries `/api/comfyui/` to ComfyUI after an auth_request to the dashboard (the target applies
+   to this path); and the dashboard's Python proxy as `make run` serves it without nginx. Same
+   client and chunk handling for every target; one warm-up fetch each (connections, first
+   request, page cache), then 7 rounds (3 with --quick) alternating direct / image / Python,
+   medians. Memory: the dashboard's RSS and the largest nginx worker RSS, before and at peak.
+   `--nginx-buffering` swaps that route's buffering for one of BUFFERING (what it was chosen from).
 3. Event latency: publish on the bus (inside the server) -> JSON frame received by a WebSocket
    client, p50/p99 over 500 events.
 
-Servers run as separate processes (uvicorn, uvloop + httptools, no access log); the load generator
-is aiohttp in this process. Targets (issue 5): c=1 p95 < 5 ms; c=50 /health p95 <= 1.2x and
-/api/presets p95 <= 2x the bare app's; proxy >= 0.8x direct with flat memory; events p99 < 50 ms.
+Servers run as separate processes (uvicorn with httptools and, as in the product, the stdlib
+asyncio loop; BENCH_LOOP=uvloop to compare; no access log); the load generator is aiohttp in this
+process. Targets (issue 5): c=1 p95 < 5 ms; c=50 /health p95 <= 1.2x and /api/presets p95 <= 2x
+the bare app's; proxy >= 0.8x direct with flat memory; events p99 < 50 ms.
 """
 
 from __future__ import annotations
@@ -83,7 +87,14 @@ def serve(kind: str, port: int, workspace: str, comfyui_port: int) -> None:
                 await asyncio.sleep(gap_ms / 1000)
             return {"published": n}
 
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        loop=os.environ.get("BENCH_LOOP", "asyncio"),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,54 +234,90 @@ def task_cpu_seconds(pid: int) -> float:
     return total / 1e9
 
 
-NGINX_CONF = """
-worker_processes 1;
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log;
-events {{ worker_connections 64; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}; proxy_temp_path {dir}; fastcgi_temp_path {dir};
-  uwsgi_temp_path {dir}; scgi_temp_path {dir};
-  upstream comfyui {{ server 127.0.0.1:{upstream}; keepalive 4; }}
-  server {{
-    listen 127.0.0.1:{port};
-    location / {{
-      proxy_pass http://comfyui;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_buffer_size 1m; proxy_buffers 8 1m; proxy_busy_buffers_size 2m;
-      proxy_max_temp_file_size 0;
-    }}
-  }}
-}}
-"""
+# nginx buffering choices for the /api/comfyui/ route, tried with --nginx-buffering (the product's
+# choice is nginx.API_BUFFERING; the others are what it was measured against).
+BUFFERING = {
+    "off-8k": ("proxy_buffering off;",),
+    "off-256k": (
+        "proxy_buffering off;",
+        "proxy_buffer_size 256k;",
+        "proxy_buffers 4 256k;",
+        "proxy_busy_buffers_size 512k;",
+    ),
+    "off-1m": (
+        "proxy_buffering off;",
+        "proxy_buffer_size 1m;",
+        "proxy_buffers 4 1m;",
+        "proxy_busy_buffers_size 2m;",
+    ),
+    "on-1m": (
+        "proxy_buffering on;",
+        "proxy_buffer_size 1m;",
+        "proxy_buffers 8 1m;",
+        "proxy_busy_buffers_size 2m;",
+        "proxy_max_temp_file_size 0;",
+    ),
+    "on-256k": (
+        "proxy_buffering on;",
+        "proxy_buffer_size 256k;",
+        "proxy_buffers 8 256k;",
+        "proxy_busy_buffers_size 512k;",
+        "proxy_max_temp_file_size 0;",
+    ),
+    "on-64k": (
+        "proxy_buffering on;",
+        "proxy_buffer_size 64k;",
+        "proxy_buffers 16 64k;",
+        "proxy_busy_buffers_size 128k;",
+        "proxy_max_temp_file_size 0;",
+    ),
+}
 
 
-class NginxProxy:
-    """nginx (C, 1 MiB buffers, nothing spooled to disk) in front of ComfyUI: a second peer, the
-    cost of any proxy hop on this machine. Skipped when nginx is not installed."""
+class ProductNginx:
+    """The image's nginx: the product's own config (nginx.write_config) with ACCESS_PASSWORD set,
+    so `/api/comfyui/` on the public dashboard port goes nginx -> ComfyUI after an auth_request to
+    the dashboard, exactly as in the image. Skipped when nginx is not installed."""
 
-    def __init__(self, workdir: Path, upstream_port: int) -> None:
+    def __init__(self, workdir: Path, workspace: str, dashboard_port: int, comfyui_port: int) -> None:
+        from comfyui_docker import nginx
+        from comfyui_docker.settings import Settings
+        from comfyui_docker.workspace import Workspace
+
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        workdir.mkdir(parents=True, exist_ok=True)
-        conf = workdir / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(dir=workdir, upstream=upstream_port, port=self.port))
-        self.proc = subprocess.Popen(
-            ["nginx", "-e", str(workdir / "error.log"), "-p", str(workdir), "-c", str(conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        settings = Settings.from_env(
+            {
+                "WORKSPACE_ROOT": workspace,
+                "ACCESS_PASSWORD": PASSWORD,
+                "ENABLE_NGINX": "true",
+                "DASHBOARD_PORT": str(self.port),
+                "COMFYUI_PORT": str(free_port()),
+                "DASHBOARD_INTERNAL_PORT": str(dashboard_port),
+                "COMFYUI_INTERNAL_PORT": str(comfyui_port),
+            }
         )
+        conf = nginx.write_config(
+            settings, Workspace(settings.workspace_root), workdir, listen_host="127.0.0.1"
+        )
+        self.text = conf.read_text()
+        self.proc = subprocess.Popen(nginx.argv(conf), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            if len(self.worker_pids()) >= 1:
+                break
+            time.sleep(0.02)
 
     @classmethod
-    def start(cls, workdir: Path, upstream_port: int) -> NginxProxy | None:
-        import shutil
+    def start(
+        cls, workdir: Path, workspace: str, dashboard_port: int, comfyui_port: int
+    ) -> ProductNginx | None:
+        from comfyui_docker import nginx
 
-        if shutil.which("nginx") is None:
+        try:
+            nginx.find_binary()
+        except nginx.NginxError:
             return None
-        return cls(workdir, upstream_port)
+        return cls(workdir, workspace, dashboard_port, comfyui_port)
 
     def worker_pids(self) -> list[int]:
         try:
@@ -282,6 +329,10 @@ class NginxProxy:
     def cpu(self) -> float:
         return sum(task_cpu_seconds(p) for p in self.worker_pids())
 
+    def worker_rss(self) -> int:
+        """The largest RSS of one worker (each request is handled by one worker)."""
+        return max((rss_of(p) for p in self.worker_pids()), default=0)
+
     def stop(self) -> None:
         self.proc.terminate()
         try:
@@ -291,30 +342,44 @@ class NginxProxy:
             self.proc.wait()
 
 
+def rss_of(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 async def bench_proxy(
-    ours: Server, comfy_url: str, token: str, rounds: int, nginx: NginxProxy | None
+    ours: Server, comfy_url: str, token: str, rounds: int, nginx: ProductNginx | None
 ) -> None:
-    print("== Proxy: 100 MB /view through the dashboard vs from ComfyUI directly (A B A B, medians) ==")
+    print("== Proxy: 100 MB /view of ComfyUI, three ways (A B C A B C rounds, medians) ==")
     auth = {"Authorization": f"Bearer {token}"}
     query = "/view?filename=bench100.bin&type=output"
-    targets: list[tuple[str, str, Any]] = [
-        ("direct", comfy_url + query, None),
-        ("dashboard", ours.url + "/api/comfyui" + query, lambda: task_cpu_seconds(ours.proc.pid)),
-    ]
+    dash_cpu = lambda: task_cpu_seconds(ours.proc.pid)  # noqa: E731
+    targets: list[tuple[str, str, Any]] = [("direct", comfy_url + query, None)]
     if nginx is not None:
-        targets.append(("nginx", nginx.url + query, nginx.cpu))
+        # auth_request asks the dashboard once per request: its CPU counts too
+        targets.append(("image", nginx.url + "/api/comfyui" + query, lambda: nginx.cpu() + dash_cpu()))
+    targets.append(("python", ours.url + "/api/comfyui" + query, dash_cpu))
     speed: dict[str, list[float]] = {name: [] for name, _, _ in targets}
     cpu: dict[str, list[float]] = {name: [] for name, _, _ in targets}
     async with aiohttp.ClientSession(headers=auth) as http:
         for _, url, _ in targets:  # warm-up: connections opened, first-request work done, file cached
             await fetch_all(http, url)
         base_rss = ours.rss()
-        peak = [base_rss]
+        base_worker = nginx.worker_rss() if nginx is not None else 0
+        peak = [base_rss, base_worker]
         stop = threading.Event()
 
         def sample() -> None:
             while not stop.is_set():
                 peak[0] = max(peak[0], ours.rss())
+                if nginx is not None:
+                    peak[1] = max(peak[1], nginx.worker_rss())
                 time.sleep(0.01)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -330,22 +395,41 @@ async def bench_proxy(
         finally:
             stop.set()
             sampler.join()
-    d, p = statistics.median(speed["direct"]), statistics.median(speed["dashboard"])
-    print(f"direct {d:8.1f} MB/s | proxied {p:8.1f} MB/s | ratio {p / d:.2f} (target >= 0.8)")
-    print(f"  dashboard process: {statistics.median(cpu['dashboard']):.3f} CPU-s per 100 MB")
+    d = statistics.median(speed["direct"])
+    print(f"direct from ComfyUI                          {d:8.1f} MB/s")
     if nginx is not None:
-        g = statistics.median(speed["nginx"])
+        g = statistics.median(speed["image"])
         print(
-            f"  reference, nginx as the proxy: {g:8.1f} MB/s | ratio {g / d:.2f} | "
-            f"{statistics.median(cpu['nginx']):.3f} CPU-s per 100 MB"
+            f"public dashboard port as in the image        {g:8.1f} MB/s | ratio {g / d:.2f} "
+            f"(target >= 0.8) | {statistics.median(cpu['image']):.3f} CPU-s per 100 MB "
+            "(nginx workers + dashboard)\n"
+            f"  (nginx -> ComfyUI, auth_request to the dashboard, Bearer token; buffering: "
+            f"{' '.join(nginx_buffering_now())})"
         )
     else:
-        print("  reference, nginx as the proxy: skipped (nginx is not installed)")
-    print("  rounds (MB/s): " + "; ".join(f"{k} {[round(x) for x in v]}" for k, v in speed.items()))
+        print("public dashboard port as in the image: skipped (nginx is not installed)")
+    p = statistics.median(speed["python"])
     print(
-        f"dashboard RSS before {base_rss / 2**20:.1f} MiB, peak during {rounds * 100} MB proxied "
+        f"Python fallback (dashboard, `make run`)      {p:8.1f} MB/s | ratio {p / d:.2f} | "
+        f"{statistics.median(cpu['python']):.3f} CPU-s per 100 MB (dashboard process)"
+    )
+    print("  rounds (MB/s): " + "; ".join(f"{k} {[round(x) for x in v]}" for k, v in speed.items()))
+    n_proxied = rounds * (len(targets) - 1) * 100
+    print(
+        f"dashboard RSS before {base_rss / 2**20:.1f} MiB, peak during {n_proxied} MB proxied "
         f"{peak[0] / 2**20:.1f} MiB (+{(peak[0] - base_rss) / 2**20:.1f} MiB)"
     )
+    if nginx is not None:
+        print(
+            f"nginx worker RSS before {base_worker / 2**20:.1f} MiB, peak {peak[1] / 2**20:.1f} MiB "
+            f"(+{(peak[1] - base_worker) / 2**20:.1f} MiB)"
+        )
+
+
+def nginx_buffering_now() -> tuple[str, ...]:
+    from comfyui_docker import nginx
+
+    return nginx.API_BUFFERING
 
 
 async def bench_events(ours: Server, token: str, n: int) -> None:
@@ -371,10 +455,15 @@ async def bench_events(ours: Server, token: str, n: int) -> None:
     )
 
 
-async def main(quick: bool, only: str | None = None) -> None:
+async def main(quick: bool, only: str | None = None, buffering: str = "product") -> None:
     from comfyui_docker.settings import Settings
     from comfyui_docker.web.auth import Auth
     from fakes.comfyui_root.launch import run_comfyui
+
+    if buffering != "product":
+        from comfyui_docker import nginx
+
+        nginx.API_BUFFERING = BUFFERING[buffering]
 
     rounds = 2 if quick else 3
     n1, n50 = (500, 2000) if quick else (1500, 5000)
@@ -395,7 +484,7 @@ async def main(quick: bool, only: str | None = None) -> None:
             if only in (None, "http"):
                 await bench_http(ours, hello, token, rounds, n1, n50)
             if only in (None, "proxy"):
-                nginx = NginxProxy.start(Path(tmp) / "nginx", comfy.port)
+                nginx = ProductNginx.start(Path(tmp) / "nginx", ws, ours.port, comfy.port)
                 try:
                     await bench_proxy(ours, comfy.url, token, 3 if quick else 7, nginx)
                 finally:
@@ -416,8 +505,14 @@ if __name__ == "__main__":
     ap.add_argument("--comfyui-port", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="fewer requests and rounds")
     ap.add_argument("--only", choices=("http", "proxy", "events"), help="run one part only")
+    ap.add_argument(
+        "--nginx-buffering",
+        choices=("product", *BUFFERING),
+        default="product",
+        help="nginx buffering of the /api/comfyui/ route (default: the product's)",
+    )
     args = ap.parse_args()
     if args.serve:
         serve(args.serve, args.port, args.workspace, args.comfyui_port)
     else:
-        asyncio.run(main(args.quick, args.only))
+        asyncio.run(main(args.quick, args.only, args.nginx_buffering))
