@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from comfyui_docker.bodytap import END, BlockPool, BodyTap
+from comfyui_docker.bodytap import ALIGN, END, BlockPool, BodyTap
 from fakes.model_host import ModelHost
 
 KIB = 1024
@@ -191,3 +191,48 @@ async def test_chunked_and_encoded_bodies_stay_with_aiohttp(
 
 async def test_end_is_empty() -> None:
     assert not END.view and END.block is None
+
+
+@pytest.mark.parametrize("offset", [0, 1000, 4096 * 3 + 7])
+async def test_blocks_end_on_4k_boundaries_of_the_file(
+    host: ModelHost, session: aiohttp.ClientSession, offset: int
+) -> None:
+    url = host.add("/f", DATA)
+    pool = BlockPool(size=256 * KIB)
+    resp = await session.get(url)
+    tap = BodyTap.take(resp, pool, offset=offset, minimum=64 * KIB)
+    assert tap is not None
+    pos, ends, got = offset, [], bytearray()
+    try:
+        while (chunk := await tap.read(5)).view:
+            pos += len(chunk.view)
+            got += chunk.view
+            if chunk.block is not None:
+                ends.append(pos)
+    finally:
+        tap.close()
+    assert bytes(got) == DATA
+    # every pool block but the last ends on a 4 KiB boundary of the file: O_DIRECT can take it
+    assert ends and all(end % ALIGN == 0 for end in ends[:-1])
+    assert ends[-1] == offset + len(DATA)
+
+
+async def test_partial_blocks_keep_the_alignment(session: aiohttp.ClientSession) -> None:
+    with ModelHost(rate=2 * MIB) as host:
+        url = host.add("/f", DATA[:MIB])
+        pool = BlockPool(size=4 * MIB)
+        resp = await session.get(url)
+        tap = BodyTap.take(resp, pool, offset=123, minimum=64 * KIB)
+        assert tap is not None
+        pos, ends, got = 123, [], bytearray()
+        try:
+            while (chunk := await tap.read(5)).view:
+                pos += len(chunk.view)
+                got += chunk.view
+                if chunk.block is not None:
+                    ends.append(pos)
+        finally:
+            tap.close()
+    assert bytes(got) == DATA[:MIB]
+    assert len(ends) >= 2  # handed over early (slow connection), never across a boundary
+    assert all(end % ALIGN == 0 for end in ends[:-1])

@@ -6,7 +6,9 @@ event loop's work: two passes over every byte plus a stream of new pages for the
 Once aiohttp has parsed the status line and headers of a response whose length is known
 (`Content-Length`, no transfer coding), `BodyTap.take(resp, pool)` swaps the connection's
 protocol for this one, a `BufferedProtocol`: the kernel copies straight into blocks that are
-reused once the consumer gives them back. One copy, no parsing, no new memory.
+reused once the consumer gives them back. One copy, no parsing, no new memory. Blocks are
+page-aligned (anonymous mmaps) and handed over ending on a 4 KiB boundary of the file, so a
+writer can pass them to `O_DIRECT` as they are.
 
 aiohttp's state for that connection is stale afterwards, so the tap closes the connection when
 the body is done (never back to the pool); it is meant for large bodies, where one more TCP
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import mmap
 import time
 from collections import deque
 from collections.abc import Callable
@@ -35,37 +38,39 @@ BLOCK = 4 * 1024 * 1024
 HIGH_WATER = 4 * BLOCK  # bytes delivered but not yet read before the socket is paused
 PARTIAL_MIN = 64 * 1024  # a block is handed over early (for progress) once it holds this much...
 PARTIAL_AFTER = 0.2  # ...and this many seconds passed since the last one
+ALIGN = 4096  # blocks end on this boundary of the file (O_DIRECT's unit), except the last
 
 
 class Chunk(NamedTuple):
     view: memoryview | bytes  # empty at the end of the body
-    block: bytearray | None  # the pool block behind `view`, to give back; None for plain bytes
+    block: mmap.mmap | None  # the pool block behind `view` (it starts there), to give back;
+    # None for plain bytes
 
 
 END = Chunk(b"", None)
 
 
 class BlockPool:
-    """Blocks of one size, reused: a free list, not a cap (memory is bounded by the readers'
-    flow control); a block that is never given back is simply garbage-collected."""
+    """Page-aligned blocks of one size, reused: a free list, not a cap (memory is bounded by
+    the readers' flow control); a block that is never given back is garbage-collected."""
 
     def __init__(self, size: int = BLOCK, keep: int = 32) -> None:
         self.size = size
         self.keep = keep
-        self.free: list[bytearray] = []
+        self.free: list[mmap.mmap] = []
         self.created = 0
 
-    def get(self) -> bytearray:
+    def get(self) -> mmap.mmap:
         if self.free:
             return self.free.pop()
         self.created += 1
-        return bytearray(self.size)
+        return mmap.mmap(-1, self.size)
 
-    def put(self, block: bytearray | None) -> None:
+    def put(self, block: mmap.mmap | None) -> None:
         if block is not None and len(block) == self.size and len(self.free) < self.keep:
             self.free.append(block)
 
-    def put_all(self, blocks: list[bytearray | None]) -> None:
+    def put_all(self, blocks: list[mmap.mmap | None]) -> None:
         for block in blocks:
             self.put(block)
 
@@ -78,6 +83,7 @@ class BodyTap(asyncio.BufferedProtocol):
         remaining: int,
         pool: BlockPool,
         *,
+        skew: int = 0,
         high_water: int = HIGH_WATER,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -88,8 +94,9 @@ class BodyTap(asyncio.BufferedProtocol):
         self.clock = clock
         self.queue: deque[Chunk] = deque()
         self.queued = 0
-        self.block: bytearray | None = None
+        self.block: mmap.mmap | None = None
         self.fill = 0
+        self.base = skew % ALIGN  # where in an ALIGN unit of the file the current block starts
         self.last = clock()
         self.transport: asyncio.Transport | None = None
         self.response: aiohttp.ClientResponse | None = None
@@ -105,11 +112,15 @@ class BodyTap(asyncio.BufferedProtocol):
         resp: aiohttp.ClientResponse,
         pool: BlockPool,
         *,
+        offset: int = 0,
         minimum: int = TAKE_MIN,
         high_water: int = HIGH_WATER,
     ) -> BodyTap | None:
         """Take over the rest of `resp`'s body, or None when it must stay with aiohttp
-        (unknown length, chunked, content-encoded, small, or already all received)."""
+        (unknown length, chunked, content-encoded, small, or already all received).
+
+        `offset`: where the body's first byte goes in the file, so that blocks end on
+        ALIGN boundaries of the file."""
         length = resp.content_length
         conn = resp.connection
         if length is None or length < minimum or conn is None:
@@ -128,7 +139,7 @@ class BodyTap(asyncio.BufferedProtocol):
         # No await from here on: every byte aiohttp has received is in `content`, and every
         # later one reaches the tap.
         buffered = content.read_nowait(-1)
-        tap = cls(length - received, pool, high_water=high_water)
+        tap = cls(length - received, pool, skew=offset + len(buffered), high_water=high_water)
         tap.response = resp
         tap.previous = conn.protocol
         if buffered:
@@ -155,7 +166,7 @@ class BodyTap(asyncio.BufferedProtocol):
         if self.block is None:
             self.block = self.pool.get()
             self.fill = 0
-        room = min(len(self.block) - self.fill, self.remaining)
+        room = min(len(self.block) - self.base - self.fill, self.remaining)
         return memoryview(self.block)[self.fill : self.fill + room]
 
     def buffer_updated(self, nbytes: int) -> None:
@@ -166,25 +177,35 @@ class BodyTap(asyncio.BufferedProtocol):
         if self.remaining <= 0:
             self._deliver()
             self.ended = True
-        elif self.fill >= len(self.block):
-            self._deliver()
+        elif self.fill >= len(self.block) - self.base:
+            self._deliver()  # a full block ends on an ALIGN boundary of the file
         elif self.fill >= PARTIAL_MIN and self.clock() - self.last >= PARTIAL_AFTER:
-            self._deliver()  # a slow connection still reports progress
+            # a slow connection still reports progress: what ends on a boundary goes now
+            self._deliver(self.fill - (self.base + self.fill) % ALIGN)
         else:
             return
         if self.queued >= self.high_water and not self.ended:
             self._pause()
         self._wake()
 
-    def _deliver(self) -> None:
+    def _deliver(self, size: int | None = None) -> None:
+        """Queue the first `size` bytes of the block (all by default); the rest (less than
+        ALIGN) moves to the start of a fresh block."""
         block, fill = self.block, self.fill
-        self.block, self.fill = None, 0
-        if block is not None and fill:
-            self.queue.append(Chunk(memoryview(block)[:fill], block))
-            self.queued += fill
-            self.last = self.clock()
-        else:
-            self.pool.put(block)
+        size = fill if size is None else min(size, fill)
+        if block is None or size <= 0:
+            if block is not None and not fill:
+                self.pool.put(block)
+                self.block, self.base = None, 0
+            return
+        self.block, self.fill, self.base = None, 0, 0
+        if size < fill:
+            self.block = self.pool.get()
+            self.fill = fill - size
+            self.block[: self.fill] = block[size:fill]
+        self.queue.append(Chunk(memoryview(block)[:size], block))
+        self.queued += size
+        self.last = self.clock()
 
     def eof_received(self) -> bool:
         self._end(None)

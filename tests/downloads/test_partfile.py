@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 from pathlib import Path
 
@@ -49,3 +50,51 @@ def test_short_pwritev_continues_where_it_stopped(tmp_path: Path) -> None:
     finally:
         os.close(fd)
     assert path.read_bytes() == b"\0" * 10 + b"".join(blocks)
+
+
+def _aligned_blocks(data: bytes, size: int) -> list[mmap.mmap]:
+    out = []
+    for i in range(0, len(data), size):
+        block = mmap.mmap(-1, size)  # page-aligned, as BodyTap's pool hands them out
+        block[: len(data[i : i + size])] = data[i : i + size]
+        out.append(block)
+    return out
+
+
+def test_aligned_blocks_bypass_the_page_cache(tmp_path: Path) -> None:
+    data = os.urandom(256 * 1024)
+    part = PartFile(tmp_path / "d.part")
+    part.open([Piece(0, len(data))], len(data), {}, truncate=True)
+    views = [memoryview(b) for b in _aligned_blocks(data, 64 * 1024)]
+    part.write(0, 0, views, direct=True)
+    size, digest = part.finish()
+    part.close(save=False)
+    if part.direct_io:  # the file system took O_DIRECT (ext4, xfs, tmpfs on Linux >= 6.6)
+        assert part.direct_bytes == len(data)
+    assert (size, digest) == (len(data), hashlib.sha256(data).hexdigest())
+    assert (tmp_path / "d.part").read_bytes() == data
+
+
+def test_a_refused_direct_write_falls_back_to_the_page_cache(tmp_path: Path) -> None:
+    data = os.urandom(64 * 1024)
+    part = PartFile(tmp_path / "d.part")
+    part.open([Piece(0, len(data) + 4096)], len(data) + 4096, {}, truncate=True)
+    # one byte into a page: the kernel refuses this buffer for O_DIRECT (EINVAL)
+    block = mmap.mmap(-1, len(data) + 4096)
+    block[1 : 1 + len(data)] = data
+    part.write(0, 0, [memoryview(block)[1 : 1 + len(data)]], direct=True)
+    part.write(0, len(data), [b"x" * 4096], direct=False)
+    part.close(save=False)
+    assert part.direct_bytes == 0
+    assert not part.direct_io  # and it stays on the page cache from now on
+    assert (tmp_path / "d.part").read_bytes() == data + b"x" * 4096
+
+
+def test_without_direct_io_everything_goes_through_the_page_cache(tmp_path: Path) -> None:
+    data = os.urandom(128 * 1024)
+    part = PartFile(tmp_path / "d.part", direct_io=False)
+    part.open([Piece(0, len(data))], len(data), {}, truncate=True)
+    part.write(0, 0, [memoryview(b) for b in _aligned_blocks(data, 64 * 1024)], direct=True)
+    part.close(save=False)
+    assert part.dfd is None and part.direct_bytes == 0
+    assert (tmp_path / "d.part").read_bytes() == data

@@ -51,6 +51,7 @@ class FetchResult:
     resumed_from: int  # bytes already on disk (from an earlier run) when this fetch started
     restarts: int  # times the download had to start over from zero
     connections: int
+    direct_bytes: int = 0  # bytes written with O_DIRECT (the rest went through the page cache)
 
     @property
     def refetched(self) -> int:
@@ -336,6 +337,7 @@ class _Job(Transfer):
             resumed_from=self.resumed_from,
             restarts=self.restarts,
             connections=self.connections_used,
+            direct_bytes=self.part.direct_bytes,
         )
 
     def _commit(self) -> None:

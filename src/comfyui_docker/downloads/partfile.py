@@ -15,6 +15,7 @@ reached the disk count.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -70,11 +71,16 @@ def plan_range(start: int, end: int, piece_size: int, connections: int) -> list[
 
 
 class PartFile:
-    def __init__(self, path: Path, *, flush_every: int = 64 * 1024 * 1024) -> None:
+    def __init__(self, path: Path, *, flush_every: int = 64 * 1024 * 1024, direct_io: bool = True) -> None:
         self.path = path
         self.state_path = path.with_name(path.name + ".state")
         self.flush_every = flush_every
         self.fd: int | None = None
+        # a second descriptor with O_DIRECT for aligned blocks: no copy into the page cache and
+        # no dirty pages for fdatasync to write back; None where the volume refuses it
+        self.direct_io = direct_io and hasattr(os, "O_DIRECT")
+        self.dfd: int | None = None
+        self.direct_bytes = 0  # bytes written through O_DIRECT
         self.pieces: list[Piece] = []
         self.total: int | None = None
         self.meta: dict[str, Any] = {}
@@ -138,6 +144,11 @@ class PartFile:
         if truncate:
             flags |= os.O_TRUNC
         self.fd = os.open(self.path, flags, 0o644)
+        if self.direct_io and self.dfd is None:
+            try:
+                self.dfd = os.open(self.path, os.O_WRONLY | os.O_DIRECT)
+            except OSError:
+                self.direct_io = False  # not on this file system: page cache it is
         self.pieces, self.total, self.meta = pieces, total, meta
         self.hasher = hashlib.sha256()
         self.hashed = 0
@@ -174,13 +185,17 @@ class PartFile:
         offset: int,
         blocks: Buffer | list[Buffer],
         done: Callable[[], None] | None = None,
+        *,
+        direct: bool = False,
     ) -> None:
         """Write `blocks` (one buffer or several, back to back) at `offset`, with `pwritev`.
 
-        `done` is called (on the hash thread) once the buffers are no longer needed."""
+        `done` is called (on the hash thread) once the buffers are no longer needed. `direct`:
+        the caller vouches that `offset`, every buffer's address and every length are
+        multiples of 4 KiB, so the write may bypass the page cache."""
         assert self.fd is not None
         if isinstance(blocks, bytes | bytearray | memoryview):
-            blocks = [bytes(blocks)]
+            blocks, direct = [bytes(blocks)], False
         size = sum(len(b) for b in blocks)
         try:
             if self._hash_error is not None:
@@ -192,7 +207,7 @@ class PartFile:
             raise
         self._hash_queued.add(offset)  # before `filled` moves, so the hash thread waits for it
         try:
-            _pwrite_all(self.fd, blocks, offset)
+            self._pwrite(blocks, offset, direct)
         except BaseException:
             self._hash_queued.discard(offset)
             self._hash_slots.release()
@@ -205,6 +220,25 @@ class PartFile:
         self._unflushed += size
         if self._unflushed >= self.flush_every:
             self._flush_behind()
+
+    def _pwrite(self, blocks: list[Buffer], offset: int, direct: bool) -> None:
+        assert self.fd is not None
+        if direct and self.dfd is not None:
+            try:
+                _pwrite_all(self.dfd, blocks, offset)
+                self.direct_bytes += sum(len(b) for b in blocks)
+                return
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                self._close_direct()  # the volume takes O_DIRECT opens but not the writes
+                self.direct_io = False
+        _pwrite_all(self.fd, blocks, offset)
+
+    def _close_direct(self) -> None:
+        if self.dfd is not None:
+            os.close(self.dfd)
+            self.dfd = None
 
     def advance_hash(self) -> None:
         """Hash what is on disk right after the hashed prefix (from the page cache)."""
@@ -275,6 +309,7 @@ class PartFile:
         self._hash_wait()  # the hash thread may still be reading the file
         with contextlib.suppress(OSError):
             self._sync_wait()  # and the fdatasync thread syncing it (its error is moot now)
+        self._close_direct()
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None

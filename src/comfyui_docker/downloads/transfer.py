@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import errno
 import functools
+import mmap
 import os
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from ..bodytap import BlockPool, BodyTap, Chunk
+from ..bodytap import ALIGN, BlockPool, BodyTap, Chunk
 from ..errors import DiskFull, DownloadError
 from .http import RetryPolicy, Transient, open_response
 from .partfile import Buffer, PartFile, Piece
@@ -55,6 +56,7 @@ class FetchOptions:
     split_after: float = 0.3
     split_below: float = 200e6
     split_ahead: int = 8 * MIB  # the first stream keeps this much past what it has received
+    direct_io: bool = True  # aligned blocks bypass the page cache (O_DIRECT) where the volume allows
     tap_min: int = 64 * MIB  # bodies this large are read off the socket (BodyTap); pieces keep
     # their keep-alive connection instead (a new TLS connection per piece costs more)
     flush_every: int = 64 * MIB
@@ -87,7 +89,11 @@ class Transfer:
         self.sha256 = sha256.lower() if sha256 else None
         self.progress = progress
         self.licence_url = licence_url
-        self.part = PartFile(dest.with_name(dest.name + ".part"), flush_every=self.opt.flush_every)
+        self.part = PartFile(
+            dest.with_name(dest.name + ".part"),
+            flush_every=self.opt.flush_every,
+            direct_io=self.opt.direct_io,
+        )
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"write-{dest.name[:20]}")
         self.loop = asyncio.get_running_loop()
         self.inflight = asyncio.Semaphore(self.opt.max_inflight_blocks)
@@ -117,7 +123,7 @@ class Transfer:
             await asyncio.wait(list(self.pending))
         self._check_pending()
 
-    def _give_back(self, blocks: list[bytearray | None]) -> None:
+    def _give_back(self, blocks: list[mmap.mmap | None]) -> None:
         """From the hash thread, once `blocks` are written and hashed: back to the pool."""
         if any(b is not None for b in blocks):
             with contextlib.suppress(RuntimeError):  # the loop is gone: the blocks just go
@@ -129,12 +135,14 @@ class Transfer:
         offset: int,
         blocks: list[Buffer],
         size: int,
-        owned: list[bytearray | None] | None = None,
+        owned: list[mmap.mmap | None] | None = None,
+        direct: bool = False,
     ) -> None:
         self._check_pending()
         await self.inflight.acquire()
         done = functools.partial(self._give_back, owned) if owned else None
-        fut = self.loop.run_in_executor(self.executor, self.part.write, index, offset, blocks, done)
+        write = functools.partial(self.part.write, index, offset, blocks, done, direct=direct)
+        fut = self.loop.run_in_executor(self.executor, write)
         fut.add_done_callback(lambda _f: self.inflight.release())
         self.pending.add(fut)
         self.network += size
@@ -201,11 +209,14 @@ class Transfer:
         offset = piece.start + piece.received
         began = piece.received
         last = self.loop.time()
-        tap = BodyTap.take(resp, self.pool, minimum=self.opt.tap_min, high_water=self.opt.read_bufsize)
+        tap = BodyTap.take(
+            resp, self.pool, offset=offset, minimum=self.opt.tap_min, high_water=self.opt.read_bufsize
+        )
         read = _tap_reader(tap, self.opt.timeout.sock_read) if tap else _aiohttp_reader(resp)
         if tap is not None:
             self.taps[index] = tap
-        owned: list[bytearray | None] = []  # pool blocks behind `buf`, given back once written
+        owned: list[mmap.mmap | None] = []  # pool blocks behind `buf`, given back once written
+        direct = offset % ALIGN == 0  # `buf` can go to O_DIRECT: aligned in the file and memory
         try:
             while True:
                 limit = piece.length  # read each time: a split may end this piece early
@@ -223,18 +234,20 @@ class Transfer:
                 buf.append(chunk)
                 owned.append(block)
                 size += len(chunk)
+                direct = direct and block is not None and len(chunk) % ALIGN == 0
                 piece.pending = size
                 if size >= BLOCK or (size >= SMALL_BLOCK and self.loop.time() - last >= SUBMIT_EVERY):
                     last = self.loop.time()
-                    blocks, got, held = buf, size, owned
+                    blocks, got, held, aligned = buf, size, owned, direct
                     buf, size, owned = [], 0, []
-                    await self._submit(index, offset, blocks, got, held)
+                    await self._submit(index, offset, blocks, got, held, aligned)
                     offset += got
+                    direct = offset % ALIGN == 0
                     piece.received += got
                     piece.pending = 0
         finally:
             if buf:
-                await self._submit(index, offset, buf, size, owned)
+                await self._submit(index, offset, buf, size, owned, direct)
                 piece.received += size
             piece.pending = 0
             if tap is not None:
