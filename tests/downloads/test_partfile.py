@@ -98,3 +98,21 @@ def test_without_direct_io_everything_goes_through_the_page_cache(tmp_path: Path
     part.close(save=False)
     assert part.dfd is None and part.direct_bytes == 0
     assert (tmp_path / "d.part").read_bytes() == data
+
+
+def test_out_of_order_blocks_stay_in_the_page_cache_for_the_hash(tmp_path: Path) -> None:
+    # a second piece arriving first is read back for the hash later: it must not skip the
+    # page cache (that read would go to the disk); the in-order piece may
+    data = os.urandom(256 * 1024)
+    half = len(data) // 2
+    part = PartFile(tmp_path / "d.part")
+    part.open([Piece(0, half), Piece(half, len(data))], len(data), {}, truncate=True)
+    second = [memoryview(b) for b in _aligned_blocks(data[half:], 64 * 1024)]
+    first = [memoryview(b) for b in _aligned_blocks(data[:half], 64 * 1024)]
+    part.write(1, half, second, direct=True)
+    part.write(0, 0, first, direct=True)
+    size, digest = part.finish()
+    part.close(save=False)
+    assert part.direct_bytes == (half if part.direct_io else 0)
+    assert part.read_back == half
+    assert (size, digest) == (len(data), hashlib.sha256(data).hexdigest())

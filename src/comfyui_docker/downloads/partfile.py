@@ -86,6 +86,7 @@ class PartFile:
         self.meta: dict[str, Any] = {}
         self.hasher = hashlib.sha256()
         self.hashed = 0
+        self._in_order = 0
         self._unflushed = 0
         self._dropped = 0
         self.read_back = 0  # bytes hashed by reading the file (not from memory)
@@ -152,6 +153,7 @@ class PartFile:
         self.pieces, self.total, self.meta = pieces, total, meta
         self.hasher = hashlib.sha256()
         self.hashed = 0
+        self._in_order = 0  # end of the blocks queued to be hashed from memory, in order
         self._dropped = 0
         self._unflushed = 0
         if total is not None and len(pieces) > 1 and os.fstat(self.fd).st_size < total:
@@ -206,8 +208,14 @@ class PartFile:
                 done()
             raise
         self._hash_queued.add(offset)  # before `filled` moves, so the hash thread waits for it
+        # A block right after the hashed prefix (or after blocks queued to be hashed from
+        # memory) is hashed from memory: it may skip the page cache. Any other block is read
+        # back for the hash later, so it stays in the page cache for that.
+        in_order = offset == max(self._in_order, self.hashed)
+        if in_order:
+            self._in_order = offset + size
         try:
-            self._pwrite(blocks, offset, direct)
+            self._pwrite(blocks, offset, direct and in_order)
         except BaseException:
             self._hash_queued.discard(offset)
             self._hash_slots.release()
