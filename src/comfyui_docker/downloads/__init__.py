@@ -1,7 +1,8 @@
 """Downloads: everything between a preset id and verified files on the volume.
 
 http.py       one request: redirects by hand, tokens by host, statuses -> typed errors
-partfile.py   the <name>.part file: pieces, inline sha256 of the contiguous prefix, flushes
+bodytap.py    a large body read straight off the socket into reused page-aligned blocks
+partfile.py   the <name>.part file: pieces, inline sha256 of the contiguous prefix, O_DIRECT, flushes
 transfer.py   writer thread, retry budget, free-space check, one body -> one piece
 fetch.py      one URL -> one verified file (resume, several connections, verify, rename)
 locks.py      per-file lock files with owner and heartbeat (shared volumes)

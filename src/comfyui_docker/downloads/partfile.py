@@ -4,10 +4,13 @@ All methods run on one dedicated thread (the fetcher's writer executor), in orde
 piece bookkeeping needs no locks. The file is split into pieces (one piece for a single-stream
 download). Bytes are written with `pwrite`; a block that starts where the hash has reached is
 hashed from memory, other blocks are hashed later by reading them back while they are still in
-the page cache (never a second full read of the file).
+the page cache (never a second full read of the file). Blocks hashed from memory that the caller
+vouches are aligned go through a second, `O_DIRECT` descriptor: no copy into the page cache and
+nothing for `fdatasync` to write back (the page cache where the file system refuses it).
 
-Every `flush_every` bytes: `fdatasync`, then the progress (bytes per piece) is saved beside the
-part as `<name>.part.state`, then the hashed range is dropped from the page cache
+Every `flush_every` bytes, on the fdatasync thread while writing goes on: `fdatasync`, then the
+progress (bytes per piece, as it was when the flush began) is saved beside the part as
+`<name>.part.state`, then the hashed range is dropped from the page cache
 (`POSIX_FADV_DONTNEED`). After a crash, resume starts from the saved state: only bytes that
 reached the disk count.
 """

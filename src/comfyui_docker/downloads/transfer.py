@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from ..bodytap import ALIGN, BlockPool, BodyTap, Chunk
 from ..errors import DiskFull, DownloadError
+from .bodytap import ALIGN, BlockPool, BodyTap, Chunk
 from .http import RetryPolicy, Transient, open_response
 from .partfile import Buffer, PartFile, Piece
 

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from comfyui_docker.bodytap import ALIGN, END, BlockPool, BodyTap
+from comfyui_docker.downloads.bodytap import ALIGN, END, BlockPool, BodyTap
 from fakes.model_host import ModelHost
 
 KIB = 1024
