@@ -53,9 +53,9 @@ class FetchOptions:
     # slower than `split_below` bytes/s (a CDN capping each connection), the rest of the file
     # is split into pieces fetched over `connections` connections. A fast stream stays alone:
     # more connections would only cost CPU and out-of-order writes.
-    split_after: float = 0.3
+    split_after: float = 0.2
     split_below: float = 200e6
-    split_ahead: int = 8 * MIB  # the first stream keeps this much past what it has received
+    split_ahead: int = 1 * MIB  # the first stream keeps this much past what it has read
     direct_io: bool = True  # aligned blocks bypass the page cache (O_DIRECT) where the volume allows
     tap_min: int = 64 * MIB  # bodies this large are read off the socket (BodyTap); pieces keep
     # their keep-alive connection instead (a new TLS connection per piece costs more)
