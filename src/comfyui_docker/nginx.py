@@ -17,9 +17,11 @@ and query exactly as the client encoded them; streamed both ways. Who may is the
 middleware rule, asked through `auth_request` to /auth/verify with `X-Auth-Scope: dashboard-api`
 (Bearer token; session cookie, plus the CSRF token for changes; the WebSocket Origin check; with
 or without a password). Our credentials are not forwarded: Authorization and X-CSRF-Token are
-dropped and cd_session/cd_csrf cut out of the Cookie header. A refused request, one whose raw URI
-nginx cannot cut, and any request ComfyUI does not answer (502/504) are replayed to the dashboard,
-so the answer is its own: 401/403/429 JSON, or 503 JSON with ComfyUI's state.
+dropped and cd_session/cd_csrf cut out of the Cookie header. A refused request and one whose raw
+URI nginx cannot cut are replayed to the dashboard, so the answer is its own (401/403/429 JSON);
+so is a GET or HEAD that ComfyUI does not answer (502/504: 503 JSON with ComfyUI's state). Other
+methods may have had part of their body read by then, which nginx cannot send twice: nginx
+answers them 503 in the same JSON shape itself.
 
 `write_config` renders the file into a run folder outside the volume (several pods may share one
 volume); access and error logs go to `workspace/logs`. Every path nginx writes (pid, temp
@@ -197,11 +199,12 @@ http {
 {{ fwd_upgrade }}
         }
         # ComfyUI's API and WebSocket under the dashboard's host, carried by nginx itself (one
-        # hop, not two). The dashboard decides who may (its middleware's rule, via auth_request),
-        # refusals and "ComfyUI is down" are replayed to the dashboard, whose own route answers.
+        # hop, not two). The dashboard decides who may (its middleware's rule, via auth_request);
+        # refusals (no body read yet) are replayed to the dashboard, whose own route answers.
         location /api/comfyui/ {
             auth_request /_cd_auth_api;
-            error_page 401 403 418 500 502 504 = @cd_api_dashboard;
+            error_page 401 403 418 500 = @cd_api_dashboard;
+            error_page 502 504 = @cd_api_down;
             recursive_error_pages on;
             if ($cd_comfyui_uri = "") {
                 return 418;
@@ -215,6 +218,17 @@ http {
 {{ fwd_auth_api }}
         }
         location @cd_api_dashboard {
+            proxy_pass http://cd_dashboard$request_uri;
+{{ fwd_upgrade }}
+        }
+        # ComfyUI did not answer. A GET or HEAD is replayed to the dashboard, whose 503 says
+        # ComfyUI's state; a request with a body may be partly read already, and nginx cannot
+        # send it twice: it gets the same error shape from here.
+        location @cd_api_down {
+            default_type application/json;
+            if ($request_method !~ ^(GET|HEAD)$) {
+                return 503 '{{ comfyui_down_json }}\n';
+            }
             proxy_pass http://cd_dashboard$request_uri;
 {{ fwd_upgrade }}
         }
@@ -274,7 +288,7 @@ http {
 {%- endif %}
             error_page 502 503 504 =503 @comfyui_down;
             proxy_pass http://cd_comfyui;
-{{ fwd_upgrade }}
+{{ fwd_comfyui }}
         }
         location @comfyui_down {
             rewrite ^ /comfyui-unavailable break;
@@ -304,11 +318,12 @@ _COMFYUI_API = (
     'proxy_set_header X-CSRF-Token "";',
     "proxy_set_header Cookie $cd_cookie;",
 )
-# How nginx buffers ComfyUI's answers on that route. At most 2 MiB read ahead per response, never
-# spooled to disk, so memory stays flat for any file size; data still goes out as it arrives.
+# How nginx buffers ComfyUI's answers (that route, and ComfyUI's own port). At most 2 MiB read
+# ahead per response, never spooled to disk, so memory stays flat for any file size; data still
+# goes out as it arrives.
 # `bench/api.py --only proxy --nginx-buffering ...` on 2 cores, ratio to ComfyUI direct, medians of
 # 3-14 runs: this 0.84 (all 7 runs >= 0.82, +1 MiB worker RSS); 8 x 1m 0.91 (0.70-1.07, +9 MiB);
-# unbuffered with 1m 0.79, with 256k 0.75, with nginx's default 8k 0.37.
+# unbuffered with 1m 0.79, with 256k 0.75, with nginx's default 8k 0.37 (ComfyUI's port had that).
 API_BUFFERING = (
     "proxy_buffering on;",
     "proxy_buffer_size 256k;",
@@ -340,6 +355,21 @@ _UNAUTHORIZED = json.dumps(
             "code": "unauthorized",
             "message": "login required",
             "hint": "log in at /login or send Authorization: Bearer <API token>",
+        }
+    },
+    separators=(",", ":"),
+)
+
+
+# What the Python proxy says when ComfyUI does not answer, for the requests nginx cannot replay.
+_COMFYUI_DOWN = json.dumps(
+    {
+        "error": {
+            "code": "service_unavailable",
+            "message": "ComfyUI is not answering",
+            "hint": "it may be starting or restarting; try again in a few seconds "
+            "(GET /api/service/comfyui says its state)",
+            "details": {"state": "unreachable"},
         }
     },
     separators=(",", ":"),
@@ -385,9 +415,11 @@ def render(
         comfyui_upstream=settings.comfyui_internal_port,
         password=settings.password_set,
         unauthorized_json=_UNAUTHORIZED,
+        comfyui_down_json=_COMFYUI_DOWN,
         fwd=_block(*_FORWARD),
         fwd_upgrade=_block(*_FORWARD, *_UPGRADE),
         fwd_no_body=_block(*_FORWARD, *_NO_BODY),
+        fwd_comfyui=_block(*_FORWARD, *_UPGRADE, *API_BUFFERING),
         fwd_comfyui_api=_block(*_FORWARD, *_UPGRADE, *_COMFYUI_API, *API_BUFFERING),
         fwd_auth_api=_block(*_FORWARD, *_NO_BODY, *_AUTH_API),
     )

@@ -359,9 +359,20 @@ async def test_comfyui_down_answers_the_dashboard_503(
         assert body["error"]["message"] == message
         assert body["error"]["details"]["state"] == state
         assert recorder.paths[-1] == "/api/comfyui/view"
-        for data in (json.dumps({"prompt": {}}).encode(), io.BytesIO(os.urandom(8 * 2**20))):
+        # A body may be partly read when ComfyUI's port refuses: nginx cannot send it again, so it
+        # answers in the same error shape itself; the connection stays usable (no half-read body
+        # left on it: each POST is followed by a GET on the same connection).
+        bodies = [json.dumps({"prompt": {}}).encode()] + [io.BytesIO(os.urandom(8 * 2**20)) for _ in range(4)]
+        for data in bodies:
             async with client.post(url + "/prompt", data=data, headers=BEARER) as resp:
                 assert resp.status == 503, await resp.text()
+                err = (await resp.json())["error"]
+            assert err["code"] == "service_unavailable" and err["message"] == "ComfyUI is not answering"
+            assert err["details"]["state"] == "unreachable"
+            async with client.get(
+                url + VIEW, headers=BEARER, timeout=aiohttp.ClientTimeout(total=10)
+            ) as resp:
+                assert resp.status == 503
                 assert (await resp.json())["error"]["details"]["state"] == state
         # a refused request is still refused (401, not 503) while ComfyUI is down
         async with client.get(url + VIEW) as resp:

@@ -58,7 +58,8 @@ def test_dashboard_port_carries_comfyui_api_itself(tmp_path: Path, password: str
     assert '"~^/api/comfyui(/.*)$"   $1;' in text
     for line in (
         "auth_request /_cd_auth_api;",
-        "error_page 401 403 418 500 502 504 = @cd_api_dashboard;",
+        "error_page 401 403 418 500 = @cd_api_dashboard;",
+        "error_page 502 504 = @cd_api_down;",
         'proxy_set_header Authorization "";',
         'proxy_set_header X-CSRF-Token "";',
         "proxy_set_header Cookie $cd_cookie;",
@@ -72,11 +73,15 @@ def test_dashboard_port_carries_comfyui_api_itself(tmp_path: Path, password: str
     assert "proxy_pass_request_body off;" in check
     fallback = location(dashboard, "@cd_api_dashboard")
     assert "proxy_pass http://cd_dashboard$request_uri;" in fallback
+    down = location(dashboard, "@cd_api_down")
+    assert "if ($request_method !~ ^(GET|HEAD)$)" in down and "return 503 '" in down
+    assert "proxy_pass http://cd_dashboard$request_uri;" in down
     # streamed both ways, with the http block's limits and timeouts
     assert "proxy_request_buffering off;" in text and f"client_max_body_size {nginx.MAX_BODY};" in text
     assert f"proxy_read_timeout {nginx.READ_TIMEOUT_S}s;" in text
+    comfyui_port = location(text[text.index("# ---- ComfyUI") :], "/")
     for directive in nginx.API_BUFFERING:
-        assert directive in api
+        assert directive in api and directive in comfyui_port
 
 
 def test_public_ports_listen_everywhere_internal_ports_only_upstream(tmp_path: Path) -> None:
