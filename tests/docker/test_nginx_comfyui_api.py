@@ -8,6 +8,7 @@ nginx -> ComfyUI (the dashboard only sees /auth/verify) or through the dashboard
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -107,12 +108,18 @@ class Echo:
     seen: list[dict[str, Any]] = field(default_factory=list)
 
     async def handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
+        digest, length, head = hashlib.sha256(), 0, b""
+        async for chunk in request.content.iter_any():
+            digest.update(chunk)
+            length += len(chunk)
+            head = (head + chunk)[:4096]
         got = {
             "method": request.method,
             "raw_path": request.raw_path,
             "headers": {k.lower(): v for k, v in request.headers.items()},
-            "body": body.decode("latin-1"),
+            "body": head.decode("latin-1"),
+            "length": length,
+            "sha256": digest.hexdigest(),
         }
         self.seen.append(got)
         return web.json_response(got, headers={"X-Echo": "1", "Set-Cookie": "comfy=1; Path=/"})
@@ -230,6 +237,35 @@ async def test_our_credentials_never_reach_comfyui(
     assert got["headers"]["host"] == f"127.0.0.1:{running.settings.dashboard_port}"
     assert got["headers"]["x-forwarded-host"] == got["headers"]["host"]
     assert len(echo.seen) == len(cases) + 1  # each request reached "ComfyUI" once
+
+
+async def test_upload_streams_through_without_spooling(
+    echo_stack: tuple[Nginx, Echo], client: aiohttp.ClientSession
+) -> None:
+    running, echo = echo_stack
+    block = os.urandom(2**20)
+    sent = hashlib.sha256()
+    spool = running.run_dir / "client_body"
+    peak = 0
+
+    async def body() -> AsyncIterator[bytes]:  # 48 MiB, chunked: nothing for nginx to size up front
+        nonlocal peak
+        for i in range(48):
+            piece = i.to_bytes(4, "big") + block[4:]
+            sent.update(piece)
+            peak = max(peak, sum(f.stat().st_size for f in spool.rglob("*") if f.is_file()))
+            yield piece
+
+    async with client.post(
+        running.dashboard + "/api/comfyui/upload/image",
+        data=body(),
+        headers={**BEARER, "Content-Type": "application/octet-stream"},
+    ) as resp:
+        assert resp.status == 200
+        got = await resp.json()
+    assert got["length"] == 48 * 2**20 and got["sha256"] == sent.hexdigest()
+    assert peak == 0  # streamed to "ComfyUI", never written to nginx's body folder
+    assert len(echo.seen) == 1
 
 
 # ---- who may ------------------------------------------------------------------------------------
