@@ -8,6 +8,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from comfyui_docker.downloads.partfile import direct_io_helps
 from comfyui_docker.errors import ChecksumMismatch, DiskFull, DownloadError, GatedModel, UrlNotFound
 from fakes.model_host import ModelHost
 
@@ -17,6 +18,8 @@ SIZE = 300 * KIB
 
 
 def takes_o_direct(folder: Path) -> bool:
+    if not direct_io_helps(folder):
+        return False
     try:
         fd = os.open(folder / ".direct-probe", os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o644)
     except (OSError, AttributeError):

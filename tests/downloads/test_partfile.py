@@ -7,7 +7,7 @@ import mmap
 import os
 from pathlib import Path
 
-from comfyui_docker.downloads.partfile import PartFile, Piece, _pwrite_all
+from comfyui_docker.downloads.partfile import PartFile, Piece, _pwrite_all, direct_io_helps, file_system_of
 
 
 def test_blocks_are_written_back_to_back_and_hashed_from_memory(tmp_path: Path) -> None:
@@ -116,3 +116,36 @@ def test_out_of_order_blocks_stay_in_the_page_cache_for_the_hash(tmp_path: Path)
     assert part.direct_bytes == (half if part.direct_io else 0)
     assert part.read_back == half
     assert (size, digest) == (len(data), hashlib.sha256(data).hexdigest())
+
+
+MOUNTS = """/dev/vda / ext4 rw,relatime 0 0
+proc /proc proc rw 0 0
+mfs#mfsmaster:9421 /workspace fuse.mfs rw,nosuid 0 0
+nfs-server:/vol /mnt/nfs nfs4 rw,vers=4.2 0 0
+/dev/vdb /mnt/nfs/local xfs rw 0 0
+/dev/vdc /mnt/with\\040space btrfs rw 0 0
+tmpfs /scratch tmpfs rw 0 0
+/dev/vdd /scratch xfs rw 0 0
+"""
+
+
+def test_the_file_system_of_a_path_is_its_longest_mount(tmp_path: Path) -> None:
+    mounts = tmp_path / "mounts"
+    mounts.write_text(MOUNTS)
+    assert file_system_of(Path("/workspace/models/x"), mounts) == "fuse.mfs"
+    assert file_system_of(Path("/workspacefoo"), mounts) == "ext4"  # not under /workspace
+    assert file_system_of(Path("/mnt/nfs/a"), mounts) == "nfs4"
+    assert file_system_of(Path("/mnt/nfs/local/b"), mounts) == "xfs"
+    assert file_system_of(Path("/mnt/with space/c"), mounts) == "btrfs"
+    assert file_system_of(Path("/scratch/d"), mounts) == "xfs"  # mounted over the tmpfs
+    assert file_system_of(Path("/x"), tmp_path / "missing") is None
+
+
+def test_o_direct_only_on_local_disk_file_systems(tmp_path: Path) -> None:
+    mounts = tmp_path / "mounts"
+    mounts.write_text(MOUNTS)
+    assert direct_io_helps(Path("/home/x"), mounts)  # ext4
+    assert direct_io_helps(Path("/mnt/nfs/local/x"), mounts)  # xfs
+    assert not direct_io_helps(Path("/workspace/models"), mounts)  # a FUSE network volume
+    assert not direct_io_helps(Path("/mnt/nfs/x"), mounts)  # NFS batches buffered writes
+    assert not direct_io_helps(Path("/x"), tmp_path / "missing")

@@ -6,7 +6,8 @@ download). Bytes are written with `pwrite`; a block that starts where the hash h
 hashed from memory, other blocks are hashed later by reading them back while they are still in
 the page cache (never a second full read of the file). Blocks hashed from memory that the caller
 vouches are aligned go through a second, `O_DIRECT` descriptor: no copy into the page cache and
-nothing for `fdatasync` to write back (the page cache where the file system refuses it).
+nothing for `fdatasync` to write back. Only on local disk file systems (`DIRECT_IO_FS`), and the
+page cache wherever the file system refuses it.
 
 Every `flush_every` bytes, on the fdatasync thread while writing goes on: `fdatasync`, then the
 progress (bytes per piece, as it was when the flush began) is saved beside the part as
@@ -81,7 +82,7 @@ class PartFile:
         self.fd: int | None = None
         # a second descriptor with O_DIRECT for aligned blocks: no copy into the page cache and
         # no dirty pages for fdatasync to write back; None where the volume refuses it
-        self.direct_io = direct_io and hasattr(os, "O_DIRECT")
+        self.direct_io = direct_io and hasattr(os, "O_DIRECT") and direct_io_helps(path.parent)
         self.dfd: int | None = None
         self.direct_bytes = 0  # bytes written through O_DIRECT
         self.pieces: list[Piece] = []
@@ -339,6 +340,35 @@ class PartFile:
         self.close_fd()
         self.path.unlink(missing_ok=True)
         self.state_path.unlink(missing_ok=True)
+
+
+# O_DIRECT where it is known to help: file systems on a local block device. Network and FUSE
+# volumes (NFS, MooseFS, ...) keep the page cache, which batches their writes.
+DIRECT_IO_FS = frozenset({"ext4", "ext3", "xfs", "btrfs", "f2fs"})
+MOUNTS = Path("/proc/self/mounts")
+
+
+def file_system_of(path: Path, mounts: Path = MOUNTS) -> str | None:
+    """The type of the file system `path` is on (the longest mount point above it)."""
+    try:
+        lines = mounts.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    target = str(path.resolve())
+    best, kind = -1, None
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= best:  # a later mount over the same point wins
+            best, kind = len(point), fields[2]
+    return kind
+
+
+def direct_io_helps(path: Path, mounts: Path = MOUNTS) -> bool:
+    return file_system_of(path, mounts) in DIRECT_IO_FS
 
 
 IOV_MAX = 1024  # Linux's limit on buffers per pwritev call
