@@ -321,9 +321,10 @@ _COMFYUI_API = (
 # How nginx buffers ComfyUI's answers (that route, and ComfyUI's own port). At most 2 MiB read
 # ahead per response, never spooled to disk, so memory stays flat for any file size; data still
 # goes out as it arrives.
-# `bench/api.py --only proxy --nginx-buffering ...` on 2 cores, ratio to ComfyUI direct, medians of
-# 3-14 runs: this 0.84 (all 7 runs >= 0.82, +1 MiB worker RSS); 8 x 1m 0.91 (0.70-1.07, +9 MiB);
-# unbuffered with 1m 0.79, with 256k 0.75, with nginx's default 8k 0.37 (ComfyUI's port had that).
+# `bench/api.py --only proxy --nginx-buffering ...` on 2 shared cores, ratio to ComfyUI direct, in
+# 7 interleaved run pairs: this 0.84 median (0.82-0.91), +1 MiB worker RSS; 8 x 1m also 0.84
+# (0.73-1.02), +9 MiB. Other runs: unbuffered with 1m 0.79 median of 8, with 256k 0.75 of 7, with
+# nginx's default 8k 0.37 (ComfyUI's port had that).
 API_BUFFERING = (
     "proxy_buffering on;",
     "proxy_buffer_size 256k;",
