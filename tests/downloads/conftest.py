@@ -2,7 +2,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -90,3 +94,53 @@ def make_fetcher(
 
 def listing(folder: os.PathLike[str]) -> list[str]:
     return sorted(os.listdir(folder))
+
+
+@pytest.fixture(scope="session")
+def tls_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (openssl, as `make test` installs it)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (make test installs it)")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.fixture
+async def https_host(tls_cert: tuple[Path, Path], tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
+    """An HTTPS file server on 127.0.0.1 (aiohttp, Range support): (base URL, its folder)."""
+    from aiohttp import web
+
+    cert, key = tls_cert
+    folder = tmp_path / "served"
+    folder.mkdir()
+
+    async def serve(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(folder / request.match_info["name"])
+
+    app = web.Application()
+    app.router.add_get("/{name}", serve)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"https://127.0.0.1:{port}", folder
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def tls_session(tls_cert: tuple[Path, Path]) -> AsyncIterator[aiohttp.ClientSession]:
+    client_ctx = ssl.create_default_context(cafile=str(tls_cert[0]))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_ctx)) as s:
+        yield s

@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import os
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -236,3 +237,18 @@ async def test_partial_blocks_keep_the_alignment(session: aiohttp.ClientSession)
     assert bytes(got) == DATA[:MIB]
     assert len(ends) >= 2  # handed over early (slow connection), never across a boundary
     assert all(end % ALIGN == 0 for end in ends[:-1])
+
+
+async def test_over_tls_the_tap_reads_decrypted_blocks(
+    https_host: tuple[str, Path], tls_session: aiohttp.ClientSession
+) -> None:
+    base, folder = https_host
+    (folder / "f.bin").write_bytes(DATA)
+    pool = BlockPool(size=256 * KIB)
+    resp = await tls_session.get(base + "/f.bin")
+    tap = BodyTap.take(resp, pool, minimum=64 * KIB)
+    assert tap is not None  # the SSL transport takes a BufferedProtocol too
+    try:
+        assert await _drain(tap, pool) == DATA
+    finally:
+        tap.close()

@@ -368,3 +368,17 @@ async def test_multi_connection_resume_from_saved_state(
     assert result.resumed_from > 0
     assert result.network_bytes == len(data) - result.resumed_from
     assert (tmp_path / "big.bin").read_bytes() == data
+
+
+async def test_https_download_through_the_body_tap(
+    https_host: tuple[str, Path], tls_session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    base, folder = https_host
+    data = blob(12 * MIB + 5)
+    (folder / "m.bin").write_bytes(data)
+    fetcher = make_fetcher(tls_session, connections=4, split_after=0.05, split_below=1.0)
+    result = await fetcher.fetch(base + "/m.bin", tmp_path / "m.bin", size=len(data), sha256=sha(data))
+    assert (tmp_path / "m.bin").read_bytes() == data
+    assert result.connections == 1
+    if takes_o_direct(tmp_path):  # only BodyTap's whole 4 MiB blocks go to O_DIRECT: it read them
+        assert result.direct_bytes >= 4 * MIB
