@@ -17,8 +17,10 @@ and query exactly as the client encoded them; streamed both ways. Who may is the
 middleware rule, asked through `auth_request` to /auth/verify with `X-Auth-Scope: dashboard-api`
 (Bearer token; session cookie, plus the CSRF token for changes; the WebSocket Origin check; with
 or without a password). Our credentials are not forwarded: Authorization and X-CSRF-Token are
-dropped and cd_session/cd_csrf cut out of the Cookie header. A refused request and one whose raw
-URI nginx cannot cut are replayed to the dashboard, so the answer is its own (401/403/429 JSON);
+dropped and cd_session/cd_csrf cut out of the Cookie header; Origin and Sec-Fetch-Site, checked
+here, are dropped too (ComfyUI refuses an Origin other than a loopback Host). A refused request
+and one whose raw URI nginx cannot cut are replayed to the dashboard, so the answer is its own
+(401/403/429 JSON);
 so is a GET or HEAD that ComfyUI does not answer (502/504: 503 JSON with ComfyUI's state). Other
 methods may have had part of their body read by then, which nginx cannot send twice: nginx
 answers them 503 in the same JSON shape itself.
@@ -312,11 +314,15 @@ _UPGRADE = (
     "proxy_set_header Upgrade $http_upgrade;",
     "proxy_set_header Connection $connection_upgrade;",
 )
-# ComfyUI's API on the dashboard's port: our credentials stay here (as web/proxy.py does).
+# ComfyUI's API on the dashboard's port: our credentials stay here (as web/proxy.py does), and
+# so do the browser's Origin and Sec-Fetch-Site, which /auth/verify has checked: ComfyUI refuses
+# an Origin other than its Host when that Host is a loopback address (localhost:8080 here).
 _COMFYUI_API = (
     'proxy_set_header Authorization "";',
     'proxy_set_header X-CSRF-Token "";',
     "proxy_set_header Cookie $cd_cookie;",
+    'proxy_set_header Origin "";',
+    'proxy_set_header Sec-Fetch-Site "";',
 )
 # How nginx buffers ComfyUI's answers (that route, and ComfyUI's own port). At most 2 MiB read
 # ahead per response, never spooled to disk, so memory stays flat for any file size; data still

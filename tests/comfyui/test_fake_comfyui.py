@@ -299,3 +299,30 @@ def test_load_image_combo_lists_top_level_input_images(comfy: Comfy) -> None:
     assert "notes.txt" not in spec[0]
     ref = sample("object_info_LoadImage.json")
     assert spec[1] == ref["input"]["required"]["image"][1]
+
+
+# ---- the origin guard (ComfyUI without --enable-cors-header) ----------------------------------
+
+
+def test_a_browser_origin_other_than_the_loopback_host_is_refused(comfy: Comfy) -> None:
+    body = json.dumps({"prompt": {}}).encode()
+    ct = {"Content-Type": "application/json"}
+    host = f"127.0.0.1:{comfy.port}"
+    # what a page served elsewhere (or a proxy keeping the browser's Origin) sends
+    for origin in (
+        "http://localhost:8080",
+        "https://abc-8080.proxy.runpod.net",
+        f"http://127.0.0.1:{comfy.port + 1}",
+    ):
+        status, _, raw = http("POST", comfy.url + "/prompt", body, {**ct, "Origin": origin})
+        assert (status, raw) == (403, b""), origin
+        status, _, _ = http("GET", comfy.url + "/system_stats", None, {"Origin": origin})
+        assert status == 403, origin
+    # the same host (ports compared only when both have one), or no Origin at all: let through
+    for headers in ({"Origin": f"http://{host}"}, {"Origin": "http://127.0.0.1"}, {}):
+        status, _, _ = http("POST", comfy.url + "/prompt", body, {**ct, **headers})
+        assert status == 400, headers  # reached /prompt: the empty prompt is refused there
+    status, _, _ = http("GET", comfy.url + "/system_stats", None, {"Sec-Fetch-Site": "cross-site"})
+    assert status == 403
+    status, _, _ = http("GET", comfy.url + "/system_stats", None, {"Sec-Fetch-Site": "same-origin"})
+    assert status == 200

@@ -166,6 +166,26 @@ async def test_run_ui_format_converts(tmp_path, comfy, live, free_port) -> None:
     assert (svc.workspace.cache / "object_info.json").is_file()  # kept for when ComfyUI is down
 
 
+async def test_proxy_carries_a_browser_post_past_comfyuis_origin_guard(
+    tmp_path, comfy, live, free_port
+) -> None:
+    # A browser sends Origin on every POST. ComfyUI refuses one that differs from its loopback
+    # Host, and the proxy talks to 127.0.0.1:<port>: the dashboard has checked the origin
+    # itself (same-origin / CSRF), so it must not pass the browser's on.
+    app, _ = app_for(tmp_path, comfy.port)
+    graph = {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}}
+    }
+    graph["2"] = {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "origin"}}
+    async with live(app, free_port) as server, aiohttp.ClientSession() as http:
+        headers = {"Origin": server.url, "Sec-Fetch-Site": "same-origin"}
+        async with http.post(
+            f"{server.url}/api/comfyui/prompt", json={"prompt": graph}, headers=headers
+        ) as r:
+            assert r.status == 200, await r.text()
+            assert (await r.json())["prompt_id"]
+
+
 async def test_proxy_not_ready_and_unreachable(tmp_path, live, free_port) -> None:
     app, _ = build(tmp_path / "a", supervisor="backoff")
     async with live(app, free_port) as server, aiohttp.ClientSession() as http:
@@ -328,9 +348,11 @@ async def test_proxy_and_run_against_a_real_comfyui(tmp_path, live, free_port) -
                 first = json.loads((await ws.receive(timeout=30)).data)
                 assert first["data"]["sid"] == "real-test"
                 async with http.post(
-                    f"{server.url}/api/comfyui/prompt", json={"prompt": graph, "client_id": "real-test"}
+                    f"{server.url}/api/comfyui/prompt",
+                    json={"prompt": graph, "client_id": "real-test"},
+                    headers={"Origin": server.url},  # as a browser sends it
                 ) as r:
-                    assert r.status == 200
+                    assert r.status == 200, await r.text()
                 kinds: list[str] = []
                 while "execution_success" not in kinds:
                     kinds.append(json.loads((await ws.receive(timeout=60)).data)["type"])

@@ -47,7 +47,19 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
-_DROP_REQUEST = HOP_BY_HOP | {"host", "content-length", "x-csrf-token", "authorization", "cookie"}
+# Our credentials stay here. The browser's Origin and Sec-Fetch-Site stay here too: the dashboard
+# has already checked them (same origin, CSRF), and ComfyUI refuses any Origin that is not its own
+# loopback Host (127.0.0.1:<port>, which is what the proxy connects to), so every browser POST
+# would get a 403.
+_DROP_REQUEST = HOP_BY_HOP | {
+    "host",
+    "content-length",
+    "x-csrf-token",
+    "authorization",
+    "cookie",
+    "origin",
+    "sec-fetch-site",
+}
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 router = APIRouter(tags=["comfyui"])

@@ -191,6 +191,7 @@ def main() -> None:
         metadata=not args.disable_metadata,
         step_seconds=float(os.environ.get("FAKE_COMFYUI_STEP_SECONDS", "0.01") or 0.01),
         foreign_argv="bad_argv" in mode,
+        cors=bool(args.enable_cors_header),
         log_entries=entries,
     )
     crash_after = float(mode["crash_after"]) if "crash_after" in mode else None

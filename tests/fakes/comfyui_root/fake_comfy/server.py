@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
 import re
 import sys
+import urllib.parse
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
@@ -35,6 +37,40 @@ PACKAGE_VERSIONS = (
 )
 
 
+def _loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@web.middleware
+async def origin_only(request: web.Request, handler: Any) -> web.StreamResponse:
+    """ComfyUI's guard when CORS is off (server.py, origin-only middleware): a browser request
+    marked `Sec-Fetch-Site: cross-site` gets a bare 403; so does one whose `Origin` names
+    another host than its loopback `Host` (the port is compared only when both carry one)."""
+    if request.headers.get("Sec-Fetch-Site") == "cross-site":
+        return web.Response(status=403)
+    host, origin = request.headers.get("Host"), request.headers.get("Origin")
+    if host and origin:
+        h = urllib.parse.urlsplit("//" + host.lower())
+        o = urllib.parse.urlsplit(origin.lower())
+        host_part = h.netloc if o.port is not None else h.hostname
+        origin_part = o.netloc if h.port is not None else o.hostname
+        if _loopback(h.hostname) and host_part and origin_part and host_part != origin_part:
+            log.warning(
+                "request with non matching host and origin %s != %s, returning 403", host_part, origin_part
+            )
+            return web.Response(status=403)
+    if request.method == "OPTIONS":
+        return web.Response()
+    return await handler(request)
+
+
 @dataclass
 class Config:
     argv: list[str]
@@ -49,6 +85,7 @@ class Config:
     metadata: bool = True
     step_seconds: float = 0.01
     foreign_argv: bool = False
+    cors: bool = False  # --enable-cors-header: no origin check
     log_entries: deque[dict[str, str]] = field(default_factory=lambda: deque(maxlen=300))
 
 
@@ -397,7 +434,8 @@ class FakeComfy:
 
     # ---- app -------------------------------------------------------------------------------
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=self.cfg.max_upload)
+        middlewares = [] if self.cfg.cors else [origin_only]
+        app = web.Application(client_max_size=self.cfg.max_upload, middlewares=middlewares)
         routes: list[tuple[str, str, Any]] = [
             ("GET", "/system_stats", self.system_stats),
             ("GET", "/prompt", self.get_prompt),
