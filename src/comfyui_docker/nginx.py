@@ -20,10 +20,9 @@ or without a password). Our credentials are not forwarded: Authorization and X-C
 dropped and cd_session/cd_csrf cut out of the Cookie header; Origin and Sec-Fetch-Site, checked
 here, are dropped too (ComfyUI refuses an Origin other than a loopback Host). A refused request
 and one whose raw URI nginx cannot cut are replayed to the dashboard, so the answer is its own
-(401/403/429 JSON);
-so is a GET or HEAD that ComfyUI does not answer (502/504: 503 JSON with ComfyUI's state). Other
-methods may have had part of their body read by then, which nginx cannot send twice: nginx
-answers them 503 in the same JSON shape itself.
+(401/403/429 JSON); so is a GET or HEAD that ComfyUI does not answer (502/504: 503 JSON with
+ComfyUI's state). Other methods may have had part of their body read by then, which nginx cannot
+send twice: nginx answers them 503 in the same JSON shape itself.
 
 `write_config` renders the file into a run folder outside the volume (several pods may share one
 volume); access and error logs go to `workspace/logs`. Every path nginx writes (pid, temp
