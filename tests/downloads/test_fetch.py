@@ -278,10 +278,11 @@ async def test_a_stream_fast_enough_alone_is_not_split(
     data = blob(2 * MIB)
     with ModelHost(rate=4 * MIB) as host:
         url = host.add("/big", data)
-        fetcher = make_fetcher(session, connections=4, split_after=0.1, split_below=1 * MIB)
+        # ~4 MiB/s measured against 256 KiB/s: a wide margin for a loaded machine
+        fetcher = make_fetcher(session, connections=4, split_after=0.2, split_below=256 * KIB)
         result = await fetcher.fetch(url, tmp_path / "big.bin", sha256=sha(data))
         ranges = [r.range for r in host.requests_for("/big")]
-    assert ranges == ["bytes=0-"]  # ~4 MiB/s measured >= 1 MiB/s: one stream to the end
+    assert ranges == ["bytes=0-"]  # fast enough alone: one stream to the end
     assert result.connections == 1
     # the stream went through BodyTap in page-aligned blocks, written with O_DIRECT (all but
     # the bytes aiohttp had read with the headers) where the file system takes it
@@ -376,7 +377,7 @@ async def test_https_download_through_the_body_tap(
     base, folder = https_host
     data = blob(12 * MIB + 5)
     (folder / "m.bin").write_bytes(data)
-    fetcher = make_fetcher(tls_session, connections=4, split_after=0.05, split_below=1.0)
+    fetcher = make_fetcher(tls_session, connections=1)
     result = await fetcher.fetch(base + "/m.bin", tmp_path / "m.bin", size=len(data), sha256=sha(data))
     assert (tmp_path / "m.bin").read_bytes() == data
     assert result.connections == 1
