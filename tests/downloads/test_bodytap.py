@@ -197,15 +197,9 @@ async def test_end_is_empty() -> None:
     assert not END.view and END.block is None
 
 
-@pytest.mark.parametrize("offset", [0, 1000, 4096 * 3 + 7])
-async def test_blocks_end_on_4k_boundaries_of_the_file(
-    host: ModelHost, session: aiohttp.ClientSession, offset: int
-) -> None:
-    url = host.add("/f", DATA)
-    pool = BlockPool(size=256 * KIB)
-    resp = await session.get(url)
-    tap = BodyTap.take(resp, pool, offset=offset, minimum=64 * KIB)
-    assert tap is not None
+async def _block_ends(tap: BodyTap, offset: int) -> tuple[bytes, list[int]]:
+    """Read `tap` to the end (then close it): the body, and where in the file (the body starting
+    at `offset`) each pool block ended."""
     pos, ends, got = offset, [], bytearray()
     try:
         while (chunk := await tap.read(5)).view:
@@ -215,7 +209,20 @@ async def test_blocks_end_on_4k_boundaries_of_the_file(
                 ends.append(pos)
     finally:
         tap.close()
-    assert bytes(got) == DATA
+    return bytes(got), ends
+
+
+@pytest.mark.parametrize("offset", [0, 1000, 4096 * 3 + 7])
+async def test_blocks_end_on_4k_boundaries_of_the_file(
+    host: ModelHost, session: aiohttp.ClientSession, offset: int
+) -> None:
+    url = host.add("/f", DATA)
+    pool = BlockPool(size=256 * KIB)
+    resp = await session.get(url)
+    tap = BodyTap.take(resp, pool, offset=offset, minimum=64 * KIB)
+    assert tap is not None
+    got, ends = await _block_ends(tap, offset)
+    assert got == DATA
     # every pool block but the last ends on a 4 KiB boundary of the file: O_DIRECT can take it
     assert ends and all(end % ALIGN == 0 for end in ends[:-1])
     assert ends[-1] == offset + len(DATA)
@@ -228,16 +235,8 @@ async def test_partial_blocks_keep_the_alignment(session: aiohttp.ClientSession)
         resp = await session.get(url)
         tap = BodyTap.take(resp, pool, offset=123, minimum=64 * KIB)
         assert tap is not None
-        pos, ends, got = 123, [], bytearray()
-        try:
-            while (chunk := await tap.read(5)).view:
-                pos += len(chunk.view)
-                got += chunk.view
-                if chunk.block is not None:
-                    ends.append(pos)
-        finally:
-            tap.close()
-    assert bytes(got) == DATA[:MIB]
+        got, ends = await _block_ends(tap, 123)
+    assert got == DATA[:MIB]
     assert len(ends) >= 2  # handed over early (slow connection), never across a boundary
     assert all(end % ALIGN == 0 for end in ends[:-1])
 

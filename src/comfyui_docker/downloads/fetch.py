@@ -37,7 +37,7 @@ from .http import (
 from .partfile import Piece, plan_range
 from .transfer import FetchOptions, FreeSpace, Progress, Transfer, free_space
 
-ALIGN = 64 * 1024  # where a stream is cut
+CUT_ALIGN = 64 * 1024  # a first stream is cut on this boundary
 
 __all__ = ["FetchOptions", "FetchResult", "Fetcher", "free_space"]
 
@@ -274,7 +274,7 @@ class _Job(Transfer):
             rate = (self.reached(0, piece) - began) / max(self.loop.time() - t0, 1e-6)
             if rate >= self.opt.split_below:
                 return False  # fast enough alone: more connections would only cost CPU
-        cut = -(-(self.reached(0, piece) + self.opt.split_ahead) // ALIGN) * ALIGN
+        cut = -(-(self.reached(0, piece) + self.opt.split_ahead) // CUT_ALIGN) * CUT_ALIGN
         if piece.end - cut < self.opt.split_ahead:
             return False  # almost done: not worth new connections
         rest = plan_range(cut, piece.end, self.opt.piece_size, self.opt.connections)

@@ -57,17 +57,6 @@ class Piece:
 MIN_PIECE = 1024 * 1024
 
 
-def plan_pieces(total: int | None, piece_size: int, connections: int, first: int = 0) -> list[Piece]:
-    """Split `total` bytes into pieces: `first` bytes (what one stream already covers), then
-    pieces of at most `piece_size`, small enough that every connection gets about four."""
-    if total is None:
-        return [Piece(0, None)]
-    if connections <= 1 or total <= first:
-        return [Piece(0, total)]
-    pieces = [Piece(0, first)] if first else []
-    return pieces + plan_range(first, total, piece_size, connections)
-
-
 def plan_range(start: int, end: int, piece_size: int, connections: int) -> list[Piece]:
     """Pieces covering [start, end) for `connections` connections."""
     size = min(piece_size, max(MIN_PIECE, (end - start) // (connections * 4)))
