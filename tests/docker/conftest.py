@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
+import aiohttp
 import pytest
 from image_helpers import nginx_or_skip
 
@@ -9,3 +12,12 @@ from image_helpers import nginx_or_skip
 @pytest.fixture(scope="session")
 def nginx_binary() -> str:
     return nginx_or_skip()
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[aiohttp.ClientSession]:
+    """A client that keeps no cookies (each test sends its own) and gives up after 30 s."""
+    async with aiohttp.ClientSession(
+        cookie_jar=aiohttp.DummyCookieJar(), timeout=aiohttp.ClientTimeout(total=30)
+    ) as session:
+        yield session

@@ -80,14 +80,6 @@ def stack(nginx_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             yield Stack(running, comfy, recorder, settings)
 
 
-@pytest.fixture
-async def client() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(
-        cookie_jar=aiohttp.DummyCookieJar(), timeout=aiohttp.ClientTimeout(total=30)
-    ) as session:
-        yield session
-
-
 async def login(client: aiohttp.ClientSession, base: str) -> tuple[str, str]:
     """The form login on the dashboard's port: (cd_session, cd_csrf)."""
     async with client.post(

@@ -41,14 +41,6 @@ def stack(nginx_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             yield running
 
 
-@pytest.fixture
-async def client() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(
-        cookie_jar=aiohttp.DummyCookieJar(), timeout=aiohttp.ClientTimeout(total=30)
-    ) as session:
-        yield session
-
-
 async def login(client: aiohttp.ClientSession, base: str, password: str = PASSWORD) -> str:
     """Log in on one public port the way a browser's form does; return the `cd_session` cookie."""
     async with client.get(f"{base}/login?next=/", headers=HTML) as resp:
