@@ -294,6 +294,13 @@ def wants_cpu_flag(extra_args: tuple[str, ...] | list[str]) -> bool:
     return not any(arg.split("=")[0] in GPU_FLAGS for arg in extra_args)
 
 
+def _judge_torch(nv: dict[str, Any], torch: dict[str, Any], mode: str, no_torch: str) -> GpuReport:
+    """The verdict on a torch check, or `no_torch` as the reason it was skipped (no torch at all)."""
+    if torch.get("torch") is None and "error" not in torch:
+        return judge(nv, {"skipped": no_torch}, "skipped")
+    return judge(nv, torch, mode)
+
+
 async def preflight(python: Path, *, nvml: Any = None, timeout: float = 10.0) -> GpuReport:
     """NVML + the static torch check (only when a GPU is visible). Fast: tens of milliseconds."""
     started = time.perf_counter()
@@ -302,10 +309,7 @@ async def preflight(python: Path, *, nvml: Any = None, timeout: float = 10.0) ->
         report = judge(nv, {}, "skipped")
     else:
         torch = await static_torch_check(python, timeout)
-        if torch.get("torch") is None and "error" not in torch:
-            report = judge(nv, {"skipped": f"no torch in {python}: CUDA check skipped"}, "skipped")
-        else:
-            report = judge(nv, torch, "static")
+        report = _judge_torch(nv, torch, "static", f"no torch in {python}: CUDA check skipped")
     report.seconds = round(time.perf_counter() - started, 4)
     return report
 
@@ -315,9 +319,6 @@ async def deep_preflight(python: Path, *, nvml: Any = None, timeout: float = 90.
     started = time.perf_counter()
     nv = await asyncio.to_thread(read_nvml, nvml)
     torch = await deep_torch_check(python, timeout)
-    if torch.get("torch") is None and "error" not in torch:
-        report = judge(nv, {"skipped": f"no torch in {python}"}, "skipped")
-    else:
-        report = judge(nv, torch, "import")
+    report = _judge_torch(nv, torch, "import", f"no torch in {python}")
     report.seconds = round(time.perf_counter() - started, 4)
     return report
