@@ -35,17 +35,10 @@ from browser.conftest import ARGS, CHROMIUM  # noqa: E402
 from browser.live import LiveApp, free_port  # noqa: E402
 from comfyui_docker.events import DownloadProgress, TaskState  # noqa: E402
 from comfyui_docker.settings import Settings  # noqa: E402
+from comfyui_docker.web.pages.rendering import NAV  # noqa: E402
 from comfyui_docker.web.pages.static import STATIC  # noqa: E402
 
-SECTIONS = {
-    "home": "/",
-    "outputs": "/outputs",
-    "generate": "/generate",
-    "models": "/models",
-    "workflows": "/workflows",
-    "settings": "/settings",
-    "pro": "/pro",
-}
+SECTIONS = {label.lower(): path for path, label in NAV}  # the dashboard's own menu
 BUDGET = 50 * 1024
 
 
