@@ -219,6 +219,38 @@ def test_restart_cli_sends_the_token_when_a_password_is_set(tmp_path: Path, stop
     assert proc.wait(10) == 0
 
 
+def test_forwarding_headers_do_not_dodge_the_login_backoff(tmp_path: Path, stopper: Any) -> None:
+    """Without nginx the client is the socket peer: uvicorn must not take X-Forwarded-For from a
+    loopback peer, and the dashboard must not believe X-Real-IP. Rotating both used to give every
+    guess a fresh address, so the backoff never started."""
+    proc, env = launch(tmp_path, None)
+    proc.kill()
+    proc.wait(5)
+    env = {**env, "ACCESS_PASSWORD": "correct horse battery staple"}
+    with (tmp_path / "pw-start.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [*CLI, "start"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    stopper(proc)
+    base = f"http://127.0.0.1:{env['DASHBOARD_PORT']}"
+    wait_for(lambda: get(base + "/health")[0] == 200, 30)
+    codes = []
+    for i in range(8):
+        req = urllib.request.Request(
+            base + "/login",
+            data=b"password=guess&next=/",
+            method="POST",
+            headers={"X-Forwarded-For": f"198.51.100.{i}", "X-Real-IP": f"203.0.113.{i}"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(req, timeout=5)
+        codes.append(refused.value.code)
+        refused.value.close()
+    assert codes[:5] == [401] * 5 and 429 in codes[5:], codes
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+
+
 def test_missing_nvml_library_reads_as_pynvml_would() -> None:
     from comfyui_docker import gpu
     from comfyui_docker.web.api.system import SystemSampler

@@ -10,6 +10,7 @@
     ├── Conflict                  the thing exists or is busy                              409
     ├── InvalidInput              malformed request, bad path, bad parameter               400
     ├── PayloadTooLarge           upload over the limit                                    413
+    ├── UnsupportedMediaType      a body in a content type the route does not take         415
     ├── Unauthorized / Forbidden  login missing or refused                                 401 / 403
     ├── RateLimited               too many login attempts                                  429
     ├── ServiceUnavailable        ComfyUI not ready (carries its state)                    503
@@ -17,6 +18,7 @@
         ├── GatedModel            401/403 from the host: which token, where to accept      403
         ├── UrlNotFound           404: the URL is dead                                     404
         ├── ChecksumMismatch      size or sha256 differs from what was expected            502
+        ├── UrlRefused            a workflow URL: host not allowed, or an internal address 403
         └── DiskFull              not enough free space (numbers included)                 507
 
 The web layer renders every AppError as one JSON shape (`{"error": {...}}`) or as a page.
@@ -95,6 +97,11 @@ class PayloadTooLarge(AppError):
     code = "payload_too_large"
 
 
+class UnsupportedMediaType(AppError):
+    status = 415
+    code = "unsupported_media_type"
+
+
 class Unauthorized(AppError):
     status = 401
     code = "unauthorized"
@@ -132,6 +139,11 @@ class UrlNotFound(DownloadError):
 
 class ChecksumMismatch(DownloadError):
     code = "checksum_mismatch"
+
+
+class UrlRefused(DownloadError):
+    status = 403
+    code = "url_refused"
 
 
 class DiskFull(DownloadError):

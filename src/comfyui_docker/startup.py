@@ -99,6 +99,10 @@ class _Server:
             lifespan="on",
             timeout_graceful_shutdown=2,
             ws_ping_interval=20,
+            # The client address is the socket peer (or, behind our nginx, its X-Real-IP: see
+            # web/auth/policy.py). uvicorn would otherwise take X-Forwarded-For from any local
+            # peer, and rotating it would dodge the login backoff.
+            proxy_headers=False,
         )
         self.server = Server(config)
         self.task: asyncio.Task[None] | None = None

@@ -7,7 +7,9 @@ there) and closes them at shutdown. Either way the app owns: the proxy's HTTP cl
 system sampler and the one background task that publishes system status.
 
 Middleware, outermost first: CORS (only when CORS_ORIGINS is set; same-origin otherwise) ->
-auth (login, Bearer, CSRF; see auth.py) -> catch-all (500 in the one error shape) -> routes.
+security headers (no framing) -> HEAD answered as GET (both headers.py) -> auth (login, Bearer,
+CSRF, Host; see auth/) -> body limit (20 MB, 8 KiB for the login form; body.py) -> catch-all
+(500 in the one error shape) -> routes.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from . import errors, proxy
 from .api.presets import ListCache, invalidate_on_events
 from .api.system import SystemSampler, publish_loop
 from .auth import CSRF_HEADER, Auth, AuthMiddleware
+from .body import BodyLimitMiddleware
+from .headers import HeadAsGetMiddleware, SecurityHeadersMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +86,7 @@ async def _lifespan_for(app: FastAPI, svc: Services, own_services: bool) -> Asyn
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await app.state.proxy_session.close()
+        app.state.auth.sessions.close()
         if owned_presets:
             for name in ("close", "stop", "aclose"):
                 func = getattr(svc.presets, name, None)
@@ -125,7 +130,10 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.state.proxy_session = None
 
     errors.install(app)
+    app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(AuthMiddleware, auth=app.state.auth)
+    app.add_middleware(HeadAsGetMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -9,7 +9,14 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import error_payload
-from .policy import SAFE_METHODS, Auth, AuthResult, client_ip, csrf_ok, header_dict, is_public
+from .policy import CROSS_SITE, SAFE_METHODS, Auth, AuthResult, Refusal, header_dict, is_public
+
+UNKNOWN_HOST = Refusal(
+    403,
+    "unknown_host",
+    "this address is not one the dashboard answers without a password",
+    "open it at its IP address or localhost, list the origin in CORS_ORIGINS, or set ACCESS_PASSWORD",
+)
 
 
 class AuthMiddleware:
@@ -25,69 +32,44 @@ class AuthMiddleware:
             await self.app(scope, receive, send)  # liveness: public, polled often, nothing to check
             return
         headers = header_dict(scope)
+        if not self.auth.host_allowed(headers):
+            if kind == "websocket":
+                await deny_websocket(scope, send, 403, UNKNOWN_HOST.message, code=1008)
+            else:
+                await refuse(scope, receive, send, UNKNOWN_HOST)
+            return
         result = self.auth.authenticate(headers)
         state = scope.setdefault("state", {})
         state["password_set"] = self.auth.enabled
         state["auth_method"] = result.method
         state["csrf_token"] = result.csrf_token
+        state["auth_result"] = result
         path: str = scope["path"]
         if kind == "websocket":
             await self._websocket(scope, receive, send, headers, result)
             return
-        method = scope["method"]
-        if method not in SAFE_METHODS and result.method != "token":
-            origin = headers.get("origin")
-            if origin and origin != "null" and not self.auth.same_origin(origin, headers):
-                await _json(
-                    scope,
-                    receive,
-                    send,
-                    403,
-                    "cross-site request refused",
-                    "csrf_failed",
-                    "send the request from the dashboard's own page",
-                )
-                return
-            if (
-                result.method == "session"
-                and not is_public(path)
-                and not self._csrf_ok(headers, result, origin)
-            ):
-                await _json(
-                    scope,
-                    receive,
-                    send,
-                    403,
-                    "missing or wrong CSRF token",
-                    "csrf_failed",
-                    "send the X-CSRF-Token header with the value of the cd_csrf cookie",
-                )
+        if scope["method"] not in SAFE_METHODS:
+            if is_public(path):  # /login, /logout: the password (or nothing) is what they act on
+                refusal = CROSS_SITE if result.method != "token" and self.auth.foreign(headers) else None
+            else:
+                refusal = self.auth.change_refusal(headers, result, csrf=True)
+            if refusal is not None:
+                await refuse(scope, receive, send, refusal)
                 return
         if result.ok or is_public(path):
             await self.app(scope, receive, send)
             return
-        ip = client_ip(scope, headers)
         if result.bad_token:
-            wait = self.auth.limiter.retry_after(ip)
+            ip = self.auth.client_address(scope, headers)
+            wait = self.auth.backoff.wait(ip)
             if wait:
-                await _json(
-                    scope,
-                    receive,
-                    send,
-                    429,
-                    "too many failed attempts",
-                    "rate_limited",
-                    f"wait {wait} s",
-                    {"retry-after": str(wait)},
-                )
+                limited = Refusal(429, "rate_limited", "too many failed attempts", f"wait {wait} s")
+                await refuse(scope, receive, send, limited, {"retry-after": str(wait)})
                 return
-            self.auth.limiter.failed(ip)
-        await self._refuse(scope, receive, send, headers, path)
+            self.auth.backoff.failed(ip)
+        await self._login_required(scope, receive, send, headers, path)
 
-    def _csrf_ok(self, headers: dict[str, str], result: AuthResult, origin: str | None) -> bool:
-        return csrf_ok(self.auth, headers, result, origin)
-
-    async def _refuse(
+    async def _login_required(
         self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], path: str
     ) -> None:
         qs = scope.get("query_string", b"").decode("latin-1")
@@ -116,12 +98,10 @@ class AuthMiddleware:
     async def _websocket(
         self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], result: AuthResult
     ) -> None:
-        if not result.ok:
-            await deny_websocket(scope, send, 401, "login required", code=4401)
-            return
-        origin = headers.get("origin")
-        if result.method in ("session", "open") and origin and not self.auth.same_origin(origin, headers):
-            await deny_websocket(scope, send, 403, "cross-site WebSocket refused", code=1008)
+        refusal = self.auth.websocket_refusal(headers, result)
+        if refusal is not None:
+            code = 4401 if refusal.status == 401 else 1008
+            await deny_websocket(scope, send, refusal.status, refusal.message, code=code)
             return
         await self.app(scope, receive, send)
 
@@ -145,16 +125,8 @@ async def deny_websocket(scope: Scope, send: Send, status: int, message: str, *,
         await send({"type": "websocket.close", "code": code, "reason": message})
 
 
-async def _json(
-    scope: Scope,
-    receive: Receive,
-    send: Send,
-    status: int,
-    message: str,
-    code: str,
-    hint: str,
-    headers: dict[str, str] | None = None,
+async def refuse(
+    scope: Scope, receive: Receive, send: Send, refusal: Refusal, headers: dict[str, str] | None = None
 ) -> None:
-    await JSONResponse(error_payload(status, message, code=code, hint=hint), status, headers)(
-        scope, receive, send
-    )
+    payload = error_payload(refusal.status, refusal.message, code=refusal.code, hint=refusal.hint)
+    await JSONResponse(payload, refusal.status, headers)(scope, receive, send)

@@ -1,27 +1,31 @@
-"""The auth routes: the login form, log in and out, nginx's `/auth/verify`, status and token."""
+"""The auth routes: the login form, log in and out, nginx's `/auth/verify`, status, token, sessions."""
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from ...errors import InvalidInput, UnsupportedMediaType
 from ..errors import error_payload, error_responses
 from .policy import (
     API_SCOPE,
     CSRF_COOKIE,
+    DEVICE_COOKIE,
+    DEVICE_MAX_AGE,
     SAFE_METHODS,
     SCOPE_HEADER,
     SESSION_COOKIE,
     SESSION_MAX_AGE,
     Auth,
+    AuthResult,
+    Refusal,
     api_refusal,
-    client_ip,
     header_dict,
-    is_https,
     safe_next,
 )
 
@@ -29,6 +33,9 @@ if TYPE_CHECKING:  # jinja2 is imported on the first page that needs it, not at 
     from fastapi.templating import Jinja2Templates
 
 TEMPLATES_DIR = Path(__file__).parent.parent / "templates"
+FORM_TYPE = "application/x-www-form-urlencoded"
+MAX_PASSWORD = 1024
+MAX_NEXT = 2048
 
 router = APIRouter(tags=["auth"])
 
@@ -46,6 +53,13 @@ def get_auth(request: Request) -> Auth:
     return auth
 
 
+def _result(request: Request) -> AuthResult:
+    found = getattr(request.state, "auth_result", None)
+    return (
+        found if isinstance(found, AuthResult) else get_auth(request).authenticate(header_dict(request.scope))
+    )
+
+
 def _login_page(request: Request, *, next_url: str, error: str | None, status: int) -> Response:
     return templates().TemplateResponse(
         request,
@@ -54,6 +68,33 @@ def _login_page(request: Request, *, next_url: str, error: str | None, status: i
         status_code=status,
         headers={"cache-control": "no-store"},
     )
+
+
+def _no_store(status: int, refusal: Refusal | None = None) -> Response:
+    if refusal is None:
+        return Response(status_code=status, headers={"cache-control": "no-store"})
+    payload = error_payload(refusal.status, refusal.message, code=refusal.code, hint=refusal.hint)
+    return JSONResponse(payload, status_code=refusal.status, headers={"cache-control": "no-store"})
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """The login form: `application/x-www-form-urlencoded` only (body size: see web/body.py)."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != FORM_TYPE:
+        raise UnsupportedMediaType(
+            f"the login form must be sent as {FORM_TYPE}",
+            hint="post password=...&next=... as an HTML form does",
+        )
+    raw = await request.body()
+    try:
+        pairs = parse_qsl(raw.decode("ascii"), keep_blank_values=True, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidInput("the login form is not valid URL-encoded text") from None
+    form = dict(pairs)
+    for key, most in (("password", MAX_PASSWORD), ("next", MAX_NEXT)):
+        if len(form.get(key, "")) > most:
+            raise InvalidInput(f"{key}: at most {most} characters")
+    return form
 
 
 @router.get("/login", response_class=HTMLResponse, summary="Login form")
@@ -65,64 +106,75 @@ async def login_form(request: Request, next: str | None = None) -> Response:
     return _login_page(request, next_url=target, error=None, status=200)
 
 
+_FORM_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "password": {"type": "string", "maxLength": MAX_PASSWORD},
+        "next": {"type": "string", "maxLength": MAX_NEXT, "default": "/"},
+    },
+}
+
+
 @router.post(
     "/login",
     response_class=HTMLResponse,
     summary="Log in with the access password",
+    description="A URL-encoded form of at most 8 KiB. After failed attempts an address must wait "
+    "longer and longer (429 with Retry-After); a browser that logged in here before is not held up "
+    "by other clients' failures.",
+    openapi_extra={"requestBody": {"required": True, "content": {FORM_TYPE: {"schema": _FORM_SCHEMA}}}},
     responses={
         303: {"description": "Logged in: the session cookie is set, redirect to `next`"},
         401: {"description": "Wrong password (the form again, with a message)"},
-        **error_responses(403, 422, 429),
+        **error_responses(400, 403, 413, 415, 429),
     },
 )
-async def login(
-    request: Request,
-    password: Annotated[str, Form(max_length=1024)] = "",
-    next: Annotated[str, Form(max_length=2048)] = "/",
-) -> Response:
+async def login(request: Request) -> Response:
     auth = get_auth(request)
-    target = safe_next(next)
+    form = await read_form(request)
+    target = safe_next(form.get("next") or "/")
     if not auth.enabled:
         return RedirectResponse(target, status_code=303)
     headers = header_dict(request.scope)
-    ip = client_ip(request.scope, headers)
-    wait = auth.limiter.retry_after(ip)
+    ip = auth.client_address(request.scope, headers)
+    device = auth.device_id(headers)
+    wait = auth.backoff.wait(ip, device)
     if wait:
         response = _login_page(
-            request, next_url=target, error=f"Too many attempts. Try again in {wait} s.", status=429
+            request, next_url=target, error=f"Too many failed attempts. Try again in {wait} s.", status=429
         )
         response.headers["retry-after"] = str(wait)
         return response
-    if not auth.check_password(password):
-        auth.limiter.failed(ip)
+    if not auth.check_password(form.get("password", "")):
+        auth.backoff.failed(ip, device)
         return _login_page(request, next_url=target, error="Wrong password.", status=401)
-    auth.limiter.succeeded(ip)
-    cookie, csrf = auth.new_session()
-    secure = is_https(request.scope, headers)
+    auth.backoff.succeeded(ip, device)
+    previous = _result(request).session_id
+    if previous:
+        auth.sessions.end(previous)  # a fresh session id at every login
+    cookie, csrf = auth.new_session(ip)
+    secure = auth.is_https(request.scope, headers)
     response = RedirectResponse(target, status_code=303)
-    response.set_cookie(
-        SESSION_COOKIE,
-        cookie,
-        max_age=SESSION_MAX_AGE,
-        httponly=True,
-        samesite="lax",
-        secure=secure,
-        path="/",
-    )
-    response.set_cookie(
-        CSRF_COOKIE, csrf, max_age=SESSION_MAX_AGE, httponly=False, samesite="lax", secure=secure, path="/"
-    )
+    common: dict[str, Any] = {"samesite": "lax", "secure": secure, "path": "/"}
+    response.set_cookie(SESSION_COOKIE, cookie, max_age=SESSION_MAX_AGE, httponly=True, **common)
+    response.set_cookie(CSRF_COOKIE, csrf, max_age=SESSION_MAX_AGE, httponly=False, **common)
+    if device is None:
+        response.set_cookie(DEVICE_COOKIE, auth.new_device(), max_age=DEVICE_MAX_AGE, httponly=True, **common)
     return response
 
 
 @router.post(
     "/logout",
-    summary="Log out (clears the session cookie)",
-    responses={303: {"description": "Logged out; redirect to the login page"}, **error_responses(403)},
+    summary="Log out: ends this session on the server and clears its cookies",
+    responses={303: {"description": "Logged out; redirect to the login page"}, **error_responses(403, 413)},
 )
 async def logout(request: Request) -> Response:
+    auth = get_auth(request)
+    sid = _result(request).session_id
+    if sid:
+        auth.sessions.end(sid)
     response = RedirectResponse("/login", status_code=303)
-    secure = is_https(request.scope, header_dict(request.scope))
+    secure = auth.is_https(request.scope, header_dict(request.scope))
     for name in (SESSION_COOKIE, CSRF_COOKIE):
         response.delete_cookie(name, path="/", secure=secure, httponly=name == SESSION_COOKIE, samesite="lax")
     return response
@@ -131,47 +183,42 @@ async def logout(request: Request) -> Response:
 @router.get(
     "/auth/verify",
     status_code=204,
-    summary="For nginx auth_request: 204 when logged in, 401 otherwise",
+    summary="For nginx auth_request: 204 when the request may pass, 401/403 otherwise",
     responses={
-        204: {"description": "Authenticated (or no password set)"},
+        204: {"description": "Authenticated (or no password set) and not cross-site"},
         **error_responses(401, 403),
     },
 )
 async def verify(request: Request) -> Response:
+    """nginx passes the original request's headers, plus `X-Original-Method` and
+    `X-Original-Upgrade`. On ComfyUI's port a cookie session's change must be first-party (see
+    `Auth.change_refusal`) and a WebSocket must come from our own page. A wrong Bearer token
+    counts as a failed attempt (nginx cannot pass a 429 on: the answer stays 401)."""
+    auth = get_auth(request)
     headers = header_dict(request.scope)
     method = headers.get("x-original-method", "GET").upper()
-    origin = headers.get("origin")
-    auth = get_auth(request)
-    if (
-        method not in SAFE_METHODS
-        and request.state.auth_method != "token"
-        and origin
-        and origin != "null"
-        and not auth.same_origin(origin, headers)
-    ):
-        # a page on another site (another pod's subdomain is "same-site" for SameSite=Lax)
-        # posting to ComfyUI's port with the user's cookie
-        return JSONResponse(
-            error_payload(403, "cross-site request refused", code="csrf_failed"),
-            status_code=403,
-            headers={"cache-control": "no-store"},
-        )
+    websocket = headers.get("x-original-upgrade", "").strip().lower() == "websocket"
+    result = _result(request)
     if headers.get(SCOPE_HEADER, "").strip().lower() == API_SCOPE:
-        # nginx serving /api/comfyui/* on the dashboard's port: the middleware's own rule
-        websocket = headers.get("x-original-upgrade", "").strip().lower() == "websocket"
+        # nginx serving /api/comfyui/* on the dashboard's port: the middleware's own rule; a
+        # refusal is replayed to the dashboard, whose middleware counts a bad token there
         refusal = api_refusal(auth, headers, method, websocket=websocket)
-        if refusal is not None:
-            status, code, message = refusal
-            return JSONResponse(
-                error_payload(status, message, code=code),
-                status_code=status,
-                headers={"cache-control": "no-store"},
-            )
-    if request.state.auth_method in ("open", "session", "token"):
-        return Response(status_code=204, headers={"cache-control": "no-store"})
-    return JSONResponse(
-        error_payload(401, "login required"), status_code=401, headers={"cache-control": "no-store"}
-    )
+        return _no_store(204) if refusal is None else _no_store(refusal.status, refusal)
+    if websocket:
+        refusal = auth.websocket_refusal(headers, result)
+    elif method not in SAFE_METHODS:
+        refusal = auth.change_refusal(headers, result, csrf=False)
+    else:
+        refusal = None
+    if refusal is not None and refusal.status != 401:
+        return _no_store(refusal.status, refusal)
+    if result.ok:
+        return _no_store(204)
+    if result.bad_token:
+        ip = auth.client_address(request.scope, headers)
+        if not auth.backoff.wait(ip):
+            auth.backoff.failed(ip)
+    return _no_store(401, Refusal(401, "unauthorized", "login required", "log in at /login"))
 
 
 @router.get(
@@ -198,3 +245,33 @@ async def api_token(request: Request) -> JSONResponse:
         {"token": auth.api_token(), "password_set": auth.enabled},
         headers={"cache-control": "no-store"},
     )
+
+
+@router.get(
+    "/api/auth/sessions",
+    summary="The logged-in browsers (server-side sessions) of this volume",
+    responses=error_responses(401, 500),
+)
+async def sessions(request: Request) -> JSONResponse:
+    auth = get_auth(request)
+    items = auth.sessions.list(_result(request).session_id) if auth.enabled else []
+    return JSONResponse({"sessions": items, "count": len(items)}, headers={"cache-control": "no-store"})
+
+
+@router.delete(
+    "/api/auth/sessions",
+    summary="Log out everywhere: end every session of this volume (Bearer tokens keep working)",
+    responses=error_responses(401, 403, 500),
+)
+async def end_sessions(request: Request) -> JSONResponse:
+    auth = get_auth(request)
+    ended = auth.sessions.end_all() if auth.enabled else 0
+    response = JSONResponse({"ended": ended}, headers={"cache-control": "no-store"})
+    if _result(request).method == "session":
+        response.headers["hx-redirect"] = "/login"
+        secure = auth.is_https(request.scope, header_dict(request.scope))
+        for name in (SESSION_COOKIE, CSRF_COOKIE):
+            response.delete_cookie(
+                name, path="/", secure=secure, httponly=name == SESSION_COOKIE, samesite="lax"
+            )
+    return response
