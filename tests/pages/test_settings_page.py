@@ -127,3 +127,30 @@ def test_broken_user_settings_do_not_stop_the_start(settings: Settings, ws_root:
 
     (ws_root / "config" / "user_settings.yaml").write_text("- not a mapping\n")
     assert Services.create(settings).settings == settings
+
+
+async def test_settings_lists_sessions_and_logs_out_everywhere(tmp_path: Path) -> None:
+    from comfyui_docker.web.app import create_app
+
+    settings = Settings.from_env(
+        {"WORKSPACE_ROOT": str(tmp_path / "ws"), "ACCESS_PASSWORD": "pw-for-sessions"}, cwd=tmp_path
+    )
+    app = create_app(settings)
+    app.state.services.workspace.init()
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://localhost") as c,
+    ):
+        for _ in range(2):
+            c.cookies.clear()
+            r = await c.post("/login", data={"password": "pw-for-sessions", "next": "/settings"})
+            assert r.status_code == 303
+        page = (await c.get("/settings")).text
+        assert '<span id="session-count">2</span> browsers' in page
+        assert 'hx-delete="/api/auth/sessions"' in page
+        r = await c.delete(
+            "/api/auth/sessions", headers={"hx-request": "true", "x-csrf-token": c.cookies["cd_csrf"]}
+        )
+        assert r.status_code == 200 and r.headers["hx-redirect"] == "/login"
+        assert (await c.get("/settings", headers={"accept": "text/html"})).status_code == 303

@@ -42,12 +42,22 @@ def _preset_ids(svc: Services) -> list[str]:
     return []
 
 
+def _sessions(request: Request) -> list[dict[str, Any]]:
+    """The logged-in browsers of this volume (server-side sessions), newest first."""
+    auth = request.app.state.auth
+    if not auth.enabled:
+        return []
+    result = getattr(request.state, "auth_result", None)
+    return list(auth.sessions.list(getattr(result, "session_id", None)))
+
+
 def _context(
     request: Request, svc: Services, values: user_settings.UserSettings, **extra: Any
 ) -> dict[str, Any]:
     s = svc.settings
     token = api_token(request) if s.password_set else ""
     return {
+        "sessions": _sessions(request),
         "title": "Settings",
         "values": values,
         "masked": {k: user_settings.mask(getattr(values, k)) for k in ("hf_token", "civitai_token")},
