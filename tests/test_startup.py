@@ -219,6 +219,46 @@ def test_restart_cli_sends_the_token_when_a_password_is_set(tmp_path: Path, stop
     assert proc.wait(10) == 0
 
 
+def test_comfyui_gets_an_allow_listed_environment(tmp_path: Path, stopper: Any) -> None:
+    """Every custom node runs inside ComfyUI's process: our secrets must not be in its environment."""
+    secrets = {
+        "ACCESS_PASSWORD": "correct horse battery staple",
+        "API_TOKEN": "api-token-0123456789",
+        "HF_TOKEN": "hf_secret_0123456789",
+        "CIVITAI_TOKEN": "civitai_secret_0123",
+        "PUBLIC_KEY": "ssh-ed25519 AAAA test",
+        "SOME_OTHER_SETTING": "x",
+    }
+    env = {
+        **os.environ,
+        **secrets,
+        "WORKSPACE_ROOT": str(tmp_path / "ws"),
+        "DASHBOARD_HOST": "127.0.0.1",
+        "DASHBOARD_PORT": str(free_port()),
+        "COMFYUI_INTERNAL_PORT": str(free_port()),
+        "COMFYUI_PYTHON": sys.executable,
+        "COMFYUI_ROOT": str(FAKE_ROOT),
+        "ENABLE_NGINX": "false",
+        "CUDA_VISIBLE_DEVICES": "",
+        "OPENAI_API_KEY": "for-a-custom-node",
+        "COMFYUI_PASS_ENV": "OPENAI_API_KEY",
+    }
+    with (tmp_path / "start.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [*CLI, "start"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    stopper(proc)
+    port = env["COMFYUI_INTERNAL_PORT"]
+    wait_for(lambda: get(f"http://127.0.0.1:{port}/system_stats")[0] == 200, 60)
+    comfy = next(k for k in children_of(proc) if "main.py" in " ".join(k.cmdline()))
+    seen = comfy.environ()
+    assert not set(secrets) & set(seen), sorted(set(secrets) & set(seen))
+    assert seen["PATH"] == os.environ["PATH"]
+    assert seen["OPENAI_API_KEY"] == "for-a-custom-node" and "CUDA_VISIBLE_DEVICES" in seen
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+
+
 def test_forwarding_headers_do_not_dodge_the_login_backoff(tmp_path: Path, stopper: Any) -> None:
     """Without nginx the client is the socket peer: uvicorn must not take X-Forwarded-For from a
     loopback peer, and the dashboard must not believe X-Real-IP. Rotating both used to give every

@@ -175,6 +175,13 @@ SPECS: tuple[Spec, ...] = (
         "Extra command-line arguments for ComfyUI, shell-quoted (e.g. '--cpu --preview-method auto').",
     ),
     Spec(
+        "comfyui_pass_env",
+        "COMFYUI_PASS_ENV",
+        "",
+        "Comma-separated names of extra environment variables ComfyUI may see (e.g. a custom "
+        "node's OPENAI_API_KEY); it gets only paths, locale and GPU settings otherwise.",
+    ),
+    Spec(
         "download_connections",
         "DOWNLOAD_CONNECTIONS",
         "8",
@@ -261,6 +268,22 @@ def _csv(raw: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in raw.split(",") if p.strip())
 
 
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+NEVER_PASSED = frozenset({"ACCESS_PASSWORD", "API_TOKEN"})
+
+
+def _env_names(var: str, raw: str) -> tuple[str, ...]:
+    names = _csv(raw)
+    for name in names:
+        if not ENV_NAME_RE.match(name):
+            raise SettingsError(var, f"{name!r} is not a variable name", hint="separate names with commas")
+        if name in NEVER_PASSED:
+            raise SettingsError(
+                var, f"{name} is the dashboard's own secret", hint="ComfyUI and its custom nodes never get it"
+            )
+    return names
+
+
 def default_comfyui_python(comfyui_root: Path | None) -> Path:
     """The venv the image puts beside COMFYUI_ROOT, else the current interpreter."""
     if comfyui_root is not None:
@@ -292,6 +315,7 @@ class Settings:
     hf_token: Secret = field(default_factory=lambda: Secret(""))
     civitai_token: Secret = field(default_factory=lambda: Secret(""))
     comfyui_extra_args: tuple[str, ...] = ()
+    comfyui_pass_env: tuple[str, ...] = ()
     download_connections: int = 8
     download_parallel_files: int = 3
     cors_origins: tuple[str, ...] = ()
@@ -431,6 +455,7 @@ class Settings:
             hf_token=Secret((get("HF_TOKEN") or "").strip()),
             civitai_token=Secret((get("CIVITAI_TOKEN") or "").strip()),
             comfyui_extra_args=extra_args,
+            comfyui_pass_env=parsed("COMFYUI_PASS_ENV", _env_names, ()),
             download_connections=parsed("DOWNLOAD_CONNECTIONS", lambda v, r: _int(v, r, 1, 32), 8),
             download_parallel_files=parsed("DOWNLOAD_PARALLEL_FILES", lambda v, r: _int(v, r, 1, 16), 3),
             cors_origins=_csv(get("CORS_ORIGINS") or ""),
