@@ -12,12 +12,18 @@
 live there and must survive a pod restart. The SQLite database (`--database-url`) and the temp
 folder stay at their defaults inside the container (COMFYUI_ROOT/user/comfyui.db, COMFYUI_ROOT/temp):
 SQLite is unsafe on network volumes shared by several pods, and temp is wiped at every start anyway.
+
+ComfyUI's environment is an allow-list of ours (`comfyui_env`): paths, locale, proxies and GPU /
+library settings, plus the names in COMFYUI_PASS_ENV. ACCESS_PASSWORD, API_TOKEN, HF_TOKEN,
+CIVITAI_TOKEN, PUBLIC_KEY and anything else not listed stay out: every custom node runs in that
+process and could read them.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +47,30 @@ COMFYUI_TIMINGS = Timings(
     stop_sigint=6.0,  # docker stop waits 10 s in total before SIGKILL
     stop_sigterm=2.5,
 )
+
+
+ENV_NAMES = frozenset(
+    {
+        "PATH", "HOME", "USER", "LOGNAME", "SHELL", "HOSTNAME", "TERM", "TZ", "TMPDIR",
+        "LANG", "LANGUAGE", "PYTHONPATH", "PYTHONUNBUFFERED", "PYTHONIOENCODING", "PYTHONUTF8",
+        "PYTHONDONTWRITEBYTECODE", "VIRTUAL_ENV", "LD_LIBRARY_PATH",
+        "HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_HUB_ENABLE_HF_TRANSFER", "TRANSFORMERS_CACHE",
+        "TRANSFORMERS_OFFLINE", "TORCH_HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME",
+        "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+        "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+        "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+    }
+)  # fmt: skip
+ENV_PREFIXES = ("LC_", "CUDA_", "NVIDIA_", "PYTORCH_", "TORCH_", "TORCHINDUCTOR_", "TRITON_", "CUBLAS",
+                "CUDNN_", "NCCL_", "HIP_", "ROCR_", "HSA_", "XFORMERS_")  # fmt: skip
+
+
+def comfyui_env(settings: Settings, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The variables of `environ` (default: ours) that ComfyUI may see: the allow-list above and
+    the names in COMFYUI_PASS_ENV (which can never name ACCESS_PASSWORD or API_TOKEN)."""
+    source = os.environ if environ is None else environ
+    extra = set(settings.comfyui_pass_env)
+    return {k: v for k, v in source.items() if k in ENV_NAMES or k in extra or k.startswith(ENV_PREFIXES)}
 
 
 def user_directory(workspace: Workspace) -> Path:
@@ -101,6 +131,7 @@ def comfyui_spec(
         name="comfyui",
         argv=argv,
         cwd=settings.comfyui_root,
+        env=comfyui_env(settings),
         identity="main.py",
         probe=probe,
         timings=timings,
