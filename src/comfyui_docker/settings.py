@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .downloads.hosts import DEFAULT_MODEL_HOSTS, parse_hosts
 from .errors import SettingsError
 
 IMAGE_WORKSPACE = Path("/workspace")
@@ -182,6 +183,13 @@ SPECS: tuple[Spec, ...] = (
         "node's OPENAI_API_KEY); it gets only paths, locale and GPU settings otherwise.",
     ),
     Spec(
+        "model_hosts",
+        "MODEL_HOSTS",
+        ",".join(DEFAULT_MODEL_HOSTS),
+        "Comma-separated hosts a workflow's model URLs may download from (each covers its "
+        "subdomains; Settings adds more). Internal addresses are never fetched.",
+    ),
+    Spec(
         "download_connections",
         "DOWNLOAD_CONNECTIONS",
         "8",
@@ -272,6 +280,15 @@ ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 NEVER_PASSED = frozenset({"ACCESS_PASSWORD", "API_TOKEN"})
 
 
+def _hosts(var: str, raw: str) -> tuple[str, ...]:
+    hosts, bad = parse_hosts(raw)
+    if bad:
+        raise SettingsError(
+            var, f"{bad[0]!r} is not a host name", hint="list host names such as huggingface.co, no URLs"
+        )
+    return hosts
+
+
 def _env_names(var: str, raw: str) -> tuple[str, ...]:
     names = _csv(raw)
     for name in names:
@@ -316,6 +333,7 @@ class Settings:
     civitai_token: Secret = field(default_factory=lambda: Secret(""))
     comfyui_extra_args: tuple[str, ...] = ()
     comfyui_pass_env: tuple[str, ...] = ()
+    model_hosts: tuple[str, ...] = DEFAULT_MODEL_HOSTS
     download_connections: int = 8
     download_parallel_files: int = 3
     cors_origins: tuple[str, ...] = ()
@@ -456,6 +474,7 @@ class Settings:
             civitai_token=Secret((get("CIVITAI_TOKEN") or "").strip()),
             comfyui_extra_args=extra_args,
             comfyui_pass_env=parsed("COMFYUI_PASS_ENV", _env_names, ()),
+            model_hosts=parsed("MODEL_HOSTS", _hosts, DEFAULT_MODEL_HOSTS),
             download_connections=parsed("DOWNLOAD_CONNECTIONS", lambda v, r: _int(v, r, 1, 32), 8),
             download_parallel_files=parsed("DOWNLOAD_PARALLEL_FILES", lambda v, r: _int(v, r, 1, 16), 3),
             cors_origins=_csv(get("CORS_ORIGINS") or ""),

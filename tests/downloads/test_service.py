@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from comfyui_docker.catalog import FileSpec
+from comfyui_docker.downloads.guard import UrlGuard
 from comfyui_docker.downloads.installer import LockOptions
 from comfyui_docker.downloads.service import PresetService
 from comfyui_docker.errors import DiskFull, InvalidInput, PresetNotFound, TaskNotFound
@@ -21,6 +22,8 @@ from fakes.model_host import ModelHost
 
 from .conftest import KIB, MIB, blob, options, sha
 
+#: workflow downloads from the test host: 127.0.0.1 is allowed because it is listed by address
+LOCAL_HOST = UrlGuard(hosts=("127.0.0.1",))
 VAE = blob(200 * KIB, seed=1)
 MODEL_A = blob(400 * KIB, seed=2)
 MODEL_B = blob(300 * KIB, seed=3)
@@ -80,6 +83,7 @@ def make_service(ws: Workspace, host: ModelHost) -> Callable[..., PresetService]
         kw.setdefault("space_margin", 0)
         kw.setdefault("lock_options", LockOptions(stale_after=2, heartbeat=0.2, poll=0.05))
         kw.setdefault("progress_interval", 0.05)
+        kw.setdefault("url_guard", LOCAL_HOST)  # the model host is 127.0.0.1, listed by address
         return PresetService(settings, ws, kw.pop("bus", EventBus()), shipped_catalog=text, **kw)
 
     return make

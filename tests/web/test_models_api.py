@@ -149,7 +149,13 @@ async def test_missing_models_in_every_folder_type(client, app_svc) -> None:
     assert folders == set(MODEL_FOLDERS) - {"vae"}
     assert body["total"] == len(MODEL_FOLDERS) - 1 == body["installable"]
     for m in body["missing"]:
-        assert m["install"] == {"kind": "url", "url": m["url"]}
+        assert m["install"] == {
+            "kind": "url",
+            "url": m["url"],
+            "host": "huggingface.co",
+            "allowed": True,
+            "why": None,
+        }
 
 
 async def test_missing_models_api_prompt_every_loader_input(client, app_svc) -> None:

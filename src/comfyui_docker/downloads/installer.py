@@ -123,8 +123,17 @@ class Installer:
             self.ws.cache / "locks" / name, stale_after=o.stale_after, heartbeat=o.heartbeat, poll=o.poll
         )
 
-    async def run(self, task: Task, files: list[FileSpec], licence_url: str | None = None) -> None:
-        """Bring every file of `files` onto the volume; raises the first failure."""
+    async def run(
+        self,
+        task: Task,
+        files: list[FileSpec],
+        licence_url: str | None = None,
+        *,
+        fetcher: Fetcher | None = None,
+    ) -> None:
+        """Bring every file of `files` onto the volume; raises the first failure. `fetcher`:
+        another fetcher for these files (the guarded one, for a workflow's URLs)."""
+        via = fetcher or self.fetcher
         p = plan(self.ws, self.journal, files)
         task.files = [FileProgress(f.path, f.url, f.size) for f in files]
         by_path = {fp.path: fp for fp in task.files}
@@ -137,7 +146,8 @@ class Installer:
         check_space(self.ws, p.need_bytes, self.free_space, self.space_margin)
         self.reporter.state(task, "downloading")
         jobs = [
-            asyncio.create_task(self._one(task, spec, by_path[spec.path], licence_url)) for spec in p.missing
+            asyncio.create_task(self._one(task, spec, by_path[spec.path], licence_url, via))
+            for spec in p.missing
         ]
         try:
             for job in asyncio.as_completed(jobs):
@@ -147,7 +157,9 @@ class Installer:
                 job.cancel()
             await asyncio.gather(*jobs, return_exceptions=True)
 
-    async def _one(self, task: Task, spec: FileSpec, fp: FileProgress, licence_url: str | None) -> None:
+    async def _one(
+        self, task: Task, spec: FileSpec, fp: FileProgress, licence_url: str | None, fetcher: Fetcher
+    ) -> None:
         async with self.parallel:
             lock = self.lock_for(spec)
             await lock.acquire()
@@ -158,7 +170,7 @@ class Installer:
                 if await self._adopt(spec):
                     self._mark_present(task, spec, fp)
                     return
-                await self._download(task, spec, fp, lock, licence_url)
+                await self._download(task, spec, fp, lock, licence_url, fetcher)
             finally:
                 await lock.release()
 
@@ -192,7 +204,13 @@ class Installer:
         return True
 
     async def _download(
-        self, task: Task, spec: FileSpec, fp: FileProgress, lock: VolumeLock, licence_url: str | None
+        self,
+        task: Task,
+        spec: FileSpec,
+        fp: FileProgress,
+        lock: VolumeLock,
+        licence_url: str | None,
+        fetcher: Fetcher,
     ) -> None:
         dest = self.ws.models / spec.path
         known = self.journal.url_hash(spec.url)
@@ -204,7 +222,7 @@ class Installer:
             self.reporter.progress(task, fp, n)
 
         fetch = asyncio.create_task(
-            self.fetcher.fetch(
+            fetcher.fetch(
                 spec.url,
                 dest,
                 size=expected_size,

@@ -192,6 +192,7 @@ class Transfer:
             licence_url=self.licence_url,
             original_url=self.url,
             read_bufsize=self.opt.read_bufsize,
+            guard=self.f.guard,
         )
         if not use_final:
             self.final_url = final

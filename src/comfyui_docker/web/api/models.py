@@ -7,6 +7,11 @@
     POST   /api/models/missing             {workflow} -> what is missing, who provides it
     POST   /api/models/install-missing     {workflow} -> install the providing presets / URLs
 
+A URL a workflow names is offered (`install.kind == "url"`) with its `host` and whether that host
+is `allowed` (MODEL_HOSTS + Settings, downloads/guard.py); install-missing downloads only from
+allowed hosts and lists the rest under `refused` with the reason. The dashboard shows the hosts
+and asks before downloading.
+
 A file entry: `name` (relative to its folder, `/` for sub-folders), `size`, `mtime` (epoch s),
 `owners` (ids of the catalog presets that name this file) and `partial` for a `.part` download.
 Deleting a file that an installed preset needs answers 409 unless `force=true`.
@@ -246,6 +251,19 @@ def _object_info(request: Request) -> Any:
         return None
 
 
+def _url_install(svc: Services, url: str) -> dict[str, Any]:
+    from urllib.parse import urlsplit
+
+    from ...downloads.guard import UrlGuard
+
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        host = ""
+    why = UrlGuard(svc.settings.model_hosts).refusal(url, declared=True)
+    return {"kind": "url", "url": url, "host": host, "allowed": why is None, "why": why}
+
+
 async def find_missing(request: Request, svc: Services, workflow: dict[str, Any]) -> list[dict[str, Any]]:
     from ...workflows.refs import missing_models
 
@@ -257,7 +275,7 @@ async def find_missing(request: Request, svc: Services, workflow: dict[str, Any]
         if providers:
             item["install"] = {"kind": "preset", "preset_id": providers[0]}
         elif item.get("url"):
-            item["install"] = {"kind": "url", "url": item["url"]}
+            item["install"] = _url_install(svc, str(item["url"]))
         else:
             item["install"] = None
     return missing
@@ -279,8 +297,8 @@ async def missing(body: MissingRequest, request: Request, svc: ServicesDep) -> d
 
 @router.post(
     "/install-missing",
-    summary="Install what a workflow is missing (its presets, or the URLs it names)",
-    responses=error_responses(400, 404, 409, 503, 507),
+    summary="Install what a workflow is missing (its presets, or the URLs it names on allowed hosts)",
+    responses=error_responses(400, 404, 409, 413, 503, 507),
 )
 async def install_missing(body: InstallMissingRequest, request: Request, svc: ServicesDep) -> dict[str, Any]:
     from ...catalog.schema import FileSpec
@@ -292,10 +310,13 @@ async def install_missing(body: InstallMissingRequest, request: Request, svc: Se
     started: set[str] = set()
     by_url: list[Any] = []
     unresolved: list[dict[str, Any]] = []
+    refused: list[dict[str, Any]] = []
     for item in items:
         how = item["install"]
         if how is None:
             unresolved.append(item)
+        elif how["kind"] == "url" and not how["allowed"]:
+            refused.append({k: item[k] for k in ("folder", "name", "url")} | {"why": how["why"]})
         elif how["kind"] == "preset":
             pid = how["preset_id"]
             if pid not in started:
@@ -310,4 +331,4 @@ async def install_missing(body: InstallMissingRequest, request: Request, svc: Se
         task = await task if inspect.isawaitable(task) else task
         tasks.append(task.to_dict() if hasattr(task, "to_dict") else dict(task))
     request.app.state.preset_cache.clear()
-    return {"tasks": tasks, "unresolved": unresolved, "missing": len(items)}
+    return {"tasks": tasks, "unresolved": unresolved, "refused": refused, "missing": len(items)}
