@@ -15,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..catalog.schema import FileSpec
-from ..errors import ChecksumMismatch, DiskFull, DownloadError
+from ..errors import ChecksumMismatch, DiskFull, DownloadError, InvalidInput
 from ..workspace import Workspace
 from .fetch import Fetcher
 from .journal import Journal
@@ -203,6 +204,27 @@ class Installer:
         self.journal.record_file(spec.path, spec.url, st.st_size, digest, st.st_mtime_ns)
         return True
 
+    def _target(self, spec: FileSpec) -> Path:
+        """Where `spec` is written, proven to stay under models/ even through symbolic links: a
+        folder that links out of the volume's models folder (models/loras -> /etc) is refused
+        before anything is created in it."""
+        models = os.path.realpath(self.ws.models)
+        dest = self.ws.models / spec.path
+        existing = dest.parent
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        for folder in (existing, dest.parent):
+            real = os.path.realpath(folder)
+            if real != models and not real.startswith(models + os.sep):
+                raise InvalidInput(
+                    f"models/{spec.path}: {folder} leads to {real}, outside the models folder",
+                    hint="downloads never write through a link out of the volume; remove the link",
+                    path=spec.path,
+                )
+            if folder == existing:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+        return dest
+
     async def _download(
         self,
         task: Task,
@@ -212,7 +234,7 @@ class Installer:
         licence_url: str | None,
         fetcher: Fetcher,
     ) -> None:
-        dest = self.ws.models / spec.path
+        dest = self._target(spec)
         known = self.journal.url_hash(spec.url)
         expected_sha = spec.sha256 or (known[1] if known else None)
         expected_size = spec.exact_size if spec.size_exact else (known[0] if known else None)
