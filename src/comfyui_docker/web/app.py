@@ -160,4 +160,5 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(ws.router)
     app.include_router(proxy.router)
     app.include_router(pages_router)
+    errors.document_common_answers(app)
     return app

@@ -183,7 +183,7 @@ for _method in METHODS:
         methods=[_method],
         operation_id=f"comfyui_proxy_{_method.lower()}",
         summary=f"ComfyUI's API, proxied ({_method}, streamed)",
-        include_in_schema=_method in ("GET", "POST"),
+        include_in_schema=_method not in ("HEAD", "OPTIONS"),  # those two: as GET, and CORS
         responses={
             200: {"description": "Whatever ComfyUI answered (status, headers and body kept)"},
             **error_responses(*COMMON_ERRORS, 404, 503),

@@ -24,6 +24,7 @@ import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
@@ -36,7 +37,17 @@ from ..errors import COMMON_ERRORS, error_responses
 from .run import RunRequest, run_workflow
 
 MAX_BYTES = 20 * 1024 * 1024
-NAME_RE = re.compile(r"^[\w][\w \-.()\[\]+,&@']{0,150}$")
+NAME_PATTERN = r"^[\w][\w \-.()\[\]+,&@']{0,150}$"
+NAME_RE = re.compile(NAME_PATTERN)
+#: The `{name}` of every route here: documented with its pattern (".json" is added when missing;
+#: no "..", no folders); checked by `check_name`, which answers 400 with what to change.
+WorkflowName = Annotated[
+    str,
+    PathParam(
+        description="A workflow file name, e.g. `my flow.json`",
+        json_schema_extra={"pattern": NAME_PATTERN, "maxLength": 151},
+    ),
+]
 
 router = APIRouter(prefix="/api/workflows", tags=["workflows"], responses=error_responses(*COMMON_ERRORS))
 
@@ -224,25 +235,25 @@ async def upload(
 
 
 @router.get("/{name}", summary="One workflow (its JSON)", responses=error_responses(400, 404))
-async def read(name: str, svc: ServicesDep) -> FileResponse:
+async def read(name: WorkflowName, svc: ServicesDep) -> FileResponse:
     path = _path(svc, name)
     return FileResponse(path, media_type="application/json")
 
 
 @router.put("/{name}", summary="Save a workflow (create or replace)", responses=error_responses(400, 413))
-async def save(name: str, request: Request, svc: ServicesDep) -> dict[str, Any]:
+async def save(name: WorkflowName, request: Request, svc: ServicesDep) -> dict[str, Any]:
     data = parse_workflow(await read_limited(request, MAX_BYTES), "the body")
     return _write(svc, name, data, overwrite=True)
 
 
 @router.get("/{name}/download", summary="Download a workflow as a file", responses=error_responses(400, 404))
-async def download(name: str, svc: ServicesDep) -> FileResponse:
+async def download(name: WorkflowName, svc: ServicesDep) -> FileResponse:
     path = _path(svc, name)
     return FileResponse(path, media_type="application/json", filename=path.name)
 
 
 @router.post("/{name}/rename", summary="Rename a workflow", responses=error_responses(400, 404, 409))
-async def rename(name: str, body: RenameRequest, svc: ServicesDep) -> dict[str, Any]:
+async def rename(name: WorkflowName, body: RenameRequest, svc: ServicesDep) -> dict[str, Any]:
     src = _path(svc, name)
     dst = _path(svc, body.new_name, must_exist=False)
     if dst.exists() and dst != src:
@@ -252,7 +263,7 @@ async def rename(name: str, body: RenameRequest, svc: ServicesDep) -> dict[str, 
 
 
 @router.delete("/{name}", summary="Delete a workflow", responses=error_responses(400, 404))
-async def delete(name: str, svc: ServicesDep) -> dict[str, Any]:
+async def delete(name: WorkflowName, svc: ServicesDep) -> dict[str, Any]:
     path = _path(svc, name)
     path.unlink()
     return {"status": "deleted", "name": path.name}
@@ -264,7 +275,7 @@ async def delete(name: str, svc: ServicesDep) -> dict[str, Any]:
     responses=error_responses(400, 404, 502, 503),
 )
 async def run(
-    name: str, request: Request, svc: ServicesDep, body: RunRequest | None = None
+    name: WorkflowName, request: Request, svc: ServicesDep, body: RunRequest | None = None
 ) -> dict[str, Any]:
     path = _path(svc, name)
     data = parse_workflow(path.read_bytes(), f"'{path.name}'")
