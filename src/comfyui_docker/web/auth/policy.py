@@ -26,8 +26,8 @@ CSRF_COOKIE = "cd_csrf"
 DEVICE_COOKIE = "cd_device"
 CSRF_HEADER = "x-csrf-token"
 #: nginx sets `X-Auth-Scope: dashboard-api` on its auth_request for `/api/comfyui/` on the
-#: dashboard's port (overwriting whatever a client sent there); /auth/verify then also applies the
-#: middleware's rule. It only ever adds checks, so a client sending it gains nothing.
+#: dashboard's port and clears it on ComfyUI's port (overwriting whatever a client sent in both);
+#: /auth/verify then applies the middleware's rule instead of the ComfyUI port's.
 SCOPE_HEADER = "x-auth-scope"
 API_SCOPE = "dashboard-api"
 SESSION_MAX_AGE = 30 * 24 * 3600
