@@ -7,7 +7,8 @@ there) and closes them at shutdown. Either way the app owns: the proxy's HTTP cl
 system sampler and the one background task that publishes system status.
 
 Middleware, outermost first: CORS (only when CORS_ORIGINS is set; same-origin otherwise) ->
-auth (login, Bearer, CSRF; see auth.py) -> catch-all (500 in the one error shape) -> routes.
+auth (login, Bearer, CSRF; see auth.py) -> catch-all (500 in the one error shape) -> the prepared
+preset list (`GET /api/presets`, see api/preset_list.py) -> routes.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from .. import __version__
 from ..services import Services
 from ..settings import Settings
 from . import errors, proxy
-from .api.presets import ListCache, invalidate_on_events
+from .api.preset_list import PreparedLists, PresetListFastPath, invalidate_on_events
 from .api.system import SystemSampler, publish_loop
 from .auth import CSRF_HEADER, Auth, AuthMiddleware
 
@@ -121,9 +122,11 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.auth = Auth(settings)
     app.state.sampler = SystemSampler()
-    app.state.preset_cache = ListCache()
+    app.state.preset_cache = PreparedLists()
     app.state.proxy_session = None
 
+    # innermost first: the preset list fast path runs after the login check and inside the catch-all
+    app.add_middleware(PresetListFastPath, lists=app.state.preset_cache, services=svc)
     errors.install(app)
     app.add_middleware(AuthMiddleware, auth=app.state.auth)
     if settings.cors_origins:
