@@ -6,8 +6,8 @@ is a loop over the specs (plus one rule across settings: no two services on one 
 README's settings table is written from them (`make docs`, i.e. `python -m
 comfyui_docker.settings_doc README.md`; a test fails while the README differs).
 
-To add a setting: a `Spec` here with a parser from the ones below (or a new one raising
-SettingsError with a hint), a field of the same name and type on `Settings` (a test checks the
+To add a setting: a `Spec` here with a parser from setting_parsers.py (or a new one there that
+raises SettingsError with a hint), a field of the same name and type on `Settings` (a test checks the
 two agree), then `make docs`.
 
 Nothing here runs at import time; `Settings.from_env()` is the only reader of the environment.
@@ -16,46 +16,30 @@ Nothing here runs at import time; `Settings.from_env()` is the only reader of th
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from . import setting_parsers as parse
 from .errors import SettingsError
+from .setting_parsers import PRESET_ID_RE, Secret, display
+
+__all__ = [
+    "PRESET_ID_RE",
+    "SPECS",
+    "Computed",
+    "Secret",
+    "Settings",
+    "Spec",
+    "default_comfyui_python",
+    "display",
+]
 
 IMAGE_WORKSPACE = Path("/workspace")
 IMAGE_COMFYUI_ROOT = Path("/app/comfyui/ComfyUI")
-PRESET_ID_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
-
-
-class Secret:
-    """A string that never shows itself in `repr`, `str`, logs or tracebacks."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def get(self) -> str:
-        return self._value
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __repr__(self) -> str:
-        return "Secret('**********')" if self._value else "Secret('')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(("Secret", self._value))
 
 
 T = TypeVar("T")
@@ -119,122 +103,6 @@ class Spec(Generic[T]):
         return str(value).lower() if isinstance(value, bool) else display(value)
 
 
-def display(value: Any) -> str:
-    """A setting's value as text that is safe to log or show (secrets say only whether set)."""
-    if isinstance(value, Secret):
-        return "set" if value else ""
-    if isinstance(value, tuple):
-        return ",".join(value)
-    return "" if value is None else str(value)
-
-
-# ---- parsers: (variable, non-empty raw value) -> value, or SettingsError naming the variable ----
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-
-
-def _bool(var: str, raw: str) -> bool:
-    low = raw.strip().lower()
-    if low in _TRUE:
-        return True
-    if low in _FALSE:
-        return False
-    raise SettingsError(var, f"{raw!r} is not a boolean", hint="use true or false")
-
-
-def _int(var: str, raw: str, lo: int, hi: int) -> int:
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise SettingsError(
-            var, f"{raw!r} is not a whole number", hint=f"use a number from {lo} to {hi}"
-        ) from None
-    if not lo <= value <= hi:
-        raise SettingsError(var, f"{value} is out of range", hint=f"use a number from {lo} to {hi}")
-    return value
-
-
-def _int_from(lo: int, hi: int) -> Callable[[str, str], int]:
-    def parse(var: str, raw: str) -> int:
-        return _int(var, raw, lo, hi)
-
-    return parse
-
-
-_port = _int_from(1, 65535)
-
-
-def _abs_path(var: str, raw: str) -> Path:
-    path = Path(raw.strip())
-    if not path.is_absolute():
-        raise SettingsError(
-            var, f"{raw!r} is a relative path", hint="give an absolute path such as /workspace"
-        )
-    return path
-
-
-def _ids(var: str, raw: str) -> tuple[str, ...]:
-    out: list[str] = []
-    for part in raw.replace(";", ",").split(","):
-        pid = part.strip().upper()
-        if not pid:
-            continue
-        if not PRESET_ID_RE.match(pid):
-            raise SettingsError(
-                var,
-                f"{part.strip()!r} is not a preset id",
-                hint="ids look like WAN_22_5B_TIV2; separate them with commas",
-            )
-        if pid not in out:
-            out.append(pid)
-    return tuple(out)
-
-
-def _csv(var: str, raw: str) -> tuple[str, ...]:
-    return tuple(p.strip() for p in raw.split(",") if p.strip())
-
-
-def _text(var: str, raw: str) -> str:
-    return raw.strip()
-
-
-def _secret(var: str, raw: str) -> Secret:
-    return Secret(raw)
-
-
-def _token(var: str, raw: str) -> Secret:
-    return Secret(raw.strip())
-
-
-def _time_zone(var: str, raw: str) -> str:
-    tz = raw.strip()
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise SettingsError(
-            var,
-            f"{tz!r} is not a known time zone",
-            hint="use an IANA name such as Etc/UTC or Europe/Berlin",
-        ) from None
-    return tz
-
-
-def _shell_words(var: str, raw: str) -> tuple[str, ...]:
-    try:
-        return tuple(shlex.split(raw))
-    except ValueError as exc:
-        raise SettingsError(var, f"cannot be split: {exc}", hint="check the quotes") from None
-
-
-def _log_level(var: str, raw: str) -> str:
-    level = raw.strip().upper()
-    if level not in LOG_LEVELS:
-        raise SettingsError(var, f"{level!r} is not a log level", hint="use DEBUG, INFO, WARNING or ERROR")
-    return level
-
-
 # ---- computed defaults --------------------------------------------------------------------------
 
 
@@ -268,7 +136,7 @@ SPECS: tuple[Spec[Any], ...] = (
     Spec(
         "workspace_root",
         "WORKSPACE_ROOT",
-        _abs_path,
+        parse.abs_path,
         Computed(_default_workspace),
         "The persistent volume: models, output, workflows, uploads, config, cache, logs. Absolute.",
         doc="/workspace if it exists, else ./workspace",
@@ -276,7 +144,7 @@ SPECS: tuple[Spec[Any], ...] = (
     Spec(
         "comfyui_root",
         "COMFYUI_ROOT",
-        _abs_path,
+        parse.abs_path,
         Computed(_default_comfyui_root),
         "ComfyUI's install folder (holds main.py). Unset or missing: ComfyUI is 'not installed'.",
         doc="/app/comfyui/ComfyUI if it exists, else none",
@@ -284,37 +152,37 @@ SPECS: tuple[Spec[Any], ...] = (
     Spec(
         "comfyui_python",
         "COMFYUI_PYTHON",
-        _abs_path,
+        parse.abs_path,
         Computed(_default_comfyui_python),
         "The interpreter that runs ComfyUI (its own venv, with torch).",
         doc="the venv beside COMFYUI_ROOT, else this Python",
     ),
-    Spec("dashboard_port", "DASHBOARD_PORT", _port, 8080, "Public port of the dashboard."),
+    Spec("dashboard_port", "DASHBOARD_PORT", parse.port, 8080, "Public port of the dashboard."),
     Spec(
         "comfyui_port",
         "COMFYUI_PORT",
-        _port,
+        parse.port,
         3000,
         "Public port of ComfyUI (through nginx, behind the login when a password is set).",
     ),
     Spec(
         "comfyui_internal_port",
         "COMFYUI_INTERNAL_PORT",
-        _port,
+        parse.port,
         8188,
         "Loopback port ComfyUI itself listens on; never public.",
     ),
     Spec(
         "dashboard_internal_port",
         "DASHBOARD_INTERNAL_PORT",
-        _port,
+        parse.port,
         8081,
         "Loopback port of the dashboard when nginx is in front of it.",
     ),
     Spec(
         "dashboard_host",
         "DASHBOARD_HOST",
-        _text,
+        parse.text,
         "0.0.0.0",
         "Address of the public ports: the dashboard's when nginx is off, nginx's when on "
         "(0.0.0.0 = every address; use 127.0.0.1 on a laptop).",
@@ -322,7 +190,7 @@ SPECS: tuple[Spec[Any], ...] = (
     Spec(
         "enable_nginx",
         "ENABLE_NGINX",
-        _bool,
+        parse.boolean,
         False,
         "Run nginx in front of the dashboard and ComfyUI on the public ports.",
         doc="false (true in the image)",
@@ -330,35 +198,35 @@ SPECS: tuple[Spec[Any], ...] = (
     Spec(
         "preset_download",
         "PRESET_DOWNLOAD",
-        _ids,
+        parse.preset_ids,
         (),
         "Comma-separated video preset ids to install in the background at start.",
     ),
     Spec(
         "image_preset_download",
         "IMAGE_PRESET_DOWNLOAD",
-        _ids,
+        parse.preset_ids,
         (),
         "Comma-separated image preset ids to install at start.",
     ),
     Spec(
         "audio_preset_download",
         "AUDIO_PRESET_DOWNLOAD",
-        _ids,
+        parse.preset_ids,
         (),
         "Comma-separated audio preset ids to install at start.",
     ),
     Spec(
         "enable_preset_manager",
         "ENABLE_PRESET_MANAGER",
-        _bool,
+        parse.boolean,
         True,
         "Show the preset catalog and allow installs from the dashboard.",
     ),
     Spec(
         "access_password",
         "ACCESS_PASSWORD",
-        _secret,
+        parse.secret,
         _NO_SECRET,
         "Password for every public port, the API and the WebSockets. Empty: no login (warned).",
         secret=True,
@@ -366,17 +234,17 @@ SPECS: tuple[Spec[Any], ...] = (
     Spec(
         "api_token",
         "API_TOKEN",
-        _secret,
+        parse.secret,
         _NO_SECRET,
         "Bearer token for API clients (shown in Settings).",
         doc="derived from ACCESS_PASSWORD",
         secret=True,
     ),
-    Spec("time_zone", "TIME_ZONE", _time_zone, "Etc/UTC", "IANA time zone for logs and timestamps."),
+    Spec("time_zone", "TIME_ZONE", parse.time_zone, "Etc/UTC", "IANA time zone for logs and timestamps."),
     Spec(
         "hf_token",
         "HF_TOKEN",
-        _token,
+        parse.token,
         _NO_SECRET,
         "Hugging Face token for gated models (sent to huggingface.co only).",
         aliases=("HUGGING_FACE_HUB_TOKEN",),
@@ -385,7 +253,7 @@ SPECS: tuple[Spec[Any], ...] = (
     Spec(
         "civitai_token",
         "CIVITAI_TOKEN",
-        _token,
+        parse.token,
         _NO_SECRET,
         "Civitai token (sent to civitai.com only).",
         aliases=("CIVITAI_API_TOKEN",),
@@ -394,7 +262,7 @@ SPECS: tuple[Spec[Any], ...] = (
     Spec(
         "comfyui_extra_args",
         "COMFYUI_EXTRA_ARGS",
-        _shell_words,
+        parse.shell_words,
         (),
         "Extra command-line arguments for ComfyUI, shell-quoted (e.g. '--cpu --preview-method auto').",
         show=shlex.join,
@@ -402,36 +270,36 @@ SPECS: tuple[Spec[Any], ...] = (
     Spec(
         "download_connections",
         "DOWNLOAD_CONNECTIONS",
-        _int_from(1, 32),
+        parse.whole_number(1, 32),
         8,
         "Connections per large file when the server supports ranges (1-32).",
     ),
     Spec(
         "download_parallel_files",
         "DOWNLOAD_PARALLEL_FILES",
-        _int_from(1, 16),
+        parse.whole_number(1, 16),
         3,
         "Files downloaded at the same time (1-16).",
     ),
     Spec(
         "cors_origins",
         "CORS_ORIGINS",
-        _csv,
+        parse.csv,
         (),
         "Comma-separated extra origins allowed by CORS (same-origin by default).",
     ),
-    Spec("log_level", "LOG_LEVEL", _log_level, "INFO", "DEBUG, INFO, WARNING or ERROR."),
+    Spec("log_level", "LOG_LEVEL", parse.log_level, "INFO", "DEBUG, INFO, WARNING or ERROR."),
     Spec(
         "public_key",
         "PUBLIC_KEY",
-        _text,
+        parse.text,
         "",
         "SSH public key (RunPod injects it); starts sshd with that key only.",
     ),
     Spec(
         "runpod_pod_id",
         "RUNPOD_POD_ID",
-        _text,
+        parse.text,
         "",
         "Set by RunPod; used to show the public proxy URLs.",
     ),
