@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from comfy_samples import sample_path
+
 from .conftest import needs_chromium
 from .live import LiveApp
 
@@ -72,7 +74,7 @@ def test_generate_readable_error_and_missing_model(page: Any, stack: LiveApp) ->
 
 def test_outputs_zip_and_delete(page: Any, stack: LiveApp) -> None:
     out = stack.settings.workspace_root / "output"
-    sample = Path(__file__).resolve().parents[3] / "shared" / "comfyui-samples" / "view_g1.png"
+    sample = sample_path("view_g1.png")
     for i in range(3):
         (out / f"pick_{i}.png").write_bytes(sample.read_bytes())
     page.goto(stack.url + "/outputs")

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import httpx
 import pytest
 
+from comfy_samples import SAMPLES
+from comfy_samples import sample as comfy_sample
 from comfyui_docker import generate as gen
 from comfyui_docker.errors import InvalidInput
-
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "comfyui-samples"
 
 
 def test_demo_graph_matches_comfyui_sample_shape() -> None:
@@ -59,7 +58,7 @@ def test_build_reports_every_bad_field() -> None:
 
 @pytest.mark.parametrize("sample", sorted(p.name for p in SAMPLES.glob("err_*.json")))
 def test_every_sampled_comfyui_error_is_explained(sample: str) -> None:
-    body = json.loads((SAMPLES / sample).read_text())
+    body = comfy_sample(sample)
     lines = gen.explain(body)
     assert lines and all(isinstance(x, str) and len(x) > 10 for x in lines)
     text = " ".join(lines)
@@ -67,7 +66,7 @@ def test_every_sampled_comfyui_error_is_explained(sample: str) -> None:
 
 
 def test_missing_model_is_named_with_its_folder() -> None:
-    body = json.loads((SAMPLES / "err_bad_combo.json").read_text())
+    body = comfy_sample("err_bad_combo.json")
     assert gen.missing_models(body) == [{"folder": "checkpoints", "name": "nope.safetensors"}]
     assert "models/checkpoints" in gen.explain(body)[0]
     assert gen.explain("garbage")[0].startswith("ComfyUI refused")

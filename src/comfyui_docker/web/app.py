@@ -9,7 +9,8 @@ system sampler and the one background task that publishes system status.
 Middleware, outermost first: CORS (only when CORS_ORIGINS is set; same-origin otherwise) ->
 security headers (no framing) -> HEAD answered as GET (both headers.py) -> auth (login, Bearer,
 CSRF, Host; see auth/) -> body limit (20 MB, 8 KiB for the login form; body.py) -> catch-all
-(500 in the one error shape) -> routes.
+(500 in the one error shape) -> the prepared preset list (`GET /api/presets`, see
+api/preset_list.py) -> routes.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from .. import __version__
 from ..services import Services
 from ..settings import Settings
 from . import errors, proxy
-from .api.presets import ListCache, invalidate_on_events
+from .api.preset_list import PreparedLists, PresetListFastPath, invalidate_on_events
 from .api.system import SystemSampler, publish_loop
 from .auth import CSRF_HEADER, Auth, AuthMiddleware
 from .body import BodyLimitMiddleware
@@ -126,9 +127,11 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.auth = Auth(settings)
     app.state.sampler = SystemSampler()
-    app.state.preset_cache = ListCache()
+    app.state.preset_cache = PreparedLists()
     app.state.proxy_session = None
 
+    # innermost first: the preset list fast path runs after the login check and inside the catch-all
+    app.add_middleware(PresetListFastPath, lists=app.state.preset_cache, services=svc)
     errors.install(app)
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(AuthMiddleware, auth=app.state.auth)
