@@ -1,7 +1,7 @@
 """Security figures of issue 12, ours next to the same code before the fixes, in one run.
 
     flock /tmp/cd-bench.lock .venv/bin/python bench/security.py [--rounds 2] [--spray-seconds 12]
-        [--peer-ref main | --no-peer]
+        [--peer-ref REF | --no-peer]   (default: 3453d49, the commit before the fixes)
 
 Every server is `comfyui-docker start` (no ComfyUI installed, ACCESS_PASSWORD set) in its own
 process, from this tree ("ours") or from `git archive <peer-ref>` ("before": the code without the
@@ -11,10 +11,11 @@ connection to its own loopback source address (127.1.x.y), so nginx and the dash
 different clients. Rounds alternate ours / before; timings are medians of the rounds.
 
 1. A 1,000-address spray through nginx: a guess list of 5,000 wrong passwords with the right one
-   at position 2,000, one guess per connection, round-robin over the addresses, 32 at a time, for
-   --spray-seconds. Does the sprayer get in, and how many guesses were checked? Meanwhile the owner
-   logs in with the right password from a new browser (own address) and from a browser that has
-   logged in before: how fast (retrying after Retry-After), or not before the spray ends.
+   at position 2,000, one guess per connection, round-robin over the addresses, 32 at a time, as
+   fast as they go, for --spray-seconds (round the list again when it runs out). Does the sprayer
+   get in, and how many guesses were checked? Meanwhile the owner logs in with the right password
+   from a new browser (own address) and from a browser that has logged in before: how fast
+   (retrying after Retry-After), or not before the spray ends.
 2. The same behind one proxy address (RunPod's proxy, Docker's NAT): sprayer and owner share
    127.0.0.2.
 3. The dashboard's memory while an authenticated 40 MB JSON body (POST /api/models/missing) is
@@ -218,23 +219,20 @@ async def owner_tries(port: int, source: str, cookie: str, until: float) -> floa
 
 
 async def spray(port: int, sources: list[str], seconds: float, owners: dict[str, tuple[str, str]]) -> Spray:
+    """Guesses as fast as 32 connections go, for `seconds`, going round the list again when it
+    runs out (a sustained spray), until the right password gets in."""
     out = Spray()
     guesses = [f"guess-{i:05d}" for i in range(5000)]
     guesses.insert(2000, PASSWORD)
-    queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
-    for i, g in enumerate(guesses):
-        queue.put_nowait((i, g))
+    counter = iter(range(10**9))
     started = time.monotonic()
     until = started + seconds
 
     async def worker() -> None:
         while time.monotonic() < until and out.got_in_after is None:
+            i = next(counter)
             try:
-                i, guess = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            try:
-                status, _ = await login(port, sources[i % len(sources)], guess)
+                status, _ = await login(port, sources[i % len(sources)], guesses[i % len(guesses)])
             except (TimeoutError, OSError):
                 out.other += 1
                 continue
@@ -303,8 +301,41 @@ def big_workflow(size: int) -> bytes:
     return b'{"workflow": {"nodes": [' + node * count + b'{"id": 0}]}}'
 
 
-async def send_body(port: int, body: bytes, *, chunked: bool) -> tuple[int, float]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+def post_streaming(port: int, head: list[str], chunks: Iterator[bytes]) -> tuple[int, float, int]:
+    """Send a request (`head` lines, then `chunks`) from one thread while this one waits for the
+    status line: (status, seconds to it, body bytes sent by then). A server that answers early
+    and closes must not make its answer, already on the way, get lost behind a write error."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sent = [0]
+
+    def pump() -> None:
+        with contextlib.suppress(OSError):
+            sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+            for chunk in chunks:
+                sock.sendall(chunk)
+                sent[0] += len(chunk)
+
+    started = time.monotonic()
+    sender = threading.Thread(target=pump, daemon=True)
+    sender.start()
+    data = b""
+    sock.settimeout(300)
+    with contextlib.suppress(OSError):
+        while b"\r\n" not in data:
+            got = sock.recv(4096)
+            if not got:
+                break
+            data += got
+    elapsed, at = time.monotonic() - started, sent[0]
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
+    sender.join(10)
+    status = int(data.split(b"\r\n", 1)[0].split()[1]) if data.startswith(b"HTTP/") else 0
+    return status, elapsed, at
+
+
+def send_body(port: int, body: bytes, *, chunked: bool) -> tuple[int, float]:
     head = [
         "POST /api/models/missing HTTP/1.1",
         f"Host: 127.0.0.1:{port}",
@@ -313,29 +344,16 @@ async def send_body(port: int, body: bytes, *, chunked: bool) -> tuple[int, floa
         "Connection: close",
         "Transfer-Encoding: chunked" if chunked else f"Content-Length: {len(body)}",
     ]
-    started = time.monotonic()
-    writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
 
-    async def pump() -> None:
-        with contextlib.suppress(ConnectionError, OSError):
-            for i in range(0, len(body), MIB):
-                piece = body[i : i + MIB]
-                writer.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
-                await writer.drain()
-            if chunked:
-                writer.write(b"0\r\n\r\n")
-                await writer.drain()
+    def chunks() -> Iterator[bytes]:
+        for i in range(0, len(body), MIB):
+            piece = body[i : i + MIB]
+            yield b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece
+        if chunked:
+            yield b"0\r\n\r\n"
 
-    sender = asyncio.create_task(pump())
-    try:
-        line = await asyncio.wait_for(reader.readline(), 120)
-        elapsed = time.monotonic() - started
-    finally:
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ConnectionError, OSError):
-            await sender
-        writer.close()
-    return int(line.split()[1]), elapsed
+    status, elapsed, _ = post_streaming(port, head, chunks())
+    return status, elapsed
 
 
 def memory_round(src: Path, work: Path, *, chunked: bool) -> dict[str, float]:
@@ -344,17 +362,14 @@ def memory_round(src: Path, work: Path, *, chunked: bool) -> dict[str, float]:
         time.sleep(0.5)
         idle = server.rss()
         with PeakRss(server.proc.pid) as peak:
-            status, elapsed = asyncio.run(send_body(server.port, body, chunked=chunked))
+            status, elapsed = send_body(server.port, body, chunked=chunked)
             time.sleep(0.2)
         return {"status": status, "seconds": elapsed, "peak_mb": (peak.peak - idle) / MIB}
 
 
 # ---- 4: 300 MB multipart login ------------------------------------------------------------------
 def multipart_login(port: int, total: int) -> tuple[int, float, float]:
-    """(status, seconds to the status line, MB sent by then). A blocking socket read on this
-    thread while another thread sends: a server that answers early and closes (reset) must not
-    make the answer, already on its way, get lost behind a write error."""
-    sock = socket.create_connection(("127.0.0.1", port))
+    """(status, seconds to the status line, MB of the body sent by then)."""
     head = [
         "POST /login HTTP/1.1",
         f"Host: 127.0.0.1:{port}",
@@ -365,38 +380,16 @@ def multipart_login(port: int, total: int) -> tuple[int, float, float]:
     ]
     preamble = b'--bench\r\nContent-Disposition: form-data; name="password"\r\n\r\nx\r\n'
     preamble += b'--bench\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\n\r\n'
-    sent = [0]
-    block = b"\0" * MIB
 
-    def pump() -> None:
-        with contextlib.suppress(OSError):
-            sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + preamble)
-            sent[0] += len(preamble)
-            while sent[0] < total:
-                piece = block[: total - sent[0]]
-                sock.sendall(piece)
-                sent[0] += len(piece)
+    def chunks() -> Iterator[bytes]:
+        yield preamble
+        left, block = total - len(preamble), b"\0" * MIB
+        while left > 0:
+            yield block[:left]
+            left -= min(left, MIB)
 
-    started = time.monotonic()
-    sender = threading.Thread(target=pump, daemon=True)
-    sender.start()
-    data = b""
-    sock.settimeout(300)
-    try:
-        while b"\r\n" not in data:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-    except OSError:
-        pass
-    elapsed, at = time.monotonic() - started, sent[0]
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
-    sock.close()
-    sender.join(10)
-    status = int(data.split(b"\r\n", 1)[0].split()[1]) if data.startswith(b"HTTP/") else 0
-    return status, elapsed, at / MIB
+    status, elapsed, sent = post_streaming(port, head, chunks())
+    return status, elapsed, sent / MIB
 
 
 def multipart_round(src: Path, work: Path, *, nginx: bool) -> dict[str, float]:
@@ -425,7 +418,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--spray-seconds", type=float, default=12.0)
-    ap.add_argument("--peer-ref", default="main", help="git ref of the code before the fixes")
+    ap.add_argument("--peer-ref", default="3453d49", help="git ref of the code before the fixes (issue 12)")
     ap.add_argument("--no-peer", action="store_true")
     ap.add_argument("--only", choices=("spray", "proxy", "memory", "multipart"))
     args = ap.parse_args()
@@ -435,9 +428,15 @@ def main() -> None:
             (Path(tmp) / "peer").mkdir()
             trees["before"] = peer_tree(args.peer_ref, Path(tmp) / "peer")
         names = list(trees)
-        print(
-            f"ours: {REPO} (working tree); before: git {args.peer_ref}" if len(names) > 1 else f"ours: {REPO}"
-        )
+        if len(names) > 1:
+            ref = subprocess.run(
+                ["git", "-C", str(REPO), "rev-parse", "--short", args.peer_ref],
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+            print(f"ours: {REPO} (working tree); before: git {args.peer_ref} ({ref})")
+        else:
+            print(f"ours: {REPO}")
         seq = 0
 
         def work() -> Path:

@@ -174,20 +174,25 @@ http {
         default                  "";
         "~^/api/comfyui(/.*)$"   $1;
     }
-    # Our cookies stay with us: cd_session and cd_csrf are cut out of the Cookie header sent to
-    # ComfyUI (one of each per pass); should more remain, ComfyUI gets no Cookie header at all.
+    # Our cookies stay with us: cd_session, cd_csrf and cd_device are cut out of the Cookie header
+    # sent to ComfyUI (one per pass, three passes); should more remain, ComfyUI gets no Cookie
+    # header at all.
     map $http_cookie $cd_cookie_1 {
-        default                                                 $http_cookie;
-        "~^(.*?)(?:^|;)\s*(?:cd_session|cd_csrf)\s*=[^;]*(.*)$"  $1$2;
+        default                                                           $http_cookie;
+        "~^(.*?)(?:^|;)\s*(?:cd_session|cd_csrf|cd_device)\s*=[^;]*(.*)$"  $1$2;
     }
     map $cd_cookie_1 $cd_cookie_2 {
-        default                                                 $cd_cookie_1;
-        "~^(.*?)(?:^|;)\s*(?:cd_session|cd_csrf)\s*=[^;]*(.*)$"  $1$2;
+        default                                                           $cd_cookie_1;
+        "~^(.*?)(?:^|;)\s*(?:cd_session|cd_csrf|cd_device)\s*=[^;]*(.*)$"  $1$2;
     }
-    map $cd_cookie_2 $cd_cookie {
-        default                                   "";
-        "~(?:^|;)\s*(?:cd_session|cd_csrf)\s*="   "";
-        "~^[;\s]*(.*?)[;\s]*$"                   $1;
+    map $cd_cookie_2 $cd_cookie_3 {
+        default                                                           $cd_cookie_2;
+        "~^(.*?)(?:^|;)\s*(?:cd_session|cd_csrf|cd_device)\s*=[^;]*(.*)$"  $1$2;
+    }
+    map $cd_cookie_3 $cd_cookie {
+        default                                             "";
+        "~(?:^|;)\s*(?:cd_session|cd_csrf|cd_device)\s*="   "";
+        "~^[;\s]*(.*?)[;\s]*$"                             $1;
     }
 
     upstream cd_dashboard {

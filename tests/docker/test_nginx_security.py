@@ -200,7 +200,8 @@ async def test_comfyui_never_sees_our_cookie_or_token(
     ) as resp:
         assert resp.status == 200
     cookies, bearer = seen[-2], seen[-1]
-    assert "cd_session" not in cookies.get("cookie", "") and "cd_csrf" not in cookies.get("cookie", "")
+    sent_on = cookies.get("cookie", "")
+    assert "cd_session" not in sent_on and "cd_csrf" not in sent_on and "cd_device" not in sent_on
     assert "theme=dark" in cookies["cookie"]
     assert "authorization" not in bearer
     assert cookies["x-real-ip"] == "127.0.0.1" and cookies["x-forwarded-for"] == "127.0.0.1"
