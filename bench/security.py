@@ -411,7 +411,7 @@ def fmt_s(value: float | None, bound: float) -> str:
 def ratio(a: float | None, b: float | None) -> str:
     if a is None or b is None or b == 0:
         return "-"
-    return f"{a / b:.2f}x"
+    return f"{a / b:.2g}x"
 
 
 def main() -> None:
