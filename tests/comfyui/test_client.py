@@ -131,7 +131,6 @@ def _slow(frames: int) -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize("comfy", ["fake"], indirect=True)
 async def test_queue_delete_interrupt_through_the_gateway(client: ComfyUIClient) -> None:
     gateway = ComfyUIGateway(client)
     running = await gateway.submit(_slow(300))
@@ -154,7 +153,6 @@ async def test_queue_delete_interrupt_through_the_gateway(client: ComfyUIClient)
     assert await gateway.history(pending.prompt_id) is None  # dropped before it ran
 
 
-@pytest.mark.parametrize("comfy", ["fake"], indirect=True)
 async def test_run_follows_to_the_saved_files_or_a_readable_failure(
     client: ComfyUIClient, tmp_path: Path
 ) -> None:
