@@ -374,6 +374,11 @@ class Settings:
         return bool(self.access_password)
 
     @property
+    def comfyui_url(self) -> str:
+        """Where ComfyUI listens (loopback only): the one place its address is built."""
+        return f"http://127.0.0.1:{self.comfyui_internal_port}"
+
+    @property
     def comfyui_installed(self) -> bool:
         return self.comfyui_root is not None and (self.comfyui_root / "main.py").is_file()
 

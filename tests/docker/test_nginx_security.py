@@ -7,6 +7,11 @@ the login body cap, and what reaches ComfyUI on its own port.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -130,28 +135,46 @@ async def test_rotating_forwarding_headers_through_nginx_do_not_dodge_the_backof
 
 
 # ---- finding 3: the login body ------------------------------------------------------------------
-async def test_a_300_mb_multipart_login_is_refused_by_nginx(
-    stack: Stack, client: aiohttp.ClientSession
-) -> None:
-    sent = 0
+def post_big_login(port: int, total: int) -> tuple[bytes, int]:
+    """A multipart POST /login of `total` bytes from a plain socket: one thread sends while this
+    one reads the answer (nginx answers early, then drains and closes). (answer, body bytes sent
+    when the answer arrived)"""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    head = (
+        f"POST /login HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n"
+        f"Content-Type: multipart/form-data; boundary=x\r\nContent-Length: {total}\r\n\r\n"
+    )
+    sent = [0]
 
-    async def body() -> AsyncIterator[bytes]:
-        nonlocal sent
-        for _ in range(300):
-            sent += MIB
-            yield b"x" * MIB
+    def pump() -> None:
+        with contextlib.suppress(OSError):
+            sock.sendall(head.encode())
+            block = b"x" * MIB
+            while sent[0] < total:
+                sock.sendall(block)
+                sent[0] += MIB
 
+    sender = threading.Thread(target=pump, daemon=True)
+    sender.start()
+    answer = b""
+    at = None
+    with contextlib.suppress(OSError):
+        while chunk := sock.recv(65536):
+            at = sent[0] if at is None else at  # when the answer began to arrive
+            answer += chunk
+    sock.close()
+    sender.join(10)
+    return answer, sent[0] if at is None else at
+
+
+async def test_a_300_mb_multipart_login_is_refused_by_nginx(stack: Stack) -> None:
     spool = stack.nginx.run_dir / "client_body"
-    for base in (stack.nginx.dashboard, stack.nginx.comfyui):
-        sent = 0
+    for port in (stack.nginx.settings.dashboard_port, stack.nginx.settings.comfyui_port):
         started = time.monotonic()
-        async with client.post(
-            f"{base}/login",
-            data=body(),
-            headers={"Content-Type": "multipart/form-data; boundary=x", "Content-Length": str(300 * MIB)},
-        ) as resp:
-            assert resp.status == 413
-            assert (await resp.json())["error"]["code"] == "payload_too_large"
+        answer, sent = await asyncio.to_thread(post_big_login, port, 300 * MIB)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 413"), head[:200]
+        assert json.loads(body)["error"]["code"] == "payload_too_large"
         assert time.monotonic() - started < 30
         assert sent < 300 * MIB  # nginx answered before the body was through
         assert sum(f.stat().st_size for f in spool.rglob("*") if f.is_file()) == 0

@@ -1,10 +1,11 @@
 """`create_app(settings, services=None)`: the dashboard's FastAPI application.
 
 With `services` (from `comfyui-docker start`) the app shares the runtime's bus, HTTP client,
-preset service and supervisor, and leaves their lifecycle to their owner. Without them the
-lifespan creates its own (event bus, one aiohttp session, the PresetService when its module is
-there) and closes them at shutdown. Either way the app owns: the proxy's HTTP client, the
-system sampler and the one background task that publishes system status.
+preset service, supervisor and ComfyUI gateway, and leaves their lifecycle to their owner.
+Without them the lifespan creates its own (event bus, one aiohttp session, the PresetService when
+its module is there, a gateway without event relay) and closes them at shutdown. Either way the
+app owns: the proxy's HTTP client, the system sampler and the one background task that publishes
+system status.
 
 Middleware, outermost first: CORS (only when CORS_ORIGINS is set; same-origin otherwise) ->
 security headers (no framing) -> HEAD answered as GET (both headers.py) -> auth (login, Bearer,
@@ -74,6 +75,13 @@ async def _lifespan_for(app: FastAPI, svc: Services, own_services: bool) -> Asyn
             svc.presets = await _start_presets(svc)
             owned_presets = svc.presets is not None
     app.state.proxy_session = proxy.make_session()
+    owned_gateway = svc.comfyui is None
+    if owned_gateway:  # `start` makes its own, with the WebSocket relay; without it, no relay
+        from ..comfyui import ComfyUIClient, ComfyUIGateway
+
+        svc.comfyui = ComfyUIGateway(
+            ComfyUIClient(svc.http or app.state.proxy_session, svc.settings.comfyui_url)
+        )
     background = [
         asyncio.create_task(publish_loop(svc, app.state.sampler), name="system-status"),
         asyncio.create_task(invalidate_on_events(svc.bus, app.state.preset_cache), name="preset-cache"),
@@ -86,6 +94,8 @@ async def _lifespan_for(app: FastAPI, svc: Services, own_services: bool) -> Asyn
         for task in background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if owned_gateway:
+            svc.comfyui = None
         await app.state.proxy_session.close()
         app.state.auth.sessions.close()
         if owned_presets:
@@ -148,7 +158,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
 
     from . import auth as auth_routes
     from . import ws
-    from .api import comfyui, health, logs, models, presets, workflows
+    from .api import comfyui, health, logs, models, presets, run, workflows
     from .api import system as system_api
     from .pages import router as pages_router
 
@@ -159,6 +169,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(workflows.router)
     app.include_router(system_api.router)
     app.include_router(comfyui.router)
+    app.include_router(run.router)
     app.include_router(logs.router)
     app.include_router(ws.router)
     app.include_router(proxy.router)
