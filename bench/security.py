@@ -458,7 +458,7 @@ def main() -> None:
                 continue
             res = rounds(spray_round, seconds=args.spray_seconds, one_address=one)
             print(f"\n== {title}: {args.spray_seconds:.0f} s, right password at guess 2,000 of 5,001")
-            print(f"{'':30}" + "".join(f"{n:>26}" for n in names))
+            print(f"{'':30}" + "".join(f"{n:>32}" for n in names))
             rows = [
                 ("sprayer got in after", lambda r: r.got_in_after, "s"),
                 ("guesses checked", lambda r: r.checked, "n"),
@@ -469,15 +469,18 @@ def main() -> None:
             for label, get, kind in rows:
                 cells = []
                 for n in names:
-                    value = med([get(r) for r in res[n]])
+                    values = [get(r) for r in res[n]]
+                    value = med(values)
                     if kind == "s":
-                        cells.append(fmt_s(value, args.spray_seconds))
+                        got = sum(v is not None for v in values)
+                        tail = f" ({got} of {len(values)} rounds)" if 0 < got < len(values) else ""
+                        cells.append(fmt_s(value, args.spray_seconds) + tail)
                     else:
                         cells.append(f"{value:.0f}" if value is not None else "-")
-                print(f"{label:30}" + "".join(f"{c:>26}" for c in cells))
+                print(f"{label:30}" + "".join(f"{c:>32}" for c in cells))
             if len(names) > 1:
                 checked = [med([r.checked for r in res[n]]) for n in names]
-                print(f"{'guesses checked, ours/before':30}{ratio(checked[0], checked[1]):>26}")
+                print(f"{'guesses checked, ours/before':30}{ratio(checked[0], checked[1]):>32}")
 
         if args.only in (None, "memory"):
             for chunked in (False, True):

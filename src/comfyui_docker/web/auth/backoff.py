@@ -4,7 +4,8 @@
                   base * 2**(failures - free) seconds after the last failure, at most `cap`.
                   An address is forgotten `forget` seconds after its last failure, or when the
                   table is full and it is the one that failed longest ago (LRU; never the whole
-                  table at once).
+                  table at once). A right password does not reset an address's count: behind one
+                  proxy address the next guess may be someone else's.
     everyone      at most `global_limit` failures per `global_window` seconds from all addresses
                   together: spreading a guess list over many addresses gains nothing.
     known browser a browser that has logged in here before carries a signed device cookie; it
@@ -115,10 +116,10 @@ class LoginBackoff:
         self._recent.append(now)
 
     def succeeded(self, client: str, device: str | None = None) -> None:
+        """A right password: the browser's own count starts again. An address's count does not:
+        behind one proxy address the next guess may come from someone else."""
         if device:
             self._devices.clear(device)
-        else:
-            self._clients.clear(client)
 
     def tracked(self) -> int:
         """Addresses remembered now (for tests and the benchmark)."""
