@@ -5,18 +5,23 @@
         --user-directory WS/user
         --extra-model-paths-config WS/config/extra_model_paths.yaml
         [--extra-model-paths-config WS/config/extra_model_paths.user.yaml]   (when usable)
+        --database-url sqlite:///TMP/comfyui-docker/comfyui-PORT/comfyui.db
+        [--enable-manager]                          (its pip package is in ComfyUI's venv)
         [--cpu]                                                               (no GPU, see gpu.py)
         COMFYUI_EXTRA_ARGS...
 
 `--user-directory` goes on the volume: ComfyUI's settings and the workflows saved in its own UI
-live there and must survive a pod restart. The SQLite database (`--database-url`) and the temp
-folder stay at their defaults inside the container (COMFYUI_ROOT/user/comfyui.db, COMFYUI_ROOT/temp):
-SQLite is unsafe on network volumes shared by several pods, and temp is wiped at every start anyway.
+live there and must survive a pod restart. The SQLite database stays on the container's own disk:
+SQLite is unsafe on network volumes shared by several pods. ComfyUI's default for it
+(COMFYUI_ROOT/user/comfyui.db) does not follow `--user-directory` and its folder does not exist
+in the image, so ComfyUI logged "Failed to initialize database" at every start; the temp folder
+stays at its default (wiped at every start anyway).
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,6 +52,29 @@ def user_directory(workspace: Workspace) -> Path:
     return workspace.root / "user"
 
 
+def database_path(settings: Settings) -> Path:
+    """ComfyUI's SQLite file on the container's own disk, keyed by its port (two runtimes never share)."""
+    return (
+        Path(tempfile.gettempdir())
+        / "comfyui-docker"
+        / f"comfyui-{settings.comfyui_internal_port}"
+        / "comfyui.db"
+    )
+
+
+def venv_dir(settings: Settings) -> Path:
+    """The virtual environment of COMFYUI_PYTHON (`<venv>/bin/python`)."""
+    return settings.comfyui_python.parent.parent
+
+
+def manager_installed(settings: Settings) -> bool:
+    """ComfyUI-Manager's pip package (ComfyUI 0.33's `manager_requirements.txt`) is in ComfyUI's venv.
+
+    A look at the venv's folders, not an import: this runs on the start path.
+    """
+    return any(venv_dir(settings).glob("lib/python3*/site-packages/comfyui_manager/__init__.py"))
+
+
 def comfyui_args(
     settings: Settings, workspace: Workspace, *, cpu: bool = False, warnings: list[str] | None = None
 ) -> list[str]:
@@ -55,6 +83,9 @@ def comfyui_args(
     args += ["--output-directory", str(workspace.output), "--input-directory", str(workspace.uploads)]
     args += ["--user-directory", str(user_directory(workspace))]
     args += ["--extra-model-paths-config", str(workspace.generated_yaml)]
+    args += ["--database-url", f"sqlite:///{database_path(settings)}"]
+    if manager_installed(settings):
+        args.append("--enable-manager")
     usable, problems = check_user_yaml(workspace.user_yaml)
     if usable:
         args += ["--extra-model-paths-config", str(workspace.user_yaml)]
@@ -86,6 +117,7 @@ def comfyui_spec(
     if settings.comfyui_root is None:
         raise ValueError("ComfyUI is not installed (COMFYUI_ROOT unset)")
     user_directory(workspace).mkdir(parents=True, exist_ok=True)
+    database_path(settings).parent.mkdir(parents=True, exist_ok=True)
     argv = [
         str(settings.comfyui_python),
         "main.py",
