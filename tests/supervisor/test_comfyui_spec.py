@@ -11,6 +11,7 @@ import pytest
 from comfyui_docker.settings import Settings
 from comfyui_docker.supervisor.comfyui import (
     comfyui_args,
+    comfyui_environment,
     comfyui_spec,
     database_path,
 )
@@ -24,7 +25,7 @@ def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
 
 
-def image_like(tmp_path: Path, *, manager: bool = False) -> Settings:
+def image_like(tmp_path: Path, *, manager: bool = False, constraints: bool = False) -> Settings:
     """A ComfyUI laid out as in the image: app/comfyui/{ComfyUI, venv, constraints.txt}."""
     app = tmp_path / "app" / "comfyui"
     (app / "ComfyUI").mkdir(parents=True)
@@ -36,6 +37,8 @@ def image_like(tmp_path: Path, *, manager: bool = False) -> Settings:
     if manager:
         (site / "comfyui_manager").mkdir()
         (site / "comfyui_manager" / "__init__.py").write_text("")
+    if constraints:
+        (app / "constraints.txt").write_text("torch==2.9.1\n")
     ws = tmp_path / "workspace"
     ws.mkdir()
     return Settings.from_env(
@@ -69,3 +72,28 @@ def test_enable_manager_only_when_its_package_is_in_comfyuis_venv(tmp_path: Path
     assert "--enable-manager" not in comfyui_args(without, Workspace(without.workspace_root))
     with_manager = image_like(tmp_path / "b", manager=True)
     assert "--enable-manager" in comfyui_args(with_manager, Workspace(with_manager.workspace_root))
+
+
+def test_environment_puts_comfyuis_venv_first_on_path(tmp_path: Path) -> None:
+    settings = image_like(tmp_path)
+    venv_bin = str(settings.comfyui_python.parent)
+    env = comfyui_environment(settings, {"PATH": f"/app/dashboard/venv/bin:{venv_bin}:/usr/bin", "X": "1"})
+    assert env["PATH"].split(":") == [venv_bin, "/app/dashboard/venv/bin", "/usr/bin"]
+    assert env["VIRTUAL_ENV"] == str(settings.comfyui_python.parent.parent)
+    assert env["X"] == "1"
+    assert "PIP_CONSTRAINT" not in env and "UV_CONSTRAINT" not in env  # no file, no constraint
+
+
+@pytest.mark.parametrize("base_path", [None, ""])
+def test_environment_without_a_path(tmp_path: Path, base_path: str | None) -> None:
+    settings = image_like(tmp_path)
+    base = {} if base_path is None else {"PATH": base_path}
+    assert comfyui_environment(settings, base)["PATH"].split(":")[0] == str(settings.comfyui_python.parent)
+
+
+def test_constraints_apply_to_pip_and_uv(tmp_path: Path) -> None:
+    settings = image_like(tmp_path, constraints=True)
+    env = comfyui_spec(settings, Workspace(settings.workspace_root), client=lambda: None).env
+    assert env is not None
+    expected = str(tmp_path / "app" / "comfyui" / "constraints.txt")
+    assert env["PIP_CONSTRAINT"] == expected and env["UV_CONSTRAINT"] == expected

@@ -16,13 +16,19 @@ SQLite is unsafe on network volumes shared by several pods. ComfyUI's default fo
 (COMFYUI_ROOT/user/comfyui.db) does not follow `--user-directory` and its folder does not exist
 in the image, so ComfyUI logged "Failed to initialize database" at every start; the temp folder
 stays at its default (wiped at every start anyway).
+
+ComfyUI's environment puts its own venv first on PATH (nodes that run `pip`, `python` or a
+console script of the venv find ComfyUI's), and, where the image ships one, applies the
+constraints file beside the venv to every pip and uv run (PIP_CONSTRAINT, UV_CONSTRAINT):
+ComfyUI-Manager cannot replace torch, its CUDA libraries or the image's one OpenCV.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -73,6 +79,26 @@ def manager_installed(settings: Settings) -> bool:
     A look at the venv's folders, not an import: this runs on the start path.
     """
     return any(venv_dir(settings).glob("lib/python3*/site-packages/comfyui_manager/__init__.py"))
+
+
+def constraints_file(settings: Settings) -> Path | None:
+    """The image's pip/uv constraints (torch, CUDA libraries, OpenCV), beside ComfyUI's venv."""
+    path = venv_dir(settings).parent / "constraints.txt"
+    return path if path.is_file() else None
+
+
+def comfyui_environment(settings: Settings, base: Mapping[str, str]) -> dict[str, str]:
+    """`base` (the runtime's environment) with ComfyUI's venv first on PATH and the constraints applied."""
+    env = dict(base)
+    venv_bin = str(settings.comfyui_python.parent)
+    rest = [p for p in env.get("PATH", os.defpath).split(os.pathsep) if p and p != venv_bin]
+    env["PATH"] = os.pathsep.join([venv_bin, *rest])
+    env["VIRTUAL_ENV"] = str(venv_dir(settings))
+    constraints = constraints_file(settings)
+    if constraints is not None:
+        env["PIP_CONSTRAINT"] = str(constraints)
+        env["UV_CONSTRAINT"] = str(constraints)
+    return env
 
 
 def comfyui_args(
@@ -133,6 +159,7 @@ def comfyui_spec(
         name="comfyui",
         argv=argv,
         cwd=settings.comfyui_root,
+        env=comfyui_environment(settings, os.environ),
         identity="main.py",
         probe=probe,
         timings=timings,
