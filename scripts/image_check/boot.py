@@ -177,6 +177,32 @@ def _comfyui_process(ctr: Container, ws: Path, summary: Summary) -> None:
     )
 
 
+# Run inside the image with ComfyUI's Python: what the build promises about the venv's contents.
+CONTENTS = """
+import importlib.metadata as m, os, shutil, sys
+has_cv2 = lambda d: any(str(f) == "cv2/__init__.py" for f in d.files or [])
+cv2 = sorted(d.metadata["Name"] for d in m.distributions() if has_cv2(d))
+assert len(cv2) <= 1, f"several packages install cv2: {cv2}"
+if cv2:
+    import cv2 as c
+    assert hasattr(c, "ximgproc"), "cv2 has no contrib modules"
+assert shutil.which("gcc"), "no C compiler (Triton builds its launcher with it)"
+v = sys.version_info
+assert os.path.exists(f"/usr/include/python{v.major}.{v.minor}/Python.h"), "no Python.h"
+print(f"cv2 from {cv2 or 'no package'}; gcc and Python.h present")
+"""
+
+
+def _contents(ctr: Container, summary: Summary) -> None:
+    proc = ctr.exec(["/app/comfyui/venv/bin/python", "-c", CONTENTS])
+    out = (proc.stdout + proc.stderr).strip().splitlines()
+    summary.add(
+        "one OpenCV (with contrib) at most; gcc and Python's headers for Triton",
+        proc.returncode == 0,
+        out[-1][:200] if out else f"exit {proc.returncode}",
+    )
+
+
 def _save_state(ctr: Container, ws: Path, summary: Summary) -> None:
     resp = request(
         ctr.ports.dashboard,
@@ -241,6 +267,7 @@ def check_image(config: CheckConfig, summary: Summary, log: Log) -> None:
             _healthcheck(first, summary)
             _comfyui_process(first, ws, summary)
             _login_shell(first, summary)
+            _contents(first, summary)
             _save_state(first, ws, summary)
         outputs = (
             sorted(p.relative_to(ws) for p in (ws / "output").rglob("*.png"))
