@@ -22,7 +22,7 @@ class Built:
 
 def bud_argv(config: CheckConfig, contexts: dict[str, Path]) -> list[str]:
     argv = [
-        "buildah", "bud", "--isolation", "chroot", "--layers", "--format", "docker",
+        "buildah", "bud", "--isolation", "chroot", "--layers", "--format", "docker", "--force-rm",
         "-f", str(DOCKERFILE), "--target", "runtime", "-t", config.tag,
     ]  # fmt: skip
     for key, value in config.build_args().items():

@@ -112,7 +112,9 @@ class Container:
 
     @property
     def env(self) -> dict[str, str]:
-        return {**self.ports.env(), "ACCESS_PASSWORD": PASSWORD, "API_TOKEN": TOKEN}
+        # `buildah run --isolation chroot` gives no PID namespace: tini is not PID 1, so it
+        # registers as a child subreaper instead, and orphans are still reaped by it.
+        return {**self.ports.env(), "ACCESS_PASSWORD": PASSWORD, "API_TOKEN": TOKEN, "TINI_SUBREAPER": "1"}
 
     def run_argv(self, command: list[str], *, env: dict[str, str] | None = None) -> list[str]:
         argv = ["buildah", "run", "--isolation", "chroot", "--network", "host",

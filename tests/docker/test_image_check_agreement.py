@@ -48,6 +48,7 @@ def test_the_check_sets_only_declared_build_args(dockerfile: Dockerfile) -> None
     assert argv[argv.index("--target") + 1] == "runtime"
     assert argv[argv.index("--format") + 1] == "docker"
     assert argv[argv.index("--isolation") + 1] == "chroot"
+    assert "--force-rm" in argv  # a failed step leaves no working container (and its disk) behind
     assert argv[-1] == str(REPO)
 
 
