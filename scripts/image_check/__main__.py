@@ -98,7 +98,7 @@ def main(argv: list[str]) -> int:
             built = build.build(config, contexts, log)
             summary.build_seconds = built.seconds
             summary.size_bytes = built.size_bytes
-            summary.torch_layers = build.shared_torch_layer(work)
+            summary.torch_layers = build.shared_torch_layer()
         else:
             summary.size_bytes = build.image_size(config.tag)
         if not args.no_boot:

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import DOCKERFILE, REPO, CheckConfig
+from .config import DOCKERFILE, REPO, VARIANTS, CheckConfig, image_tag
 from .run import Log, run
 
 
@@ -64,9 +64,7 @@ def build(config: CheckConfig, contexts: dict[str, Path], log: Log) -> Built:
     start = time.monotonic()
     run(argv, log, cwd=REPO)
     seconds = time.monotonic() - start
-    built = Built(seconds, image_size(config.tag), image_layers(config.tag))
-    (config.work_dir / f"layers-{config.variant}.json").write_text(json.dumps(built.layers, indent=1))
-    return built
+    return Built(seconds, image_size(config.tag), image_layers(config.tag))
 
 
 def torch_layer(layers: list[dict[str, object]]) -> str | None:
@@ -77,9 +75,14 @@ def torch_layer(layers: list[dict[str, object]]) -> str | None:
     return None
 
 
-def shared_torch_layer(work: Path) -> dict[str, str | None]:
-    """The torch layer of every variant built so far: equal ids mean one shared layer."""
+def shared_torch_layer() -> dict[str, str | None]:
+    """The torch layer of every check image there is now: equal ids mean one shared layer."""
     out = {}
-    for path in sorted(work.glob("layers-*.json")):
-        out[path.stem.removeprefix("layers-")] = torch_layer(json.loads(path.read_text()))
+    for variant in VARIANTS:
+        tag = image_tag(variant)
+        if (
+            subprocess.run(["buildah", "inspect", "--type", "image", tag], capture_output=True).returncode
+            == 0
+        ):
+            out[variant] = torch_layer(image_layers(tag))
     return out
