@@ -187,12 +187,17 @@ def main() -> None:
         run_peer_image(args.tag, work)  # untimed: warms the page cache for the image's files
         health, ours, peer_image, peer_host = [], [], [], []
         for n in range(args.rounds):
-            h, r = run_ours(args.tag, work)
-            health.append(h)
-            ours.append(r)
-            peer_image.append(run_peer_image(args.tag, work))
-            if root is not None:
-                peer_host.append(run_peer_host(root, args.host_python, work, pycache))
+            # A B C, then C B A: neither side always runs first after the other's shutdown
+            steps = ["ours", "image", "host"] if n % 2 == 0 else ["host", "image", "ours"]
+            for step in steps:
+                if step == "ours":
+                    h, r = run_ours(args.tag, work)
+                    health.append(h)
+                    ours.append(r)
+                elif step == "image":
+                    peer_image.append(run_peer_image(args.tag, work))
+                elif root is not None:
+                    peer_host.append(run_peer_host(root, args.host_python, work, pycache))
             print(f"round {n + 1}: ours {r:.2f} s (/health {h:.2f} s), image direct {peer_image[-1]:.2f} s"
                   + (f", host direct {peer_host[-1]:.2f} s" if peer_host else ""), flush=True)  # fmt: skip
         mo, mi, mh = statistics.median(ours), statistics.median(peer_image), statistics.median(health)
