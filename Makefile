@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install run test test-fast lint format bench system-deps frontend clean image-check
+.PHONY: install run test test-fast lint format docs bench system-deps frontend clean image-check
 
 $(VENV)/.installed: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -44,6 +44,10 @@ lint: install
 format: install
 	$(BIN)/ruff format src tests bench scripts/image_check
 	$(BIN)/ruff check --fix src tests bench scripts/image_check
+
+# The README's settings table, written from settings.SPECS (tests/test_settings.py checks it).
+docs: install
+	$(PY) -m comfyui_docker.settings_doc README.md
 
 bench: install system-deps
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

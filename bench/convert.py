@@ -6,10 +6,10 @@ workflow JSON already parsed; median of several full passes.
 
 Peer: ComfyUI's own editor (comfyui-frontend-package 1.49.6 in Chromium), whose
 `app.graphToPrompt()` time per template was recorded with the ground-truth samples
-(`shared/comfyui-samples/templates-api/summary.json`, field `prompt_ms`; its `load_ms`, the time
-to load the graph into the editor first, is printed too). The editor cannot run in this process,
-so that figure is the recorded one, not re-measured here; the ratio compares it with ours on the
-same templates.
+(`templates-api/summary.json` in tests/data/comfyui-samples/templates-api.tar.gz, field
+`prompt_ms`; its `load_ms`, the time to load the graph into the editor first, is printed too).
+The editor cannot run in this process, so that figure is the recorded one, not re-measured here;
+the ratio compares it with ours on the same templates.
 
     .venv/bin/python bench/convert.py [--passes N]
 """
@@ -17,8 +17,6 @@ same templates.
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import statistics
 import sys
 import time
@@ -26,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO.parent / "shared" / "comfyui-samples"
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "tests"))  # the recorded ComfyUI answers
 
+from comfy_samples import ground_truth, object_info  # noqa: E402
 from comfyui_docker.workflows.convert import UnknownNodeError, convert  # noqa: E402
 from comfyui_docker.workflows.templates import TemplateLibrary  # noqa: E402
 
@@ -51,14 +50,14 @@ def main() -> int:
     args = parser.parse_args()
 
     t0 = time.perf_counter()
-    info = json.loads(gzip.decompress((SAMPLES / "object_info.json.gz").read_bytes()))
+    info = object_info()
     t_info = time.perf_counter() - t0
     lib = TemplateLibrary()
     t0 = time.perf_counter()
     workflows = {name: lib.load(name) for name in lib.infos()}
     t_load = time.perf_counter() - t0
 
-    summary = json.loads((SAMPLES / "templates-api" / "summary.json").read_text())["templates"]
+    summary = ground_truth("summary.json")["templates"]
     sampled = {t["name"]: t for t in summary if t["name"] in workflows}
     sampled_wfs = {name: workflows[name] for name in sampled}
 

@@ -7,8 +7,6 @@ import pytest
 from comfyui_docker.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-SAMPLES = SHARED / "comfyui-samples"
 
 
 @pytest.fixture

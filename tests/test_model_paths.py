@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from comfy_samples import sample
 from comfyui_docker.model_paths import (
     CANONICAL_TYPES,
     EXTRA_FOLDERS,
@@ -24,8 +25,6 @@ from comfyui_docker.model_paths import (
     validate_yaml_text,
 )
 from comfyui_docker.workspace import Workspace
-
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "comfyui-samples"
 
 
 def sample_name(folder: str) -> str:
@@ -41,7 +40,7 @@ def sample_name(folder: str) -> str:
 
 def test_canonical_types_match_comfyui_models_endpoint() -> None:
     # /models lists the 27 type names in this order (COMFYUI.md §4, comfyui-samples/models.json)
-    listed = json.loads((SAMPLES / "models.json").read_text())
+    listed = sample("models.json")
     assert list(CANONICAL_TYPES) == listed[: len(CANONICAL_TYPES)]
 
 
@@ -96,7 +95,7 @@ def test_legacy_subfolders_are_read(tmp_path: Path) -> None:
 
 def test_worked_example_from_comfyui_md(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Our resolver reproduces the effective table of COMFYUI.md §5's worked example."""
-    expected = json.loads((SAMPLES / "internal_folder_paths_extra_full.json").read_text())
+    expected = sample("internal_folder_paths_extra_full.json")
     cfg = tmp_path / "workspace" / "config"
     cfg.mkdir(parents=True)
     yfile = cfg / "extra_model_paths.yaml"

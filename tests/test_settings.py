@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
+import typing
 from pathlib import Path
 
 import pytest
 
+from comfyui_docker import settings_doc
 from comfyui_docker.errors import SettingsError
-from comfyui_docker.settings import IMAGE_WORKSPACE, SPECS, Secret, Settings
+from comfyui_docker.settings import IMAGE_WORKSPACE, SPECS, Computed, Secret, Settings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -103,14 +106,78 @@ def test_secrets_never_in_repr_or_logs(tmp_path: Path, caplog: pytest.LogCapture
     assert repr(Secret("x")) == "Secret('**********')"
 
 
-def test_every_setting_is_in_the_readme_table() -> None:
+def test_the_readme_table_is_written_from_the_specs() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert settings_doc.splice(readme, settings_doc.table()) == readme, (
+        "README.md's settings table differs from settings.SPECS: run `make docs`"
+    )
     documented = set(re.findall(r"^\| `([A-Z_]+)`", readme, flags=re.M))
-    missing = {s.env for s in SPECS} - documented
-    assert not missing, f"settings missing from the README table: {sorted(missing)}"
+    assert {s.env for s in SPECS} <= documented
     for spec in SPECS:
         for alias in spec.aliases:
             assert f"`{alias}`" in readme, f"alias {alias} not documented"
+
+
+def test_table_rows_show_default_secret_and_alias() -> None:
+    by_env = {s.env: s for s in SPECS}
+    assert (
+        settings_doc.row(by_env["DASHBOARD_PORT"])
+        == "| `DASHBOARD_PORT` | `8080` | Public port of the dashboard. |"
+    )
+    assert settings_doc.row(by_env["ENABLE_PRESET_MANAGER"]).startswith(
+        "| `ENABLE_PRESET_MANAGER` | `true` |"
+    )
+    hf = settings_doc.row(by_env["HF_TOKEN"])
+    assert hf.startswith("| `HF_TOKEN` (or `HUGGING_FACE_HUB_TOKEN`) | (empty) |")
+    assert hf.endswith("Secret: never logged. |")
+
+
+def test_docs_command_rewrites_and_checks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{settings_doc.START}\n| stale |\n{settings_doc.END}\n\nafter\n")
+    assert settings_doc.main(["--check", str(readme)]) == 1
+    assert "make docs" in capsys.readouterr().err
+    assert settings_doc.main([str(readme)]) == 0
+    text = readme.read_text()
+    assert "| stale |" not in text and "| `WORKSPACE_ROOT` |" in text and text.endswith("\nafter\n")
+    assert settings_doc.main(["--check", str(readme)]) == 0
+    readme.write_text("no markers\n")
+    assert settings_doc.main([str(readme)]) == 2
+    assert "markers are missing" in capsys.readouterr().err
+
+
+def test_specs_and_settings_fields_agree() -> None:
+    hints = typing.get_type_hints(Settings)
+    assert [s.attr for s in SPECS] == [f.name for f in dataclasses.fields(Settings)]
+    assert len({s.env for s in SPECS}) == len(SPECS)
+    for spec in SPECS:
+        assert spec.doc_default is not None  # a computed default without `doc` raises here
+        if isinstance(spec.default, Computed):
+            continue
+        field_type = hints[spec.attr]
+        assert isinstance(spec.default, typing.get_origin(field_type) or field_type), spec.env
+        if spec.doc is None and spec.doc_default:
+            # the docs' default, given as the variable's value, parses back to the typed default
+            assert spec.parse(spec.env, spec.doc_default) == spec.default, spec.env
+
+
+def test_an_unset_or_empty_variable_gives_the_default(tmp_path: Path) -> None:
+    unset = Settings.from_env({}, cwd=tmp_path)
+    empty = Settings.from_env({s.env: "" for s in SPECS}, cwd=tmp_path)
+    assert unset == empty
+    for spec in SPECS:
+        if not isinstance(spec.default, Computed):
+            assert getattr(unset, spec.attr) == spec.default, spec.env
+    assert unset.public_items()["ENABLE_NGINX"] == "False"
+    assert unset.public_items()["COMFYUI_EXTRA_ARGS"] == ""
+
+
+def test_public_items_quote_extra_args(tmp_path: Path) -> None:
+    s = Settings.from_env(
+        {"COMFYUI_EXTRA_ARGS": "--a 'b c'", "CORS_ORIGINS": "https://x, https://y"}, cwd=tmp_path
+    )
+    assert s.public_items()["COMFYUI_EXTRA_ARGS"] == "--a 'b c'"
+    assert s.public_items()["CORS_ORIGINS"] == "https://x,https://y"
 
 
 def test_design_document_variables_are_all_settings() -> None:

@@ -59,14 +59,12 @@ def _boot_until_ready(ctr: Container, summary: Summary, label: str) -> bool:
 
 
 def _demo(ctr: Container, ws: Path, summary: Summary) -> None:
-    body = json.dumps({"template": "demo", "client_id": "image-check-client"}).encode()
+    """The Generate page's model-free demo (EmptyImage -> SaveImage), queued as the page does."""
+    body = json.dumps({"builtin": "demo", "values": {"width": 64, "height": 48}, "client_id": "image-check"})
     resp = request(
-        ctr.ports.dashboard,
-        "/generate/queue",
-        method="POST",
-        body=body,
+        ctr.ports.dashboard, "/api/generate", method="POST", body=body.encode(),
         headers={**BEARER, "Content-Type": "application/json"},
-    )
+    )  # fmt: skip
     if resp.status != 200:
         summary.fail("demo queued through the dashboard API", f"HTTP {resp.status}: {resp.body[:300]!r}")
         return

@@ -5,12 +5,12 @@ Each check yields a Finding (ok / warn / fail) with what to do. Nothing here cha
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from .errors import ServiceUnavailable
 from .model_paths import check_user_yaml, render_yaml
 from .settings import Settings
 from .workspace import LOW_SPACE_BYTES, Workspace
@@ -24,15 +24,22 @@ class Finding:
     fix: str = ""
 
 
-def probe_comfyui(port: int, timeout: float = 2.0) -> dict | None:
-    """`GET /system_stats` on the loopback port; None when nothing answers."""
-    url = f"http://127.0.0.1:{port}/system_stats"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            data = json.loads(resp.read())
-            return data if isinstance(data, dict) else None
-    except (urllib.error.URLError, OSError, ValueError):
-        return None
+def probe_comfyui(url: str) -> dict[str, Any] | None:
+    """ComfyUI's `/system_stats` (through its client, with the probe timeout); None when it does
+    not answer as ComfyUI."""
+
+    async def ask() -> dict[str, Any] | None:
+        import aiohttp
+
+        from .comfyui import ComfyUIClient, ComfyUIError
+
+        async with aiohttp.ClientSession() as session:
+            try:
+                return await ComfyUIClient(session, url).system_stats(probe=True)
+            except (ServiceUnavailable, ComfyUIError):
+                return None
+
+    return asyncio.run(ask())
 
 
 def run_checks(settings: Settings, *, probe: bool = True) -> list[Finding]:
@@ -120,13 +127,13 @@ def run_checks(settings: Settings, *, probe: bool = True) -> list[Finding]:
             )
         )
     elif probe:
-        stats = probe_comfyui(settings.comfyui_internal_port)
+        stats = probe_comfyui(settings.comfyui_url)
         if stats is None:
             out.append(
                 Finding(
                     "fail",
                     "comfyui",
-                    f"no answer on 127.0.0.1:{settings.comfyui_internal_port}",
+                    f"no answer at {settings.comfyui_url}",
                     f"is `comfyui-docker start` running? see {ws.logs / 'comfyui.log'}",
                 )
             )
@@ -136,7 +143,7 @@ def run_checks(settings: Settings, *, probe: bool = True) -> list[Finding]:
                 Finding(
                     "ok",
                     "comfyui",
-                    f"ComfyUI {version} answers on 127.0.0.1:{settings.comfyui_internal_port}",
+                    f"ComfyUI {version} answers at {settings.comfyui_url}",
                 )
             )
     return out

@@ -1,11 +1,10 @@
-"""Built-in text-to-image templates in ComfyUI's API format, and readable ComfyUI errors.
+"""The Generate page's built-in text-to-image templates, in ComfyUI's API format.
 
 Templates: `demo` (EmptyImage -> SaveImage, needs no model: tries the whole flow on any pod),
 `sd15`, `sdxl` and `flux_schnell` (checkpoint -> prompts -> KSampler -> decode -> SaveImage).
 `build(template_id, raw_values)` validates the form values against the template's fields and
-returns the graph; every problem is reported at once. `explain(body)` turns a 400 from ComfyUI's
-`POST /prompt` (shapes in COMFYUI.md §2) into sentences a user can act on, and
-`missing_models(body)` lists model files ComfyUI said it does not have.
+returns the graph; every problem is reported at once (`details.fields`, `details.problems`).
+ComfyUI's own refusals are explained by the gateway (comfyui/explain.py).
 """
 
 from __future__ import annotations
@@ -21,17 +20,6 @@ from .errors import InvalidInput
 SAMPLERS = ("euler", "euler_ancestral", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_sde", "ddim", "uni_pc")
 SCHEDULERS = ("normal", "karras", "simple", "sgm_uniform", "exponential", "beta")
 MAX_SEED = 2**64 - 1
-MODEL_INPUTS: dict[str, str] = {
-    "ckpt_name": "checkpoints",
-    "unet_name": "diffusion_models",
-    "lora_name": "loras",
-    "vae_name": "vae",
-    "clip_name": "text_encoders",
-    "clip_name1": "text_encoders",
-    "clip_name2": "text_encoders",
-    "control_net_name": "controlnet",
-    "model_name": "upscale_models",
-}
 
 
 @dataclass(frozen=True)
@@ -231,99 +219,6 @@ def build(template_id: str, raw: Mapping[str, Any], models: list[str] | None = N
         raise InvalidInput(f"unknown template {template_id!r}", hint="choose one of: " + ", ".join(TEMPLATES))
     values, errors = parse(template, raw, models)
     if errors:
-        first = next(iter(errors.items()))
-        raise InvalidInput(f"{first[0]}: {first[1]}", hint="fix the marked fields", fields=errors)
+        problems = [f"{name}: {problem}" for name, problem in errors.items()]
+        raise InvalidInput(problems[0], hint="fix the marked fields", fields=errors, problems=problems)
     return graph(template, values)
-
-
-# ---- ComfyUI's validation errors, made readable ------------------------------------------
-
-_PATH_RE = re.compile(r"(/[\w.\-]+)+/")
-
-
-def _clean(text: Any) -> str:
-    return _PATH_RE.sub("", str(text or "")).strip()
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def explain(body: Any) -> list[str]:
-    """Sentences for a 400 from POST /prompt; never leaks tracebacks or server paths."""
-    if not isinstance(body, dict):
-        return ["ComfyUI refused the workflow without saying why (see the ComfyUI log on the Pro page)."]
-    out: list[str] = []
-    err = _dict(body.get("error"))
-    etype = str(err.get("type", ""))
-    extra = _dict(err.get("extra_info"))
-    if etype == "missing_node_type":
-        cls = extra.get("class_type")
-        if cls:
-            out.append(
-                f"The node type '{cls}' is not installed in ComfyUI. Install the custom node that provides "
-                "it (for example with ComfyUI-Manager), then restart ComfyUI from the Pro page."
-            )
-        else:
-            out.append(
-                f"A node has no type ({_clean(err.get('details')) or 'class_type missing'}): the file may be "
-                "damaged, or it is not in ComfyUI's API format."
-            )
-    elif etype == "prompt_no_outputs":
-        out.append("The workflow has no output node (such as Save Image), so it would produce nothing.")
-    elif etype == "no_prompt":
-        out.append("No workflow was sent to ComfyUI.")
-    elif etype == "invalid_prompt_id":
-        out.append("The prompt id is not a valid UUID.")
-    nodes = _dict(body.get("node_errors"))
-    for node_id, node in nodes.items():
-        if not isinstance(node, dict):
-            continue
-        cls = node.get("class_type", "?")
-        for e in node.get("errors") or []:
-            if isinstance(e, dict):
-                out.append(_node_error(str(node_id), str(cls), e))
-    if not out:
-        msg = _clean(err.get("message")) or "ComfyUI refused the workflow"
-        details = _clean(err.get("details"))
-        out.append(f"{msg}{': ' + details if details else ''}.")
-    return out
-
-
-def _node_error(node_id: str, cls: str, e: dict[str, Any]) -> str:
-    etype = str(e.get("type", ""))
-    info = _dict(e.get("extra_info"))
-    name = str(info.get("input_name", "?"))
-    value = info.get("received_value")
-    where = f"Node #{node_id} ({cls})"
-    if etype == "required_input_missing":
-        return f"{where}: the input '{name}' is not connected or has no value."
-    if etype == "value_not_in_list":
-        if name in MODEL_INPUTS:
-            return f"{where}: the model '{value}' is not installed (expected in models/{MODEL_INPUTS[name]})."
-        return f"{where}: '{value}' is not one of the choices ComfyUI offers for '{name}'."
-    if etype in ("value_smaller_than_min", "value_bigger_than_max"):
-        return f"{where}: '{name}' {_clean(e.get('message')).lower() or 'is out of range'}."
-    if etype == "invalid_input_type":
-        return f"{where}: '{name}' got {value!r}, which has the wrong type."
-    if etype == "exception_during_validation":
-        why = _clean(e.get("details")) or "check its connections"
-        return f"{where}: a link points to a node that is not in the workflow ({why})."
-    more = f" — {_clean(e.get('details'))}" if e.get("details") else ""
-    return f"{where}: {_clean(e.get('message')) or etype}{more}."
-
-
-def missing_models(body: Any) -> list[dict[str, str]]:
-    """[{folder, name}] for every model value ComfyUI said it does not have."""
-    out: list[dict[str, str]] = []
-    if not isinstance(body, dict) or not isinstance(body.get("node_errors"), dict):
-        return out
-    for node in body["node_errors"].values():
-        for e in (node or {}).get("errors") or []:
-            info = (e or {}).get("extra_info") or {}
-            name = info.get("input_name")
-            if e.get("type") == "value_not_in_list" and name in MODEL_INPUTS:
-                item = {"folder": MODEL_INPUTS[name], "name": str(info.get("received_value", ""))}
-                if item not in out:
-                    out.append(item)
-    return out

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .events import EventBus
 from .settings import Settings
 from .workspace import Workspace
+
+if TYPE_CHECKING:  # aiohttp and the workflow tools are imported after ComfyUI's spawn
+    from .comfyui import ComfyUIGateway
+    from .workflows.object_info import ObjectInfoStore
 
 
 @dataclass
@@ -35,7 +39,8 @@ class Services:
     http: Any = None  # aiohttp.ClientSession shared by downloads and the ComfyUI client
     presets: Any = None  # downloads.service.PresetService
     supervisor: Any = None  # supervisor.manager.Supervisor
-    comfyui: Any = None  # comfyui.client.ComfyUIClient
+    comfyui: ComfyUIGateway | None = None  # the one way to ComfyUI (comfyui/gateway.py)
+    object_info: ObjectInfoStore | None = None  # ComfyUI's node definitions, kept on the volume
 
     @classmethod
     def create(cls, settings: Settings) -> Services:

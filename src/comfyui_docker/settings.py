@@ -1,264 +1,109 @@
 """Every setting of the runtime, typed, read from the environment in one place.
 
-Settings are data: `SPECS` lists each variable with its default and help text. The README's
-settings table is checked against it by a test, so a setting cannot go undocumented.
+Each setting is declared once, as a `Spec` in `SPECS`: variable name and aliases, parser, typed
+default (or a `Computed` one), the default as the docs show it, help text. `Settings.from_env()`
+is a loop over the specs (plus one rule across settings: no two services on one port), and the
+README's settings table is written from them (`make docs`, i.e. `python -m
+comfyui_docker.settings_doc README.md`; a test fails while the README differs).
+
+To add a setting: a `Spec` here with a parser from setting_parsers.py (or a new one there that
+raises SettingsError with a hint), a field of the same name and type on `Settings` (a test checks the
+two agree), then `make docs`.
+
 Nothing here runs at import time; `Settings.from_env()` is the only reader of the environment.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any, Generic, TypeVar
 
+from . import setting_parsers as parse
 from .errors import SettingsError
+from .setting_parsers import PRESET_ID_RE, Secret, display
+
+__all__ = [
+    "PRESET_ID_RE",
+    "SPECS",
+    "Computed",
+    "Secret",
+    "Settings",
+    "Spec",
+    "default_comfyui_python",
+    "display",
+]
 
 IMAGE_WORKSPACE = Path("/workspace")
 IMAGE_COMFYUI_ROOT = Path("/app/comfyui/ComfyUI")
-PRESET_ID_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 
-class Secret:
-    """A string that never shows itself in `repr`, `str`, logs or tracebacks."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def get(self) -> str:
-        return self._value
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __repr__(self) -> str:
-        return "Secret('**********')" if self._value else "Secret('')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(("Secret", self._value))
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class Spec:
-    """One environment variable: name, aliases, default shown in docs, help."""
+class Computed(Generic[T]):
+    """A default that depends on the machine or on a setting read before it.
+
+    `make(values, cwd)` gets the settings read so far (by attribute) and the working folder.
+    """
+
+    make: Callable[[Mapping[str, Any], Path], T]
+
+
+@dataclass(frozen=True)
+class Spec(Generic[T]):
+    """One environment variable, declared once: its parser, typed default, docs and help.
+
+    `parse(variable, raw)` turns a non-empty value into the setting or raises SettingsError
+    naming the variable. An unset or empty variable (and each alias) gives `default`. `doc` is the
+    default as the docs show it when the value alone does not say it (a computed default, or one
+    the image changes). `show` writes a value for `Settings.public_items` when `display` is not
+    the right form.
+    """
 
     attr: str
     env: str
-    default: str
+    parse: Callable[[str, str], T]
+    default: T | Computed[T]
     help: str
+    doc: str | None = None
     aliases: tuple[str, ...] = ()
     secret: bool = False
+    show: Callable[[T], str] | None = None
+
+    def raw(self, env: Mapping[str, str]) -> str | None:
+        """The first non-empty value of the variable or one of its aliases."""
+        for name in (self.env, *self.aliases):
+            value = env.get(name)
+            if value:
+                return value
+        return None
+
+    def read(self, env: Mapping[str, str], values: Mapping[str, Any], cwd: Path) -> T:
+        raw = self.raw(env)
+        if raw is not None:
+            return self.parse(self.env, raw)
+        if isinstance(self.default, Computed):
+            return self.default.make(values, cwd)
+        return self.default
+
+    @property
+    def doc_default(self) -> str:
+        """The default as the settings table shows it ("" for none)."""
+        if self.doc is not None:
+            return self.doc
+        if isinstance(self.default, Computed):
+            raise ValueError(f"{self.env}: a computed default needs `doc`")
+        value = self.default
+        return str(value).lower() if isinstance(value, bool) else display(value)
 
 
-SPECS: tuple[Spec, ...] = (
-    Spec(
-        "workspace_root",
-        "WORKSPACE_ROOT",
-        "/workspace if it exists, else ./workspace",
-        "The persistent volume: models, output, workflows, uploads, config, cache, logs. Absolute.",
-    ),
-    Spec(
-        "comfyui_root",
-        "COMFYUI_ROOT",
-        "/app/comfyui/ComfyUI if it exists, else none",
-        "ComfyUI's install folder (holds main.py). Unset or missing: ComfyUI is 'not installed'.",
-    ),
-    Spec(
-        "comfyui_python",
-        "COMFYUI_PYTHON",
-        "the venv beside COMFYUI_ROOT, else this Python",
-        "The interpreter that runs ComfyUI (its own venv, with torch).",
-    ),
-    Spec("dashboard_port", "DASHBOARD_PORT", "8080", "Public port of the dashboard."),
-    Spec(
-        "comfyui_port",
-        "COMFYUI_PORT",
-        "3000",
-        "Public port of ComfyUI (through nginx, behind the login when a password is set).",
-    ),
-    Spec(
-        "comfyui_internal_port",
-        "COMFYUI_INTERNAL_PORT",
-        "8188",
-        "Loopback port ComfyUI itself listens on; never public.",
-    ),
-    Spec(
-        "dashboard_internal_port",
-        "DASHBOARD_INTERNAL_PORT",
-        "8081",
-        "Loopback port of the dashboard when nginx is in front of it.",
-    ),
-    Spec(
-        "dashboard_host",
-        "DASHBOARD_HOST",
-        "0.0.0.0",
-        "Address of the public ports: the dashboard's when nginx is off, nginx's when on "
-        "(0.0.0.0 = every address; use 127.0.0.1 on a laptop).",
-    ),
-    Spec(
-        "enable_nginx",
-        "ENABLE_NGINX",
-        "false (true in the image)",
-        "Run nginx in front of the dashboard and ComfyUI on the public ports.",
-    ),
-    Spec(
-        "preset_download",
-        "PRESET_DOWNLOAD",
-        "",
-        "Comma-separated video preset ids to install in the background at start.",
-    ),
-    Spec(
-        "image_preset_download",
-        "IMAGE_PRESET_DOWNLOAD",
-        "",
-        "Comma-separated image preset ids to install at start.",
-    ),
-    Spec(
-        "audio_preset_download",
-        "AUDIO_PRESET_DOWNLOAD",
-        "",
-        "Comma-separated audio preset ids to install at start.",
-    ),
-    Spec(
-        "enable_preset_manager",
-        "ENABLE_PRESET_MANAGER",
-        "true",
-        "Show the preset catalog and allow installs from the dashboard.",
-    ),
-    Spec(
-        "access_password",
-        "ACCESS_PASSWORD",
-        "",
-        "Password for every public port, the API and the WebSockets. Empty: no login (warned).",
-        secret=True,
-    ),
-    Spec(
-        "api_token",
-        "API_TOKEN",
-        "derived from ACCESS_PASSWORD",
-        "Bearer token for API clients (shown in Settings).",
-        secret=True,
-    ),
-    Spec("time_zone", "TIME_ZONE", "Etc/UTC", "IANA time zone for logs and timestamps."),
-    Spec(
-        "hf_token",
-        "HF_TOKEN",
-        "",
-        "Hugging Face token for gated models (sent to huggingface.co only).",
-        aliases=("HUGGING_FACE_HUB_TOKEN",),
-        secret=True,
-    ),
-    Spec(
-        "civitai_token",
-        "CIVITAI_TOKEN",
-        "",
-        "Civitai token (sent to civitai.com only).",
-        aliases=("CIVITAI_API_TOKEN",),
-        secret=True,
-    ),
-    Spec(
-        "comfyui_extra_args",
-        "COMFYUI_EXTRA_ARGS",
-        "",
-        "Extra command-line arguments for ComfyUI, shell-quoted (e.g. '--cpu --preview-method auto').",
-    ),
-    Spec(
-        "download_connections",
-        "DOWNLOAD_CONNECTIONS",
-        "8",
-        "Connections per large file when the server supports ranges (1-32).",
-    ),
-    Spec(
-        "download_parallel_files",
-        "DOWNLOAD_PARALLEL_FILES",
-        "3",
-        "Files downloaded at the same time (1-16).",
-    ),
-    Spec(
-        "cors_origins",
-        "CORS_ORIGINS",
-        "",
-        "Comma-separated extra origins allowed by CORS (same-origin by default).",
-    ),
-    Spec("log_level", "LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR."),
-    Spec(
-        "public_key",
-        "PUBLIC_KEY",
-        "",
-        "SSH public key (RunPod injects it); starts sshd with that key only.",
-    ),
-    Spec("runpod_pod_id", "RUNPOD_POD_ID", "", "Set by RunPod; used to show the public proxy URLs."),
-)
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-
-def _bool(var: str, raw: str) -> bool:
-    low = raw.strip().lower()
-    if low in _TRUE:
-        return True
-    if low in _FALSE:
-        return False
-    raise SettingsError(var, f"{raw!r} is not a boolean", hint="use true or false")
-
-
-def _int(var: str, raw: str, lo: int, hi: int) -> int:
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise SettingsError(
-            var, f"{raw!r} is not a whole number", hint=f"use a number from {lo} to {hi}"
-        ) from None
-    if not lo <= value <= hi:
-        raise SettingsError(var, f"{value} is out of range", hint=f"use a number from {lo} to {hi}")
-    return value
-
-
-def _port(var: str, raw: str) -> int:
-    return _int(var, raw, 1, 65535)
-
-
-def _abs_path(var: str, raw: str) -> Path:
-    path = Path(raw.strip())
-    if not path.is_absolute():
-        raise SettingsError(
-            var, f"{raw!r} is a relative path", hint="give an absolute path such as /workspace"
-        )
-    return path
-
-
-def _ids(var: str, raw: str) -> tuple[str, ...]:
-    out: list[str] = []
-    for part in raw.replace(";", ",").split(","):
-        pid = part.strip().upper()
-        if not pid:
-            continue
-        if not PRESET_ID_RE.match(pid):
-            raise SettingsError(
-                var,
-                f"{part.strip()!r} is not a preset id",
-                hint="ids look like WAN_22_5B_TIV2; separate them with commas",
-            )
-        if pid not in out:
-            out.append(pid)
-    return tuple(out)
-
-
-def _csv(raw: str) -> tuple[str, ...]:
-    return tuple(p.strip() for p in raw.split(",") if p.strip())
+# ---- computed defaults --------------------------------------------------------------------------
 
 
 def default_comfyui_python(comfyui_root: Path | None) -> Path:
@@ -271,33 +116,225 @@ def default_comfyui_python(comfyui_root: Path | None) -> Path:
     return Path(sys.executable)
 
 
+def _default_workspace(values: Mapping[str, Any], cwd: Path) -> Path:
+    return IMAGE_WORKSPACE if IMAGE_WORKSPACE.is_dir() else (cwd / "workspace").resolve()
+
+
+def _default_comfyui_root(values: Mapping[str, Any], cwd: Path) -> Path | None:
+    return IMAGE_COMFYUI_ROOT if (IMAGE_COMFYUI_ROOT / "main.py").is_file() else None
+
+
+def _default_comfyui_python(values: Mapping[str, Any], cwd: Path) -> Path:
+    return default_comfyui_python(values["comfyui_root"])
+
+
+# ---- the settings, in the order they are read (a computed default sees those above it) ---------
+
+_NO_SECRET = Secret("")
+
+SPECS: tuple[Spec[Any], ...] = (
+    Spec(
+        "workspace_root",
+        "WORKSPACE_ROOT",
+        parse.abs_path,
+        Computed(_default_workspace),
+        "The persistent volume: models, output, workflows, uploads, config, cache, logs. Absolute.",
+        doc="/workspace if it exists, else ./workspace",
+    ),
+    Spec(
+        "comfyui_root",
+        "COMFYUI_ROOT",
+        parse.abs_path,
+        Computed(_default_comfyui_root),
+        "ComfyUI's install folder (holds main.py). Unset or missing: ComfyUI is 'not installed'.",
+        doc="/app/comfyui/ComfyUI if it exists, else none",
+    ),
+    Spec(
+        "comfyui_python",
+        "COMFYUI_PYTHON",
+        parse.abs_path,
+        Computed(_default_comfyui_python),
+        "The interpreter that runs ComfyUI (its own venv, with torch).",
+        doc="the venv beside COMFYUI_ROOT, else this Python",
+    ),
+    Spec("dashboard_port", "DASHBOARD_PORT", parse.port, 8080, "Public port of the dashboard."),
+    Spec(
+        "comfyui_port",
+        "COMFYUI_PORT",
+        parse.port,
+        3000,
+        "Public port of ComfyUI (through nginx, behind the login when a password is set).",
+    ),
+    Spec(
+        "comfyui_internal_port",
+        "COMFYUI_INTERNAL_PORT",
+        parse.port,
+        8188,
+        "Loopback port ComfyUI itself listens on; never public.",
+    ),
+    Spec(
+        "dashboard_internal_port",
+        "DASHBOARD_INTERNAL_PORT",
+        parse.port,
+        8081,
+        "Loopback port of the dashboard when nginx is in front of it.",
+    ),
+    Spec(
+        "dashboard_host",
+        "DASHBOARD_HOST",
+        parse.text,
+        "0.0.0.0",
+        "Address of the public ports: the dashboard's when nginx is off, nginx's when on "
+        "(0.0.0.0 = every address; use 127.0.0.1 on a laptop).",
+    ),
+    Spec(
+        "enable_nginx",
+        "ENABLE_NGINX",
+        parse.boolean,
+        False,
+        "Run nginx in front of the dashboard and ComfyUI on the public ports.",
+        doc="false (true in the image)",
+    ),
+    Spec(
+        "preset_download",
+        "PRESET_DOWNLOAD",
+        parse.preset_ids,
+        (),
+        "Comma-separated video preset ids to install in the background at start.",
+    ),
+    Spec(
+        "image_preset_download",
+        "IMAGE_PRESET_DOWNLOAD",
+        parse.preset_ids,
+        (),
+        "Comma-separated image preset ids to install at start.",
+    ),
+    Spec(
+        "audio_preset_download",
+        "AUDIO_PRESET_DOWNLOAD",
+        parse.preset_ids,
+        (),
+        "Comma-separated audio preset ids to install at start.",
+    ),
+    Spec(
+        "enable_preset_manager",
+        "ENABLE_PRESET_MANAGER",
+        parse.boolean,
+        True,
+        "Show the preset catalog and allow installs from the dashboard.",
+    ),
+    Spec(
+        "access_password",
+        "ACCESS_PASSWORD",
+        parse.secret,
+        _NO_SECRET,
+        "Password for every public port, the API and the WebSockets. Empty: no login (warned).",
+        secret=True,
+    ),
+    Spec(
+        "api_token",
+        "API_TOKEN",
+        parse.secret,
+        _NO_SECRET,
+        "Bearer token for API clients (shown in Settings).",
+        doc="derived from ACCESS_PASSWORD",
+        secret=True,
+    ),
+    Spec("time_zone", "TIME_ZONE", parse.time_zone, "Etc/UTC", "IANA time zone for logs and timestamps."),
+    Spec(
+        "hf_token",
+        "HF_TOKEN",
+        parse.token,
+        _NO_SECRET,
+        "Hugging Face token for gated models (sent to huggingface.co only).",
+        aliases=("HUGGING_FACE_HUB_TOKEN",),
+        secret=True,
+    ),
+    Spec(
+        "civitai_token",
+        "CIVITAI_TOKEN",
+        parse.token,
+        _NO_SECRET,
+        "Civitai token (sent to civitai.com only).",
+        aliases=("CIVITAI_API_TOKEN",),
+        secret=True,
+    ),
+    Spec(
+        "comfyui_extra_args",
+        "COMFYUI_EXTRA_ARGS",
+        parse.shell_words,
+        (),
+        "Extra command-line arguments for ComfyUI, shell-quoted (e.g. '--cpu --preview-method auto').",
+        show=shlex.join,
+    ),
+    Spec(
+        "download_connections",
+        "DOWNLOAD_CONNECTIONS",
+        parse.whole_number(1, 32),
+        8,
+        "Connections per large file when the server supports ranges (1-32).",
+    ),
+    Spec(
+        "download_parallel_files",
+        "DOWNLOAD_PARALLEL_FILES",
+        parse.whole_number(1, 16),
+        3,
+        "Files downloaded at the same time (1-16).",
+    ),
+    Spec(
+        "cors_origins",
+        "CORS_ORIGINS",
+        parse.csv,
+        (),
+        "Comma-separated extra origins allowed by CORS (same-origin by default).",
+    ),
+    Spec("log_level", "LOG_LEVEL", parse.log_level, "INFO", "DEBUG, INFO, WARNING or ERROR."),
+    Spec(
+        "public_key",
+        "PUBLIC_KEY",
+        parse.text,
+        "",
+        "SSH public key (RunPod injects it); starts sshd with that key only.",
+    ),
+    Spec(
+        "runpod_pod_id",
+        "RUNPOD_POD_ID",
+        parse.text,
+        "",
+        "Set by RunPod; used to show the public proxy URLs.",
+    ),
+)
+
+
 @dataclass(frozen=True)
 class Settings:
+    """The values of SPECS, one field per spec (defaults live in the specs: build with from_env)."""
+
     workspace_root: Path
-    comfyui_root: Path | None = None
-    comfyui_python: Path = field(default_factory=lambda: Path(sys.executable))
-    dashboard_port: int = 8080
-    comfyui_port: int = 3000
-    comfyui_internal_port: int = 8188
-    dashboard_internal_port: int = 8081
-    dashboard_host: str = "0.0.0.0"
-    enable_nginx: bool = False
-    preset_download: tuple[str, ...] = ()
-    image_preset_download: tuple[str, ...] = ()
-    audio_preset_download: tuple[str, ...] = ()
-    enable_preset_manager: bool = True
-    access_password: Secret = field(default_factory=lambda: Secret(""))
-    api_token: Secret = field(default_factory=lambda: Secret(""))
-    time_zone: str = "Etc/UTC"
-    hf_token: Secret = field(default_factory=lambda: Secret(""))
-    civitai_token: Secret = field(default_factory=lambda: Secret(""))
-    comfyui_extra_args: tuple[str, ...] = ()
-    download_connections: int = 8
-    download_parallel_files: int = 3
-    cors_origins: tuple[str, ...] = ()
-    log_level: str = "INFO"
-    public_key: str = ""
-    runpod_pod_id: str = ""
+    comfyui_root: Path | None
+    comfyui_python: Path
+    dashboard_port: int
+    comfyui_port: int
+    comfyui_internal_port: int
+    dashboard_internal_port: int
+    dashboard_host: str
+    enable_nginx: bool
+    preset_download: tuple[str, ...]
+    image_preset_download: tuple[str, ...]
+    audio_preset_download: tuple[str, ...]
+    enable_preset_manager: bool
+    access_password: Secret
+    api_token: Secret
+    time_zone: str
+    hf_token: Secret
+    civitai_token: Secret
+    comfyui_extra_args: tuple[str, ...]
+    download_connections: int
+    download_parallel_files: int
+    cors_origins: tuple[str, ...]
+    log_level: str
+    public_key: str
+    runpod_pod_id: str
 
     # ---- derived values -------------------------------------------------
     @property
@@ -318,6 +355,11 @@ class Settings:
         return bool(self.access_password)
 
     @property
+    def comfyui_url(self) -> str:
+        """Where ComfyUI listens (loopback only): the one place its address is built."""
+        return f"http://127.0.0.1:{self.comfyui_internal_port}"
+
+    @property
     def comfyui_installed(self) -> bool:
         return self.comfyui_root is not None and (self.comfyui_root / "main.py").is_file()
 
@@ -335,12 +377,7 @@ class Settings:
         out: dict[str, Any] = {}
         for spec in SPECS:
             value = getattr(self, spec.attr)
-            if isinstance(value, Secret):
-                out[spec.env] = "set" if value else ""
-            elif isinstance(value, tuple):
-                out[spec.env] = ",".join(value) if spec.attr != "comfyui_extra_args" else shlex.join(value)
-            else:
-                out[spec.env] = str(value) if value is not None else ""
+            out[spec.env] = spec.show(value) if spec.show is not None else display(value)
         return out
 
     # ---- construction ---------------------------------------------------
@@ -349,113 +386,29 @@ class Settings:
         """Read every setting from `env` (default: os.environ); raise SettingsError on a bad value."""
         env = os.environ if env is None else env
         cwd = Path.cwd() if cwd is None else cwd
-
-        def get(spec_env: str) -> str | None:
-            spec = _SPEC_BY_ENV[spec_env]
-            for name in (spec.env, *spec.aliases):
-                value = env.get(name)
-                if value is not None and value != "":
-                    return value
-            return None
-
-        def parsed(spec_env: str, conv: Callable[[str, str], Any], default: Any) -> Any:
-            raw = get(spec_env)
-            return default if raw is None else conv(spec_env, raw)
-
-        raw_ws = get("WORKSPACE_ROOT")
-        if raw_ws is not None:
-            workspace = _abs_path("WORKSPACE_ROOT", raw_ws)
-        elif IMAGE_WORKSPACE.is_dir():
-            workspace = IMAGE_WORKSPACE
-        else:
-            workspace = (cwd / "workspace").resolve()
-
-        raw_root = get("COMFYUI_ROOT")
-        if raw_root is not None:
-            comfyui_root: Path | None = _abs_path("COMFYUI_ROOT", raw_root)
-        elif (IMAGE_COMFYUI_ROOT / "main.py").is_file():
-            comfyui_root = IMAGE_COMFYUI_ROOT
-        else:
-            comfyui_root = None
-
-        raw_py = get("COMFYUI_PYTHON")
-        comfyui_python = (
-            _abs_path("COMFYUI_PYTHON", raw_py)
-            if raw_py is not None
-            else default_comfyui_python(comfyui_root)
-        )
-
-        tz = (get("TIME_ZONE") or "Etc/UTC").strip()
-        try:
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise SettingsError(
-                "TIME_ZONE",
-                f"{tz!r} is not a known time zone",
-                hint="use an IANA name such as Etc/UTC or Europe/Berlin",
-            ) from None
-
-        raw_args = get("COMFYUI_EXTRA_ARGS") or ""
-        try:
-            extra_args = tuple(shlex.split(raw_args))
-        except ValueError as exc:
-            raise SettingsError(
-                "COMFYUI_EXTRA_ARGS", f"cannot be split: {exc}", hint="check the quotes"
-            ) from None
-
-        level = (get("LOG_LEVEL") or "INFO").strip().upper()
-        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-            raise SettingsError(
-                "LOG_LEVEL",
-                f"{level!r} is not a log level",
-                hint="use DEBUG, INFO, WARNING or ERROR",
-            )
-
-        settings = cls(
-            workspace_root=workspace,
-            comfyui_root=comfyui_root,
-            comfyui_python=comfyui_python,
-            dashboard_port=parsed("DASHBOARD_PORT", _port, 8080),
-            comfyui_port=parsed("COMFYUI_PORT", _port, 3000),
-            comfyui_internal_port=parsed("COMFYUI_INTERNAL_PORT", _port, 8188),
-            dashboard_internal_port=parsed("DASHBOARD_INTERNAL_PORT", _port, 8081),
-            dashboard_host=(get("DASHBOARD_HOST") or "0.0.0.0").strip(),
-            enable_nginx=parsed("ENABLE_NGINX", _bool, False),
-            preset_download=parsed("PRESET_DOWNLOAD", _ids, ()),
-            image_preset_download=parsed("IMAGE_PRESET_DOWNLOAD", _ids, ()),
-            audio_preset_download=parsed("AUDIO_PRESET_DOWNLOAD", _ids, ()),
-            enable_preset_manager=parsed("ENABLE_PRESET_MANAGER", _bool, True),
-            access_password=Secret(get("ACCESS_PASSWORD") or ""),
-            api_token=Secret(get("API_TOKEN") or ""),
-            time_zone=tz,
-            hf_token=Secret((get("HF_TOKEN") or "").strip()),
-            civitai_token=Secret((get("CIVITAI_TOKEN") or "").strip()),
-            comfyui_extra_args=extra_args,
-            download_connections=parsed("DOWNLOAD_CONNECTIONS", lambda v, r: _int(v, r, 1, 32), 8),
-            download_parallel_files=parsed("DOWNLOAD_PARALLEL_FILES", lambda v, r: _int(v, r, 1, 16), 3),
-            cors_origins=_csv(get("CORS_ORIGINS") or ""),
-            log_level=level,
-            public_key=(get("PUBLIC_KEY") or "").strip(),
-            runpod_pod_id=(get("RUNPOD_POD_ID") or "").strip(),
-        )
-        ports = {
-            "DASHBOARD_PORT": settings.dashboard_port,
-            "COMFYUI_PORT": settings.comfyui_port,
-            "COMFYUI_INTERNAL_PORT": settings.comfyui_internal_port,
-        }
-        if settings.enable_nginx:
-            ports["DASHBOARD_INTERNAL_PORT"] = settings.dashboard_internal_port
-        seen_ports: dict[int, str] = {}
-        for var, port in ports.items():
-            if port in seen_ports:
-                raise SettingsError(
-                    var,
-                    f"port {port} is already used by {seen_ports[port]}",
-                    hint="give each service its own port",
-                )
-            seen_ports[port] = var
+        values: dict[str, Any] = {}
+        for spec in SPECS:
+            values[spec.attr] = spec.read(env, values, cwd)
+        settings = cls(**values)
+        _check_ports(settings)
         return settings
 
 
-_SPEC_BY_ENV = {s.env: s for s in SPECS}
-assert {s.attr for s in SPECS} == {f.name for f in fields(Settings)}, "SPECS and Settings disagree"
+def _check_ports(settings: Settings) -> None:
+    """Each public and loopback port belongs to one service."""
+    ports = {
+        "DASHBOARD_PORT": settings.dashboard_port,
+        "COMFYUI_PORT": settings.comfyui_port,
+        "COMFYUI_INTERNAL_PORT": settings.comfyui_internal_port,
+    }
+    if settings.enable_nginx:
+        ports["DASHBOARD_INTERNAL_PORT"] = settings.dashboard_internal_port
+    seen_ports: dict[int, str] = {}
+    for var, port in ports.items():
+        if port in seen_ports:
+            raise SettingsError(
+                var,
+                f"port {port} is already used by {seen_ports[port]}",
+                hint="give each service its own port",
+            )
+        seen_ports[port] = var

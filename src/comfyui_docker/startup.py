@@ -8,17 +8,17 @@ Phases, each timed (`services.timings`) and logged with its duration:
     gpu preflight    NVML + torch's CUDA build (gpu.py); mismatch -> ComfyUI `blocked`, no GPU -> --cpu
     comfyui          spawn the supervised child (not_installed when there is no ComfyUI); it boots in
                      its own process while we go on (no added ComfyUI latency)
-    preset catalog   the shared aiohttp session, PresetService + catalog (when downloads are present)
+    preset catalog   the shared aiohttp session and the ComfyUI gateway, PresetService + catalog
     dashboard        uvicorn serving create_app(settings, services) in this loop: answers from here on;
-                     then the ComfyUI client and its WebSocket relay onto the bus (+ torch check)
+                     then ComfyUI's WebSocket relayed onto the bus (+ torch check)
     nginx            the supervised nginx in front (ENABLE_NGINX)
     sshd             an SSH server for PUBLIC_KEY only (RunPod), keys only
     downloads        resume unfinished installs, queue PRESET_DOWNLOAD & co.
 
-ComfyUI is spawned as early as its command line is known: aiohttp, the ComfyUI client and the web
-app are imported only after the spawn, so their import time overlaps ComfyUI's own boot. The ComfyUI
-client and its WebSocket relay are made right after the dashboard listens (ComfyUI itself needs
-seconds to boot, so nothing waits for them). Start-up cost is mostly imports: keep modules that
+ComfyUI is spawned as early as its command line is known: aiohttp, the ComfyUI gateway and the web
+app are imported only after the spawn, so their import time overlaps ComfyUI's own boot. The
+gateway's WebSocket relay starts right after the dashboard listens (ComfyUI itself needs seconds to
+boot, so nothing waits for it). Start-up cost is mostly imports: keep modules that
 `start` does not need out of the import graph (see bench/startup.py).
 
 SIGTERM/SIGINT (docker stop) stop everything within 10 s: ComfyUI and nginx get SIGINT then
@@ -49,7 +49,7 @@ from .supervisor.comfyui import COMFYUI_TIMINGS, comfyui_spec, not_installed_det
 from .supervisor.logcapture import stderr_echo
 
 if TYPE_CHECKING:  # imported after ComfyUI is spawned: aiohttp costs ~0.2-0.5 s of start-up
-    from .comfyui.relay import Relay
+    from .comfyui import ComfyUIGateway
 
 log = logging.getLogger("comfyui_docker.start")
 STOP_BUDGET = 9.0  # docker stop sends SIGKILL after 10 s
@@ -213,7 +213,7 @@ async def run(
     phase = Phases(services)
     supervisor = Supervisor()
     services.supervisor = supervisor
-    relay: Relay | None = None
+    relaying = False
     server: _Server | None = None
     try:
         with phase("environment") as p:
@@ -246,7 +246,7 @@ async def run(
             await _start_comfyui(services, supervisor, report_gpu, echo_children, comfyui_timings)
             p.detail = supervisor.status("comfyui").state.value
         with phase("preset catalog") as p:
-            _http(services)  # one aiohttp session, shared by the downloads and the ComfyUI client
+            _gateway(services)  # one aiohttp session, shared by the downloads and the gateway
             try:
                 services.presets = _make_presets(services)
             except AppError as exc:
@@ -266,8 +266,8 @@ async def run(
             server = _Server(app_factory(settings, services), host, port)
             await server.start()
             p.detail = f"http://{host}:{port}"
-            # the ComfyUI client and its relay, once the dashboard answers (ComfyUI needs seconds)
-            relay = _start_relay(services, supervisor, settings, report_gpu)
+            # ComfyUI's events onto the bus, once the dashboard answers (ComfyUI needs seconds)
+            relaying = _start_events(services, supervisor, settings, report_gpu)
         if settings.enable_nginx:
             with phase("nginx") as p:
                 try:
@@ -303,7 +303,7 @@ async def run(
         return 1
     finally:
         log.info("stopping")
-        await _shutdown(services, supervisor, relay, server)
+        await _shutdown(services, supervisor, relaying, server)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     return 0
@@ -333,7 +333,7 @@ async def _start_comfyui(
     spec = comfyui_spec(
         settings,
         services.workspace,
-        lambda: services.comfyui,
+        lambda: services.comfyui.clients[0] if services.comfyui is not None else None,
         cpu=cpu,
         timings=timings or COMFYUI_TIMINGS,
     )
@@ -359,26 +359,23 @@ async def _start_comfyui(
         await asyncio.wait_for(service.spawned.wait(), 10)
 
 
-def _start_relay(
+def _start_events(
     services: Services, supervisor: Supervisor, settings: Settings, report: gpu.GpuReport
-) -> Relay | None:
-    """The ComfyUI client, its WebSocket relay onto the bus and the background torch check.
+) -> bool:
+    """ComfyUI's WebSocket relayed onto the bus, and the background torch check.
 
-    Run once the dashboard listens: the supervisor's readiness probe reads the client through a
-    getter (None until now means "not ready yet"), and ComfyUI takes seconds to boot anyway.
+    Run once the dashboard listens: ComfyUI takes seconds to boot anyway, and the relay wakes up
+    when the supervisor says it runs.
     """
-    client = _clients(services)
+    gateway = _gateway(services)
     if not settings.comfyui_installed:
-        return None
-    from .comfyui.relay import Relay
-
-    relay = Relay(client, services.bus)
-    relay.start()
+        return False
+    gateway.start_events(services.bus)
     if report.devices and report.torch_check != "import":
         task = asyncio.create_task(_deep_check(supervisor, settings), name="gpu-deep-check")
         supervisor.background.add(task)
         task.add_done_callback(supervisor.background.discard)
-    return relay
+    return True
 
 
 def _http(services: Services) -> Any:
@@ -390,14 +387,12 @@ def _http(services: Services) -> Any:
     return services.http
 
 
-def _clients(services: Services) -> Any:
-    """The shared aiohttp session and the ComfyUI client."""
-    from .comfyui.client import ComfyUIClient
+def _gateway(services: Services) -> ComfyUIGateway:
+    """The gateway to ComfyUI, on the shared aiohttp session."""
+    from .comfyui import ComfyUIClient, ComfyUIGateway
 
-    _http(services)
     if services.comfyui is None:
-        port = services.settings.comfyui_internal_port
-        services.comfyui = ComfyUIClient(services.http, f"http://127.0.0.1:{port}")
+        services.comfyui = ComfyUIGateway(ComfyUIClient(_http(services), services.settings.comfyui_url))
     return services.comfyui
 
 
@@ -409,12 +404,12 @@ async def _deep_check(supervisor: Supervisor, settings: Settings) -> None:
 
 
 async def _shutdown(
-    services: Services, supervisor: Supervisor, relay: Relay | None, server: _Server | None
+    services: Services, supervisor: Supervisor, relaying: bool, server: _Server | None
 ) -> None:
     async def everything() -> None:
         jobs: list[Awaitable[Any]] = [supervisor.stop()]
-        if relay is not None:
-            jobs.append(relay.stop())
+        if relaying and services.comfyui is not None:
+            jobs.append(services.comfyui.stop_events())
         if services.presets is not None:
             jobs.append(services.presets.close())
         if server is not None:

@@ -135,7 +135,7 @@ def running_stack(base: Path, host_url: str, comfyui_root: Path | None = None) -
         )
         live = LiveApp(settings, comfyui_url=comfy.url).start()
         deadline = time.monotonic() + 10
-        while not live.app.state.relay.connected and time.monotonic() < deadline:
+        while not live.services.comfyui.events_connected and time.monotonic() < deadline:
             time.sleep(0.05)  # a prompt queued before the relay listens has no live frames
         try:
             yield live

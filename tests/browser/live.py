@@ -1,7 +1,7 @@
 """A running dashboard for browser tests and the benchmark: uvicorn on 127.0.0.1 in a thread.
 
 `LiveApp(settings, comfyui_url=...)` serves `create_app(settings)`; with `comfyui_url` it also
-gives the app a ComfyUI client and starts the WebSocket relay (what `comfyui-docker start`
+gives the app a ComfyUI gateway and starts its WebSocket relay (what `comfyui-docker start`
 does), so generation progress arrives as events exactly as in production.
 """
 
@@ -45,19 +45,18 @@ class LiveApp:
                     return
                 import aiohttp
 
-                from comfyui_docker.comfyui.client import ComfyUIClient
-                from comfyui_docker.comfyui.relay import Relay
+                from comfyui_docker.comfyui import ComfyUIClient, ComfyUIGateway
 
                 svc = a.state.services
                 session = aiohttp.ClientSession()
-                svc.comfyui = ComfyUIClient(session, self.comfyui_url)
-                relay = Relay(svc.comfyui, svc.bus, retry=0.2, retry_cap=1.0)
-                relay.start()
-                a.state.relay = relay
+                owned = svc.comfyui  # the app's own, without a relay
+                svc.comfyui = ComfyUIGateway(ComfyUIClient(session, self.comfyui_url))
+                svc.comfyui.start_events(svc.bus, retry=0.2, retry_cap=1.0)
                 try:
                     yield state
                 finally:
-                    await relay.stop()
+                    await svc.comfyui.stop_events()
+                    svc.comfyui = owned
                     await session.close()
 
         self.app.router.lifespan_context = lifespan

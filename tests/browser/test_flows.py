@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from comfy_samples import sample_path
+
 from .conftest import needs_chromium
 from .live import LiveApp
 
@@ -70,7 +72,7 @@ def test_generate_readable_error_and_missing_model(page: Any, stack: LiveApp) ->
 
 def test_outputs_zip_and_delete(page: Any, stack: LiveApp) -> None:
     out = stack.settings.workspace_root / "output"
-    sample = Path(__file__).resolve().parents[3] / "shared" / "comfyui-samples" / "view_g1.png"
+    sample = sample_path("view_g1.png")
     for i in range(3):
         (out / f"pick_{i}.png").write_bytes(sample.read_bytes())
     page.goto(stack.url + "/outputs")
@@ -151,7 +153,7 @@ def test_workflow_upload_check_and_install(page: Any, stack: LiveApp, tmp_path: 
     dropped.wait_for()
     # Running it: ComfyUI refuses the graph (it has no output node); the reason is shown.
     dropped.get_by_role("button", name="Run").click()
-    dropped.get_by_text("no outputs").first.wait_for()
+    dropped.get_by_text("has no output node").first.wait_for()
     row.locator(".check-btn").click()
     box = row.locator(".missing-box")
     box.get_by_text("loras/browser_test_lora.safetensors").wait_for()
@@ -215,7 +217,15 @@ def test_official_template_search_and_inputs(page: Any, stack: LiveApp) -> None:
     # The fake ComfyUI serves the real /object_info, so the template's main inputs are offered.
     assert detail.locator("textarea").count() >= 1, detail.inner_text()
     page.watch.shot("flow-official-template")
-    assert page.watch.errors == [], page.watch.failed
+    # Running it goes through the same route as the form: ComfyUI refuses the models it lacks,
+    # and the page lists them in the same box.
+    detail.get_by_role("button", name="Run template").click()
+    problems = page.locator("#gen-problems")
+    problems.wait_for(state="visible")
+    text = problems.inner_text()
+    assert "z_image_turbo_bf16.safetensors" in text and "is not installed" in text, text
+    assert "diffusion_models/z_image_turbo_bf16.safetensors" in text  # the missing-model list
+    assert [e for e in page.watch.errors if "status of 400" not in e] == [], page.watch.failed
 
 
 def test_cancel_an_install(page: Any, stack: LiveApp) -> None:

@@ -1,14 +1,25 @@
-"""ComfyUIClient and the WebSocket relay against a running ComfyUI (the fake; real with the marker)."""
+"""The ComfyUI client, the gateway over it and the WebSocket relay against a running ComfyUI (the
+fake; a real one with the marker)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
-from comfyui_docker.comfyui import ComfyUIClient, PromptRejected, Relay
+from comfyui_docker.comfyui import (
+    ComfyUIClient,
+    ComfyUIGateway,
+    ExecutionFailed,
+    OutputFile,
+    PromptRejected,
+    QueueSnapshot,
+    Relay,
+)
 from comfyui_docker.errors import InvalidInput, NotFound, ServiceUnavailable
 from comfyui_docker.events import EventBus, GenerationEvent
 from fakes.comfyui_root.fake_comfy import png
@@ -47,16 +58,18 @@ async def test_unreachable_is_service_unavailable_and_not_ready() -> None:
 async def test_prompt_relay_history_view(client: ComfyUIClient, comfy: Comfy) -> None:
     bus = EventBus()
     sub = bus.subscribe(["generation"])
-    relay = Relay(client, bus, retry=0.05)
-    relay.start()
+    gateway = ComfyUIGateway(client)
+    gateway.start_events(bus, retry=0.05)
     try:
         for _ in range(100):
-            if relay.connected:
+            if gateway.events_connected:
                 break
             await asyncio.sleep(0.05)
-        assert relay.connected
+        assert gateway.events_connected and gateway.relayed
         graph = {**GRAPH, "1": {**GRAPH["1"], "inputs": {**GRAPH["1"]["inputs"], "color": 0x123123}}}
-        result = await client.queue_prompt(graph)
+        result = await gateway.submit(graph)
+        assert result.client_id == gateway.client_id == client.client_id  # the relay hears it
+        assert gateway.client_for(result.prompt_id) is client
         kinds: list[str] = []
         events: list[GenerationEvent] = []
         while not (kinds and kinds[-1] == "executing" and events[-1].payload.get("node") is None):
@@ -68,46 +81,115 @@ async def test_prompt_relay_history_view(client: ComfyUIClient, comfy: Comfy) ->
             kinds.append(event.kind)
             events.append(event)
         assert kinds[0] == "execution_start" and "executed" in kinds and "execution_success" in kinds
-        history = await client.history(result.prompt_id)
-        image = history[result.prompt_id]["outputs"]["2"]["images"][0]
-        assert image == {"filename": "test_00001_.png", "subfolder": "client", "type": "output"}
-        data = b"".join([chunk async for chunk in client.view(image["filename"], subfolder="client")])
+        entry = await gateway.history(result.prompt_id)
+        assert entry is not None and entry.finished and entry.terminal()[0] == "execution_success"
+        (image,) = entry.files()
+        assert image == OutputFile("test_00001_.png", "client", "output")
+        data = b"".join([chunk async for chunk in gateway.view(image, prompt_id=result.prompt_id)])
         assert data == (comfy.layout.output / "client" / "test_00001_.png").read_bytes()
         assert png.size_of(data) == (32, 24)
+        assert await gateway.history("00000000-0000-0000-0000-000000000000") is None
     finally:
-        await relay.stop()
+        await gateway.stop_events()
+    assert not gateway.relayed
 
 
 async def test_rejections_and_errors_are_typed(client: ComfyUIClient) -> None:
     with pytest.raises(PromptRejected) as caught:
-        await client.queue_prompt({"2": {"class_type": "SaveImage", "inputs": {"images": ["99", 0]}}})
+        await client.submit({"2": {"class_type": "SaveImage", "inputs": {"images": ["99", 0]}}})
     assert caught.value.error["type"] == "prompt_outputs_failed_validation"
     errors = caught.value.node_errors["2"]["errors"]
-    assert all(e["extra_info"].get("traceback", []) == [] for e in errors)  # server paths scrubbed
+    assert all("traceback" not in e["extra_info"] for e in errors)  # server paths scrubbed
+    # (the fake also names the missing filename_prefix; a real ComfyUI stops at the bad link)
+    assert caught.value.problems[0] == "node 2 (SaveImage): links to node '99', which is not in the workflow"
     with pytest.raises(NotFound):
-        await client.models("clip")
-    with pytest.raises(NotFound):
-        _ = [c async for c in client.view("missing.png")]
+        _ = [c async for c in client.view(OutputFile("missing.png"))]
     with pytest.raises(InvalidInput):
-        _ = [c async for c in client.view("../../etc/passwd")]
+        _ = [c async for c in client.view(OutputFile("../../etc/passwd"))]
 
 
-async def test_upload_models_object_info_queue(client: ComfyUIClient) -> None:
-    first = await client.upload_image(png.encode(4, 4, 1), "up.png")
-    again = await client.upload_image(png.encode(4, 4, 2), "up.png")
-    assert first == {"name": "up.png", "subfolder": "", "type": "input"}
-    assert again["name"] == "up (1).png"
-    with pytest.raises(InvalidInput):
-        await client.upload_image(b"x", "a.png", subfolder="../../etc")
-    assert "checkpoints" in await client.model_types()
-    assert await client.models("checkpoints") == ["x.safetensors"]
-    info = await client.object_info("LoadImage")
-    assert "up.png" in info["LoadImage"]["input"]["required"]["image"][0]
-    assert await client.object_info("NoSuchNode") == {}
-    assert await client.queue_remaining() >= 0
-    await client.clear_queue()
-    await client.interrupt()
-    await client.free()
+def _slow(frames: int) -> dict[str, Any]:
+    """A graph the fake ComfyUI runs for about frames x 10 ms (ColorTransfer steps per frame)."""
+    return {
+        "1": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": 64, "height": 64, "batch_size": frames, "color": 7},
+        },
+        "2": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 1}},
+        "3": {
+            "class_type": "ColorTransfer",
+            "_meta": {"title": "Slow"},
+            "inputs": {
+                "image_target": ["1", 0],
+                "image_ref": ["2", 0],
+                "method": "mkl_lab",
+                "source_stats": "per_frame",
+                "strength": 1.0,
+            },
+        },
+        "4": {"class_type": "PreviewImage", "inputs": {"images": ["3", 0]}},
+    }
+
+
+async def test_queue_delete_interrupt_through_the_gateway(client: ComfyUIClient) -> None:
+    gateway = ComfyUIGateway(client)
+    running = await gateway.submit(_slow(300))
+    pending = await gateway.submit(_slow(2))
+    await asyncio.sleep(0.2)
+    queue = await gateway.queue()
+    assert isinstance(queue, QueueSnapshot)
+    assert [i.prompt_id for i in queue.running] == [running.prompt_id]
+    assert [i.prompt_id for i in queue.pending] == [pending.prompt_id]
+    assert queue.pending[0].nodes == 4 and queue.pending[0].client_id == client.client_id
+    await gateway.delete(pending.prompt_id)
+    assert not (await gateway.queue()).holds(pending.prompt_id)
+    await gateway.interrupt(running.prompt_id)
+    for _ in range(100):
+        entry = await gateway.history(running.prompt_id)
+        if entry is not None and entry.finished:
+            break
+        await asyncio.sleep(0.05)
+    assert entry is not None and entry.terminal()[0] == "execution_interrupted"
+    assert await gateway.history(pending.prompt_id) is None  # dropped before it ran
+
+
+async def test_run_follows_to_the_saved_files_or_a_readable_failure(
+    client: ComfyUIClient, tmp_path: Path
+) -> None:
+    gateway = ComfyUIGateway(client)
+    seen: list[str] = []
+    graph = {**GRAPH, "2": {**GRAPH["2"], "inputs": {**GRAPH["2"]["inputs"], "filename_prefix": "run/t"}}}
+    result = await gateway.run(
+        graph, out_dir=tmp_path / "out", timeout_s=30, on_event=lambda k, d: seen.append(k)
+    )
+    assert [f.relative_to(tmp_path / "out").as_posix() for f in result.files] == ["run/t_00001_.png"]
+    assert png.size_of(result.files[0].read_bytes()) == (32, 24)
+    assert seen[0] == "queued" and "node" in seen and seen[-1] == "done"
+    assert gateway.client_for(result.prompt_id) is client
+
+    async def stop_soon() -> None:
+        for _ in range(100):
+            if (await gateway.queue()).running:
+                await gateway.interrupt()
+                return
+            await asyncio.sleep(0.05)
+
+    stopper = asyncio.create_task(stop_soon())
+    with pytest.raises(ExecutionFailed, match=r"interrupted at node 3 \(Slow, ColorTransfer\)"):
+        await gateway.run(_slow(300), timeout_s=30)
+    await stopper
+    with pytest.raises(ExecutionFailed, match=r"no result after 0\.3 s"):
+        await gateway.run(_slow(300), timeout_s=0.3)
+    await gateway.interrupt()
+
+
+async def test_definitions_and_readiness_through_the_gateway(client: ComfyUIClient) -> None:
+    gateway = ComfyUIGateway(client)
+    definitions = await gateway.node_definitions()
+    assert "EmptyImage" in definitions and "input" in definitions["EmptyImage"]
+    assert await gateway.answers()
+    async with aiohttp.ClientSession() as session:
+        assert not await ComfyUIGateway(ComfyUIClient(session, "http://127.0.0.1:9")).answers()
 
 
 async def test_relay_reconnects(comfy: Comfy) -> None:

@@ -1,4 +1,4 @@
-"""The fake ComfyUI against the real server's recorded answers (shared/comfyui-samples, COMFYUI.md §1-§2).
+"""The fake ComfyUI against the real server's recorded answers (tests/data/comfyui-samples, COMFYUI.md §1-§2).
 
 Every test runs against the fake; the `real` variants run the same checks against a real ComfyUI
 when COMFYUI_ROOT points at one (marker real_comfyui; skipped with the reason otherwise).
@@ -12,7 +12,6 @@ import uuid
 from typing import Any
 
 from comfy_samples import sample
-
 from fakes.comfyui_root.fake_comfy import png
 from fakes.comfyui_root.launch import Comfy, http
 

@@ -8,8 +8,8 @@ import uuid
 from typing import Any
 
 import aiohttp
-from comfy_samples import sample
 
+from comfy_samples import sample
 from fakes.comfyui_root.fake_comfy import png
 from fakes.comfyui_root.launch import Comfy
 

@@ -13,10 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from comfy_samples import sample_path
 from comfyui_docker import outputs
 from comfyui_docker.errors import InvalidInput, NotFound
-
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "comfyui-samples"
 
 
 def _chunk(ctype: bytes, data: bytes) -> bytes:
@@ -39,10 +38,10 @@ def make_png(
 
 
 def test_png_text_reads_comfyui_sample() -> None:
-    texts = outputs.png_text(SAMPLES / "view_g1.png")
+    texts = outputs.png_text(sample_path("view_g1.png"))
     graph = json.loads(texts["prompt"])
     assert graph["1"]["class_type"] == "EmptyImage"
-    meta = outputs.metadata(SAMPLES / "view_g1.png")
+    meta = outputs.metadata(sample_path("view_g1.png"))
     assert meta["summary"]["settings"]["size"] == "64×48"
 
 
@@ -142,13 +141,13 @@ def test_zip_stream_is_valid_and_streamed(tmp_path: Path) -> None:
 async def test_outputs_page_and_routes(client: httpx.AsyncClient, ws_root: Path) -> None:
     out = ws_root / "output"
     (out / "dash").mkdir()
-    (out / "dash" / "demo_00001_.png").write_bytes((SAMPLES / "view_g1.png").read_bytes())
+    (out / "dash" / "demo_00001_.png").write_bytes((sample_path("view_g1.png")).read_bytes())
     (out / "b.png").write_bytes(make_png({"parameters": "a1111 style"}))
     page = await client.get("/outputs")
     assert "dash/demo_00001_.png" in page.text and "2 files" in page.text
     f = await client.get("/outputs/file/dash/demo_00001_.png")
     assert f.status_code == 200 and f.headers["content-type"] == "image/png"
-    assert f.content == (SAMPLES / "view_g1.png").read_bytes()
+    assert f.content == (sample_path("view_g1.png")).read_bytes()
     dl = await client.get("/outputs/file/b.png?download=1")
     assert dl.headers["content-disposition"].startswith("attachment")
     meta = await client.get("/outputs/meta/dash/demo_00001_.png", headers={"HX-Request": "true"})

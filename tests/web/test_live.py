@@ -125,10 +125,69 @@ async def test_proxy_websocket_and_run_workflow(tmp_path, comfy, live, free_port
         async with http.post(f"{server.url}/api/generate", json={"workflow": bad}) as r:
             assert r.status == 400
             err = (await r.json())["error"]
-            assert err["code"] == "comfyui_rejected" and "NoSuchNode" in err["message"]
+            assert err["code"] == "prompt_rejected" and "NoSuchNode" in err["message"]
+            assert err["details"]["problems"][0].startswith("node 1 (NoSuchNode): the node type")
         async with http.get(f"{server.url}/api/queue") as r:
             assert set(await r.json()) == {"running", "pending"}
         assert pid
+
+
+async def test_generate_route_sources_and_one_error_shape(tmp_path, comfy, live, free_port) -> None:
+    """`POST /api/generate` queues a built-in template, an official one or a given workflow; every
+    refusal (bad form values, ComfyUI's validation) has the one shape the pages read."""
+    app, svc = app_for(tmp_path, comfy.port)
+    async with live(app, free_port) as server, aiohttp.ClientSession() as http:
+        body = {"builtin": "demo", "values": {"width": "40", "height": "24"}, "client_id": "page-1"}
+        async with http.post(f"{server.url}/api/generate", json=body) as r:
+            queued = await r.json()
+            assert r.status == 200, queued
+        assert queued["client_id"] == "page-1" and queued["relay"] is False  # no relay: the page's socket
+        assert queued["nodes"] == {"1": "EmptyImage", "2": "SaveImage"}
+        for _ in range(100):
+            entry = await svc.comfyui.history(queued["prompt_id"])
+            if entry is not None and entry.finished:
+                break
+            await asyncio.sleep(0.05)
+        assert entry is not None and entry.files()[0].filename.startswith("demo_")
+        # bad form values: every field at once, as lines and by field
+        async with http.post(
+            f"{server.url}/api/generate", json={"builtin": "demo", "values": {"width": "x"}}
+        ) as r:
+            err = (await r.json())["error"]
+            assert r.status == 400 and err["code"] == "invalid_input"
+            assert err["details"]["fields"] == {"width": "a whole number"}
+            assert err["details"]["problems"] == ["width: a whole number"]
+        # ComfyUI's refusal: readable lines, and the missing model with the preset that has it
+        ckpt = {
+            "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15.safetensors"}},
+            "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+            "8": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["4", 2]}},
+            "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "x"}},
+        }
+        async with http.post(f"{server.url}/api/generate", json={"workflow": ckpt}) as r:
+            err = (await r.json())["error"]
+        assert r.status == 400 and err["code"] == "prompt_rejected"
+        assert err["details"]["problems"] == [
+            "node 4 (CheckpointLoaderSimple) input 'ckpt_name': the model 'sd15.safetensors' is not "
+            "installed (expected in models/checkpoints)"
+        ]
+        (missing,) = err["details"]["missing"]
+        assert (missing["folder"], missing["name"], missing["node_id"]) == (
+            "checkpoints",
+            "sd15.safetensors",
+            "4",
+        )
+        assert missing["install"] == {"kind": "preset", "preset_id": "SD15_BASE"}
+        assert "traceback" not in json.dumps(err["details"])
+        # exactly one source
+        async with http.post(f"{server.url}/api/generate", json={"builtin": "demo", "workflow": ckpt}) as r:
+            assert r.status == 400 and "exactly one" in (await r.json())["error"]["message"]
+        async with http.post(f"{server.url}/api/generate", json={"template": "no_such_template"}) as r:
+            assert r.status == 404
+        async with http.post(
+            f"{server.url}/api/generate", json={"builtin": "demo", "client_id": "bad id!"}
+        ) as r:
+            assert r.status == 400 and "client_id" in (await r.json())["error"]["message"]
 
 
 async def test_run_ui_format_converts(tmp_path, comfy, live, free_port) -> None:

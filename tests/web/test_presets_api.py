@@ -122,16 +122,3 @@ async def test_list_cache_is_dropped_on_task_events_and_own_changes(client, app_
     finally:
         PRESETS.pop("NEW_ONE", None)
     assert presets.calls.count(("list", (None, None))) == 3
-
-
-def test_list_cache_ttl() -> None:
-    from comfyui_docker.web.api.presets import ListCache
-
-    now = [0.0]
-    cache = ListCache(ttl=2.0, clock=lambda: now[0])
-    cache.put((None, None), b"x")
-    assert cache.get((None, None)) == b"x" and cache.get(("a", None)) is None
-    now[0] = 1.9
-    assert cache.get((None, None)) == b"x"
-    now[0] = 2.1
-    assert cache.get((None, None)) is None

@@ -21,11 +21,10 @@ from typing import Any
 
 import pytest
 
+from comfy_samples import OBJECT_INFO, ground_truth
 from comfyui_docker.cli import main
 from comfyui_docker.workflows.convert import convert
 from comfyui_docker.workspace import Workspace
-
-from .conftest import SAMPLES
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE = REPO / "tests" / "fakes" / "comfyui_root" / "main.py"
@@ -251,7 +250,7 @@ def test_unknown_node_names_the_pack(comfy: dict[str, Any], capsys: pytest.Captu
 
 def test_comfyui_down_is_a_clear_error(env: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     wf = _write(env["tmp"] / "wf.json", UI_WORKFLOW)
-    code = main(["run", str(wf), "-q", "--object-info", str(SAMPLES / "object_info.json.gz")])
+    code = main(["run", str(wf), "-q", "--object-info", str(OBJECT_INFO)])
     err = capsys.readouterr().err
     assert code == 1
     assert "not reachable" in err or "does not answer" in err
@@ -261,21 +260,17 @@ def test_convert_offline_from_a_saved_object_info(
     env: dict[str, Any], object_info: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     wf = _write(env["tmp"] / "wf.json", UI_WORKFLOW)
-    code = main(["convert", str(wf), "--object-info", str(SAMPLES / "object_info.json.gz")])
+    code = main(["convert", str(wf), "--object-info", str(OBJECT_INFO)])
     assert code == 0
     assert json.loads(capsys.readouterr().out) == convert(UI_WORKFLOW, object_info)
 
 
 def test_convert_uses_the_copy_on_the_volume(env: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
-    (env["ws"].cache / "object_info.json").write_bytes(
-        gzip.decompress((SAMPLES / "object_info.json.gz").read_bytes())
-    )
+    (env["ws"].cache / "object_info.json").write_bytes(gzip.decompress(OBJECT_INFO.read_bytes()))
     out = env["tmp"] / "prompt.json"
     code = main(["convert", "template:Image_capybara_v0_1_text_to_image", "-o", str(out)])
     assert code == 0
-    expected = json.loads(
-        (SAMPLES / "templates-api" / "Image_capybara_v0_1_text_to_image.api.json").read_text()
-    )
+    expected = ground_truth("Image_capybara_v0_1_text_to_image.api.json")
     assert json.loads(out.read_text()) == expected
 
 
@@ -289,7 +284,7 @@ def test_bad_workflow_files(
     path = env["tmp"] / "bad.json"
     if content is not None:
         path.write_text(content)
-    code = main(["convert", str(path), "--object-info", str(SAMPLES / "object_info.json.gz")])
+    code = main(["convert", str(path), "--object-info", str(OBJECT_INFO)])
     assert code == 1
     assert message in capsys.readouterr().err
 

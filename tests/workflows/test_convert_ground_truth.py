@@ -1,7 +1,8 @@
 """The converter against ComfyUI's own editor: every sample it produced must be reproduced exactly.
 
-`../shared/comfyui-samples/templates-api/<template>.api.json` is what comfyui-frontend-package
-1.49.6 sent for a template of comfyui-workflow-templates-json 0.1.50 (`graphToPrompt().output`).
+`templates-api/<template>.api.json` (in tests/data/comfyui-samples/templates-api.tar.gz) is what
+comfyui-frontend-package 1.49.6 sent for a template of comfyui-workflow-templates-json 0.1.50
+(`graphToPrompt().output`).
 The four `api_hunyuan3d_*` templates have one input that is not deterministic (the editor uploads a
 3D viewport screenshot at conversion time and names it with a timestamp): only that input is
 taken from the sample, everything else is compared.
@@ -9,25 +10,15 @@ taken from the sample, everything else is compared.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
+from comfy_samples import ground_truth, ground_truth_names
 from comfyui_docker.workflows.convert import UnknownNodeError, convert
 from comfyui_docker.workflows.templates import TemplateLibrary
 
-from .conftest import GROUND_TRUTH
-
-
-def _samples() -> list[dict[str, Any]]:
-    summary = GROUND_TRUTH / "summary.json"
-    if not summary.is_file():
-        return []
-    return list(json.loads(summary.read_text())["templates"])
-
-
-SAMPLES = _samples()
+SAMPLES: list[dict[str, Any]] = ground_truth("summary.json")["templates"]
 
 
 def _nondeterministic_inputs(name: str, expected: dict[str, Any]) -> list[tuple[str, str]]:
@@ -37,17 +28,16 @@ def _nondeterministic_inputs(name: str, expected: dict[str, Any]) -> list[tuple[
 
 
 def test_ground_truth_is_present() -> None:
-    if not SAMPLES:
-        pytest.skip(f"{GROUND_TRUTH} is not available")
     assert len(SAMPLES) >= 250
-    assert len(list(GROUND_TRUTH.glob("*.api.json"))) == len(SAMPLES)
+    api_files = [n for n in ground_truth_names() if n.endswith(".api.json")]
+    assert sorted(api_files) == sorted(s["api_file"] for s in SAMPLES)
 
 
 @pytest.mark.parametrize("sample", SAMPLES, ids=[s["name"] for s in SAMPLES])
 def test_equals_the_editor(
     sample: dict[str, Any], object_info: dict[str, Any], library: TemplateLibrary
 ) -> None:
-    expected = json.loads((GROUND_TRUTH / sample["api_file"]).read_text())
+    expected = ground_truth(sample["api_file"])
     workflow = library.load(sample["name"])
     missing = sample.get("missing_node_types") or []
     if missing:

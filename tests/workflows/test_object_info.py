@@ -1,4 +1,5 @@
-"""Node definitions: saved copies (plain/gzip), the copy on the volume, and a real HTTP fetch."""
+"""Node definitions: saved copies (plain/gzip), the copy on the volume, and a real HTTP fetch
+(through the ComfyUI client, as the gateway does)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
+from comfyui_docker.comfyui import ComfyUIClient
 from comfyui_docker.errors import InvalidInput, NotFound, ServiceUnavailable
 from comfyui_docker.workflows.object_info import ObjectInfoStore, load_file
 
@@ -48,13 +51,13 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_store_saves_atomically_and_reloads_on_change(tmp_path: Path) -> None:
-    store = ObjectInfoStore(tmp_path / "cache", "http://127.0.0.1:9")
+    store = ObjectInfoStore(tmp_path / "cache")
     assert store.load() is None
     store.save(DEFS)
     assert store.path == tmp_path / "cache" / "object_info.json"
     assert json.loads(store.path.read_text()) == DEFS
     assert not list(store.path.parent.glob(".*.tmp"))
-    other = ObjectInfoStore(tmp_path / "cache", "http://127.0.0.1:9")
+    other = ObjectInfoStore(tmp_path / "cache")
     assert other.load() == DEFS
     changed = {**DEFS, "SaveImage": {"input": {}}}
     store.save(changed)
@@ -83,21 +86,39 @@ async def comfy(unused_tcp_port: int) -> AsyncIterator[dict[str, Any]]:
 
 
 async def test_fetch_refresh_and_fallback(tmp_path: Path, comfy: dict[str, Any]) -> None:
-    store = ObjectInfoStore(tmp_path, comfy["url"])
-    assert await store.get() == DEFS  # no copy yet: fetched and kept
-    assert comfy["calls"] == 1 and store.path.is_file()
-    assert await store.get() == DEFS  # the copy is used
-    assert comfy["calls"] == 1
-    assert await store.get(refresh=True) == DEFS
-    assert comfy["calls"] == 2
-    comfy["status"] = 503
-    assert await store.get(refresh=True) == DEFS  # ComfyUI not ready: the last copy
-    with pytest.raises(ServiceUnavailable, match="503"):
-        await store.refresh()
+    store = ObjectInfoStore(tmp_path)
+    async with aiohttp.ClientSession() as session:
+        fetch = ComfyUIClient(session, comfy["url"]).object_info
+        assert await store.get(fetch) == DEFS  # no copy yet: fetched and kept
+        assert comfy["calls"] == 1 and store.path.is_file() and store.fetches == 1
+        assert await store.get(fetch) == DEFS  # the copy is used
+        assert comfy["calls"] == 1 and store.fetches == 1
+        assert await store.get(fetch, refresh=True) == DEFS
+        assert comfy["calls"] == 2 and store.fetches == 2
+        comfy["status"] = 503
+        assert await store.get(fetch, refresh=True) == DEFS  # ComfyUI not ready: the last copy
+        assert store.fetches == 2
+        with pytest.raises(ServiceUnavailable, match="503"):
+            await store.refresh(fetch)
 
 
 async def test_no_copy_and_no_comfyui(tmp_path: Path, unused_tcp_port: int) -> None:
-    store = ObjectInfoStore(tmp_path, f"http://127.0.0.1:{unused_tcp_port}")
-    with pytest.raises(ServiceUnavailable) as info:
-        await store.get()
-    assert "--object-info" in str(info.value)
+    store = ObjectInfoStore(tmp_path)
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(ServiceUnavailable) as info:
+            await store.get(ComfyUIClient(session, f"http://127.0.0.1:{unused_tcp_port}").object_info)
+    assert "--object-info" in str(info.value) and "does not answer" in str(info.value)
+    with pytest.raises(ServiceUnavailable, match="not reachable"):
+        await store.get(None)  # no gateway in this process
+
+
+async def test_an_answer_that_is_no_object_info_keeps_the_copy(tmp_path: Path) -> None:
+    store = ObjectInfoStore(tmp_path)
+    store.save(DEFS)
+
+    async def broken() -> dict[str, Any]:
+        return {}
+
+    assert await store.get(broken, refresh=True) == DEFS
+    with pytest.raises(ServiceUnavailable, match="not ComfyUI's /object_info"):
+        await store.refresh(broken)

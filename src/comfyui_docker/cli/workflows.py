@@ -1,5 +1,8 @@
 """Workflow commands: convert a saved workflow to an API prompt, run one headless, list templates.
 
+Argument parsing and printing only: the steps (prepare, missing models, install, run) are the
+workflow use case's (workflows/service.py), shared with the API and the pages.
+
     comfyui-docker convert WORKFLOW.json [--object-info FILE]     prints the API prompt (JSON)
     comfyui-docker run WORKFLOW.json [--set N.I=V ...] [--install-missing] [--out DIR]
     comfyui-docker templates [QUERY] [--tag TAG] [--json]
@@ -14,13 +17,18 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..errors import AppError, InvalidInput, NotFound
 from ..settings import Settings
 from ..workspace import Workspace
+
+if TYPE_CHECKING:  # imported when a command runs, not when the parser is built
+    from ..downloads.service import PresetService
+    from ..workflows.service import MissingModel, WorkflowService
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -29,53 +37,54 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(args)
 
 
-def load_workflow(source: str) -> dict[str, Any]:
-    """A workflow from a file, or `template:<name>` from the official templates."""
-    if source.startswith("template:") and not Path(source).exists():
-        from ..workflows.templates import TemplateLibrary
+@asynccontextmanager
+async def _use_case(
+    args: argparse.Namespace, settings: Settings, *, catalog: bool = True
+) -> AsyncIterator[Uses]:
+    """The workflow use case for one command: a gateway to `--url` (default: ours), the copy of
+    the node definitions on the volume (or `--object-info FILE`), and the preset catalog."""
+    import aiohttp
 
-        return TemplateLibrary().load(source.removeprefix("template:"))
-    path = Path(source)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise NotFound(f"{path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"cannot read {path}: {exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    if not isinstance(data, dict):
-        raise InvalidInput(f"{path} is not a ComfyUI workflow (a JSON object is expected)")
-    return data
-
-
-def base_url(args: argparse.Namespace, settings: Settings) -> str:
-    return str(args.url or f"http://127.0.0.1:{settings.comfyui_internal_port}").rstrip("/")
-
-
-async def object_info_for(
-    args: argparse.Namespace, settings: Settings, *, prefer_fresh: bool
-) -> dict[str, Any]:
-    """--object-info FILE; else the running ComfyUI (when `prefer_fresh`) or the copy on the volume."""
+    from ..comfyui import ComfyUIClient, ComfyUIGateway
+    from ..downloads.service import PresetService
+    from ..events import EventBus
     from ..workflows.object_info import ObjectInfoStore, load_file
+    from ..workflows.service import WorkflowService
 
-    if args.object_info:
-        return load_file(Path(args.object_info))
-    store = ObjectInfoStore(Workspace(settings.workspace_root).cache, base_url(args, settings))
-    return await store.get(refresh=prefer_fresh)
+    workspace = Workspace(settings.workspace_root)
+    fixed = load_file(Path(args.object_info)) if args.object_info else None
+    async with aiohttp.ClientSession() as session:
+        presets = PresetService(settings, workspace, EventBus(), session)
+        if catalog:  # who provides a missing file; downloads start only with --install-missing
+            presets.load_catalog()
+        use = WorkflowService(
+            definitions=ObjectInfoStore(workspace.cache),
+            models_root=workspace.models,
+            gateway=ComfyUIGateway(ComfyUIClient(session, args.url or settings.comfyui_url)),
+            presets=presets,
+            fixed_definitions=fixed,
+        )
+        try:
+            yield Uses(use, presets)
+        finally:
+            await presets.close()
+
+
+@dataclass(frozen=True)
+class Uses:
+    workflows: WorkflowService
+    presets: PresetService
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from ..workflows.convert import is_api_format, to_prompt
-
     settings = _settings(args)
-    workflow = load_workflow(args.workflow)
-    info: Mapping[str, Any] = {}
-    if not is_api_format(workflow):
-        info = asyncio.run(object_info_for(args, settings, prefer_fresh=False))
-    prompt = to_prompt(workflow, info)
+
+    async def convert() -> dict[str, Any]:
+        async with _use_case(args, settings, catalog=False) as uses:
+            use = uses.workflows
+            return (await use.prepare(use.load(args.workflow))).prompt
+
+    prompt = asyncio.run(convert())
     text = json.dumps(prompt, indent=2, ensure_ascii=False)
     if args.output:
         Path(args.output).write_text(text + "\n", encoding="utf-8")
@@ -85,64 +94,26 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_check(
-    workflow: Mapping[str, Any], prompt: Mapping[str, Any], info: Mapping[str, Any], models_root: Path
-) -> list[dict[str, Any]]:
-    """Models the prompt needs that neither the volume nor ComfyUI's own lists have."""
-    from ..workflows.refs import declared_models, missing_models
-    from ..workflows.widgets import combo_choices, input_specs
-
-    urls: dict[str, str] = {}
-    if "nodes" in workflow:
-        urls = {d.name: d.url for d in declared_models(workflow) if d.url}
-    out = []
-    for item in missing_models(prompt, models_root):
-        node = prompt.get(str(item.get("node_id"))) or {}
-        definition = info.get(str(node.get("class_type"))) or {}
-        known = {
-            str(c)
-            for name, spec in input_specs(definition)
-            if name == item.get("input")
-            for c in combo_choices(spec) or []
-        }
-        if item["name"] in known:
-            continue  # ComfyUI lists it (another models folder, e.g. its own or a user yaml)
-        item["url"] = item.get("url") or urls.get(item["name"])
-        out.append(item)
-    return out
+def _missing_lines(missing: list[MissingModel]) -> list[str]:
+    lines = []
+    for m in missing:
+        line = f"  {m.path}"
+        if m.ref.url:
+            line += f"  <- {m.ref.url}"
+        if m.providers:
+            line += f"  (preset {', '.join(m.providers)})"
+        lines.append(line)
+    return lines
 
 
-async def _install(settings: Settings, label: str, missing: list[dict[str, Any]]) -> None:
+async def _install(uses: Uses, label: str, missing: list[MissingModel]) -> None:
     """Download the missing files through the downloads service (resume, verify, volume locks)."""
-    without_url = [m for m in missing if not m.get("url")]
-    if without_url:
-        names = ", ".join(f"{m['folder']}/{m['name']}" for m in without_url)
-        raise NotFound(
-            f"no download URL is known for {names}",
-            hint="install a preset that provides it, or copy the file into the volume's models folder",
-        )
-    from ..catalog.schema import FileSpec
-    from ..downloads.service import PresetService
-    from ..events import EventBus
-    from ..workflows.templates import direct_url
-
-    files = [FileSpec(path=f"{m['folder']}/{m['name']}", url=direct_url(str(m["url"]))) for m in missing]
-    print(f"downloading {len(files)} model file(s) for {label}...", file=sys.stderr)
-    service = PresetService(settings, Workspace(settings.workspace_root), EventBus())
-    await service.start()
-    try:
-        task = await service.install_files(label, files)
-        task = await service.wait(task.id)
-    finally:
-        await service.close()
-    if task.state != "done":
-        error = task.error or {}
-        raise AppError(
-            f"downloading the models failed: {error.get('message') or task.state}",
-            hint=error.get("hint") or "run again to resume the download",
-        )
-    for spec in files:
-        print(f"  installed {spec.path}", file=sys.stderr)
+    if all(m.install is not None for m in missing):
+        print(f"downloading {len(missing)} model file(s) for {label}...", file=sys.stderr)
+        await uses.presets.start()
+    await uses.workflows.install_and_wait(missing, label=label)
+    for m in missing:
+        print(f"  installed {m.path}", file=sys.stderr)
 
 
 class LiveView:
@@ -212,33 +183,44 @@ class LiveView:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ..workflows.convert import is_api_format, to_prompt
-    from ..workflows.params import apply_sets
+    from ..comfyui import PromptRejected
 
     settings = _settings(args)
-    workflow = load_workflow(args.workflow)
-    info = asyncio.run(object_info_for(args, settings, prefer_fresh=True))
-    prompt = to_prompt(workflow, info)
-    prompt, changes = apply_sets(prompt, info, args.set or [])
-    for change in changes:
-        print(f"set {change.title} (node {change.node_id}).{change.input} = {change.new!r}", file=sys.stderr)
-    models_root = Workspace(settings.workspace_root).models
-    missing = _model_check(workflow if not is_api_format(workflow) else {}, prompt, info, models_root)
-    if missing and args.install_missing:
-        asyncio.run(_install(settings, f"workflow {Path(args.workflow).name}", missing))
-        missing = _model_check(workflow if not is_api_format(workflow) else {}, prompt, info, models_root)
-    if missing:
-        lines = [
-            f"  {m['folder']}/{m['name']}" + (f"  <- {m['url']}" if m.get("url") else "") for m in missing
-        ]
-        print(
-            "error: the workflow needs model files that are not installed:\n" + "\n".join(lines),
-            file=sys.stderr,
-        )
-        print("       run again with --install-missing to download them", file=sys.stderr)
+    try:
+        return asyncio.run(_run(args, settings))
+    except PromptRejected as exc:
+        print("error: ComfyUI rejected the prompt:", file=sys.stderr)
+        for line in exc.problems:
+            print(f"  {line}", file=sys.stderr)
+        if exc.hint:
+            print(f"       {exc.hint}", file=sys.stderr)
         return 1
-    out_dir = Path(args.out) if args.out else None
-    result = asyncio.run(_run(args, settings, prompt, out_dir))
+
+
+async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    async with _use_case(args, settings) as uses:
+        use = uses.workflows
+        workflow = use.load(args.workflow)
+        prepared = await use.prepare(workflow, sets=args.set or [], refresh=True)
+        for change in prepared.changes:
+            print(
+                f"set {change.title} (node {change.node_id}).{change.input} = {change.new!r}", file=sys.stderr
+            )
+        missing = await use.missing(prepared)
+        if missing and args.install_missing:
+            await _install(uses, f"workflow {workflow.label}", missing)
+            missing = await use.missing(prepared)
+        if missing:
+            print(
+                "error: the workflow needs model files that are not installed:\n"
+                + "\n".join(_missing_lines(missing)),
+                file=sys.stderr,
+            )
+            print("       run again with --install-missing to download them", file=sys.stderr)
+            return 1
+        out_dir = Path(args.out) if args.out else None
+        with LiveView(len(prepared.prompt), quiet=args.quiet) as view:
+            result = await use.run(prepared, out_dir=out_dir, timeout_s=args.timeout or None, on_event=view)
     for path in result.files:
         print(path)
     print(
@@ -246,19 +228,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
-
-
-async def _run(
-    args: argparse.Namespace, settings: Settings, prompt: dict[str, Any], out_dir: Path | None
-) -> Any:
-    import aiohttp
-
-    from ..workflows.runner import ComfyRunner
-
-    with LiveView(len(prompt), quiet=args.quiet) as view:
-        async with aiohttp.ClientSession() as session:
-            runner = ComfyRunner(base_url(args, settings), session=session, on_event=view)
-            return await runner.run(prompt, out_dir, timeout_s=args.timeout or None)
 
 
 def cmd_templates(args: argparse.Namespace) -> int:

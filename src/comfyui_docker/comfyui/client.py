@@ -1,9 +1,10 @@
-"""A typed async client for the parts of ComfyUI's API the runtime uses (COMFYUI.md §2).
+"""One ComfyUI server's HTTP API and WebSocket (COMFYUI.md §2-§3), on a shared aiohttp session.
 
-One shared `aiohttp.ClientSession` (the runtime's `services.http`); every call has a timeout.
-ComfyUI answers many errors with an empty body and no Content-Type, so nothing here assumes JSON
-on a non-200. A 400 from `POST /prompt` becomes `PromptRejected` carrying ComfyUI's own
-`error`/`node_errors` (tracebacks stripped of server paths before they reach a user).
+Every call has a timeout from one `Timeouts`. ComfyUI answers many errors with an empty body and
+no Content-Type, so nothing here assumes JSON on a non-200. Failures are the runtime's errors
+(comfyui/errors.py): no answer or a 503 is ServiceUnavailable, a 400 from `POST /prompt` is
+PromptRejected (readable problems, missing models, scrubbed bodies), anything else unexpected
+is ComfyUIError. Callers outside `comfyui/` go through the gateway, which picks the instance.
 """
 
 from __future__ import annotations
@@ -11,60 +12,52 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
-from ..errors import AppError, InvalidInput, NotFound, ServiceUnavailable
-
-DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=3)
-PROBE_TIMEOUT = aiohttp.ClientTimeout(total=2, connect=1)
-
-
-class ComfyUIError(AppError):
-    status = 502
-    code = "comfyui_error"
-
-
-class PromptRejected(InvalidInput):
-    """ComfyUI refused the graph (HTTP 400): `.error` and `.node_errors` as ComfyUI sent them."""
-
-    code = "prompt_rejected"
-
-    def __init__(self, error: dict[str, Any], node_errors: dict[str, Any]) -> None:
-        message = str(error.get("message") or "ComfyUI rejected the prompt")
-        details = str(error.get("details") or "")
-        super().__init__(
-            f"{message}: {details}" if details else message,
-            hint="fix the inputs named in node_errors (missing models show as value_not_in_list)",
-            error=error,
-            node_errors=node_errors,
-        )
-        self.error = error
-        self.node_errors = node_errors
+from ..errors import InvalidInput, NotFound, ServiceUnavailable
+from . import explain
+from .errors import ComfyUIError, unreachable
+from .shapes import HistoryEntry, JsonObject, OutputFile, Prompt, QueueSnapshot, Submitted, as_object
 
 
 @dataclass(frozen=True)
-class PromptResult:
-    prompt_id: str
-    number: float
-    node_errors: dict[str, Any] = field(default_factory=dict)
+class Timeouts:
+    """Seconds. `request` covers ordinary calls; `/object_info` (1.6 MB, built by scanning every
+    model folder) has its own; a streamed `/view` only bounds the wait between chunks."""
+
+    connect: float = 3.0
+    request: float = 30.0
+    probe: float = 2.0
+    object_info: float = 120.0
+    stream_read: float = 60.0
+    heartbeat: float = 30.0
+
+
+TIMEOUTS = Timeouts()
 
 
 class ComfyUIClient:
-    """`ComfyUIClient(session, "http://127.0.0.1:8188")`; `client_id` names our WebSocket."""
+    """`ComfyUIClient(session, settings.comfyui_url)`; `client_id` names the relay's WebSocket."""
 
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, client_id: str | None = None) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        *,
+        client_id: str | None = None,
+        timeouts: Timeouts = TIMEOUTS,
+    ) -> None:
         self.session = session
         self.base_url = base_url.rstrip("/")
         self.client_id = client_id or uuid.uuid4().hex
+        self.timeouts = timeouts
         self.version: str | None = None
 
-    @property
-    def ws_url(self) -> str:
-        return self.base_url.replace("http", "ws", 1) + f"/ws?clientId={self.client_id}"
+    def _timeout(self, total: float | None) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(total=total, connect=self.timeouts.connect)
 
     # ---- plumbing ----------------------------------------------------------------------------
     async def _request(
@@ -72,185 +65,139 @@ class ComfyUIClient:
         method: str,
         path: str,
         *,
-        json_body: Any = None,
-        params: Mapping[str, str] | None = None,
-        timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
-        data: Any = None,
+        body: object = None,
+        total: float | None = None,
     ) -> tuple[int, bytes]:
+        timeout = self._timeout(self.timeouts.request if total is None else total)
         try:
-            async with self.session.request(
-                method, self.base_url + path, json=json_body, params=params, data=data, timeout=timeout
-            ) as resp:
+            async with self.session.request(method, self.base_url + path, json=body, timeout=timeout) as resp:
                 return resp.status, await resp.read()
-        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
-            raise ServiceUnavailable(
-                f"ComfyUI does not answer at {self.base_url} ({type(exc).__name__})",
-                hint="it may still be starting; its state is on the dashboard",
-                state="unreachable",
-            ) from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise unreachable(self.base_url, exc) from None
 
-    async def _json(self, method: str, path: str, **kw: Any) -> Any:
-        status, body = await self._request(method, path, **kw)
-        if status == 404:
-            raise NotFound(f"ComfyUI has no {path}")
+    def _failed(self, status: int, what: str, body: bytes) -> ServiceUnavailable | ComfyUIError:
+        if status == 503:
+            return ServiceUnavailable(f"ComfyUI answered 503 to {what}", state="unavailable")
+        return ComfyUIError(
+            f"ComfyUI answered {status} to {what}", body=body[:500].decode("utf-8", "replace")
+        )
+
+    async def _json(self, method: str, path: str, *, total: float | None = None) -> object:
+        status, raw = await self._request(method, path, total=total)
         if status != 200:
-            raise _failed(status, f"{method} {path}", body)
+            raise self._failed(status, f"{method} {path}", raw)
         try:
-            return json.loads(body)
+            data: object = json.loads(raw)
         except ValueError:
-            raise ComfyUIError(f"ComfyUI sent something that is not JSON for {path}") from None
+            raise ComfyUIError(f"ComfyUI sent something that is not JSON for {method} {path}") from None
+        return data
 
-    async def _post_ok(self, path: str, body: Any) -> None:
-        status, raw = await self._request("POST", path, json_body=body)
+    async def _post_ok(self, path: str, body: object) -> None:
+        status, raw = await self._request("POST", path, body=body)
         if status != 200:
-            raise _failed(status, f"POST {path}", raw)
+            raise self._failed(status, f"POST {path}", raw)
 
     # ---- server ------------------------------------------------------------------------------
-    async def system_stats(self, *, timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT) -> dict[str, Any]:
-        stats: dict[str, Any] = await self._json("GET", "/system_stats", timeout=timeout)
-        self.version = stats.get("system", {}).get("comfyui_version")
+    async def system_stats(self, *, probe: bool = False) -> JsonObject:
+        stats = as_object(
+            await self._json("GET", "/system_stats", total=self.timeouts.probe if probe else None)
+        )
+        version = as_object(stats.get("system")).get("comfyui_version")
+        self.version = str(version) if version is not None else None
         return stats
 
     async def is_ours(self, output_dir: Path | str) -> bool:
         """Readiness (COMFYUI.md §7): /system_stats is 200 and its argv holds our --output-directory."""
         try:
-            stats = await self.system_stats(timeout=PROBE_TIMEOUT)
-        except (AppError, aiohttp.ClientError):
+            stats = await self.system_stats(probe=True)
+        except (ServiceUnavailable, ComfyUIError):
             return False
-        argv = stats.get("system", {}).get("argv", [])
+        argv = as_object(stats.get("system")).get("argv")
         return isinstance(argv, list) and str(output_dir) in argv
 
+    async def object_info(self) -> JsonObject:
+        """Every node definition (`GET /object_info`)."""
+        return as_object(await self._json("GET", "/object_info", total=self.timeouts.object_info))
+
     # ---- prompts and queue -------------------------------------------------------------------
-    async def queue_prompt(
+    async def submit(
         self,
-        prompt: Mapping[str, Any],
+        prompt: Prompt,
         *,
-        prompt_id: str | None = None,
-        front: bool = False,
-        extra_data: Mapping[str, Any] | None = None,
         client_id: str | None = None,
-    ) -> PromptResult:
-        body: dict[str, Any] = {"prompt": prompt, "client_id": client_id or self.client_id}
-        if prompt_id is not None:
-            body["prompt_id"] = prompt_id
-        if front:
-            body["front"] = True
+        extra_data: Mapping[str, object] | None = None,
+    ) -> Submitted:
+        """`POST /prompt`; its execution frames go to the WebSocket `client_id` (ours by default)."""
+        cid = client_id or self.client_id
+        body: JsonObject = {"prompt": prompt, "client_id": cid}
         if extra_data:
             body["extra_data"] = dict(extra_data)
-        status, raw = await self._request("POST", "/prompt", json_body=body)
+        status, raw = await self._request("POST", "/prompt", body=body)
+        try:
+            data: object = json.loads(raw) if raw else None
+        except ValueError:
+            data = None
         if status == 400:
-            try:
-                data = json.loads(raw)
-            except ValueError:
-                data = {}
-            raise PromptRejected(scrub(data.get("error") or {}), scrub(data.get("node_errors") or {}))
-        if status != 200:
-            raise _failed(status, "POST /prompt", raw)
-        data = json.loads(raw)
-        return PromptResult(str(data["prompt_id"]), data.get("number", 0), data.get("node_errors") or {})
+            raise explain.rejection(data, prompt)
+        answer = as_object(data)
+        if status != 200 or not answer.get("prompt_id"):
+            raise self._failed(status, "POST /prompt", raw)
+        number = answer.get("number")
+        return Submitted(
+            prompt_id=str(answer["prompt_id"]),
+            number=number if isinstance(number, int) else 0,
+            client_id=cid,
+            node_errors=as_object(answer.get("node_errors")),
+        )
 
-    async def queue(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self._json("GET", "/queue")
-        return result
+    async def queue(self) -> QueueSnapshot:
+        return QueueSnapshot.parse(await self._json("GET", "/queue"))
 
-    async def queue_remaining(self) -> int:
-        data = await self._json("GET", "/prompt")
-        return int(data.get("exec_info", {}).get("queue_remaining", 0))
-
-    async def delete_queued(self, prompt_ids: list[str]) -> None:
+    async def delete(self, prompt_ids: list[str]) -> None:
+        """Remove pending prompts from the queue (a running one is stopped with `interrupt`)."""
         await self._post_ok("/queue", {"delete": prompt_ids})
 
-    async def clear_queue(self) -> None:
-        await self._post_ok("/queue", {"clear": True})
-
     async def interrupt(self, prompt_id: str | None = None) -> None:
+        """Stop the running prompt (only if it is `prompt_id`, when given)."""
         await self._post_ok("/interrupt", {"prompt_id": prompt_id} if prompt_id else {})
 
-    async def free(self, *, unload_models: bool = True, free_memory: bool = True) -> None:
-        await self._post_ok("/free", {"unload_models": unload_models, "free_memory": free_memory})
-
-    async def history(self, prompt_id: str | None = None, *, max_items: int | None = None) -> dict[str, Any]:
-        path = f"/history/{prompt_id}" if prompt_id else "/history"
-        params = {"max_items": str(max_items)} if max_items is not None and not prompt_id else None
-        result: dict[str, Any] = await self._json("GET", path, params=params)
-        return result
-
-    async def delete_history(self, prompt_ids: list[str]) -> None:
-        await self._post_ok("/history", {"delete": prompt_ids})
+    async def history(self, prompt_id: str) -> HistoryEntry | None:
+        """The record of one prompt; None while it is queued or running, or when it is unknown."""
+        found = as_object(await self._json("GET", f"/history/{prompt_id}"))
+        entry = found.get(prompt_id)
+        return HistoryEntry.parse(entry) if isinstance(entry, dict) else None
 
     # ---- files -------------------------------------------------------------------------------
-    async def view(
-        self, filename: str, *, subfolder: str = "", kind: str = "output", chunk: int = 256 * 1024
-    ) -> AsyncIterator[bytes]:
+    async def view(self, file: OutputFile, *, chunk: int = 256 * 1024) -> AsyncIterator[bytes]:
         """Stream a file from /view (never loaded whole). NotFound on 404, InvalidInput on 400."""
-        params = {"filename": filename, "subfolder": subfolder, "type": kind}
-        timeout = aiohttp.ClientTimeout(total=None, connect=3, sock_read=60)
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=self.timeouts.connect, sock_read=self.timeouts.stream_read
+        )
         try:
-            async with self.session.get(self.base_url + "/view", params=params, timeout=timeout) as resp:
+            async with self.session.get(
+                self.base_url + "/view", params=file.params(), timeout=timeout
+            ) as resp:
                 if resp.status == 404:
-                    where = f"{subfolder}/{filename}" if subfolder else filename
-                    raise NotFound(f"ComfyUI has no {kind} file {where}")
+                    where = f"{file.subfolder}/{file.filename}" if file.subfolder else file.filename
+                    raise NotFound(f"ComfyUI has no {file.type} file {where}")
                 if resp.status in (400, 403):
-                    raise InvalidInput(f"ComfyUI refused the file name {filename!r}")
+                    raise InvalidInput(f"ComfyUI refused the file name {file.filename!r}")
                 if resp.status != 200:
-                    raise ComfyUIError(f"ComfyUI answered {resp.status} to /view")
+                    raise self._failed(resp.status, "GET /view", b"")
                 async for block in resp.content.iter_chunked(chunk):
                     yield block
-        except aiohttp.ClientConnectionError:
-            raise ServiceUnavailable("ComfyUI does not answer", state="unreachable") from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise unreachable(self.base_url, exc) from None
 
-    async def upload_image(
-        self,
-        data: bytes,
-        filename: str,
-        *,
-        subfolder: str = "",
-        kind: str = "input",
-        overwrite: bool = False,
-        content_type: str = "image/png",
-    ) -> dict[str, str]:
-        """POST /upload/image; returns ComfyUI's `{name, subfolder, type}` (name may get " (1)")."""
-        form = aiohttp.FormData()
-        form.add_field("image", data, filename=filename, content_type=content_type)
-        form.add_field("type", kind)
-        form.add_field("subfolder", subfolder)
-        if overwrite:
-            form.add_field("overwrite", "true")
-        status, raw = await self._request("POST", "/upload/image", data=form)
-        if status == 400:
-            raise InvalidInput(f"ComfyUI refused the upload {filename!r} (bad name or folder)")
-        if status == 413:
-            raise InvalidInput(f"{filename!r} is larger than ComfyUI's upload limit")
-        if status != 200:
-            raise ComfyUIError(f"ComfyUI answered {status} to the upload")
-        result: dict[str, str] = json.loads(raw)
-        return result
+    # ---- events ------------------------------------------------------------------------------
+    def ws_url(self, client_id: str | None = None) -> str:
+        return self.base_url.replace("http", "ws", 1) + f"/ws?clientId={client_id or self.client_id}"
 
-    # ---- node definitions and models -------------------------------------------------------
-    async def object_info(self, node_class: str | None = None) -> dict[str, Any]:
-        path = f"/object_info/{node_class}" if node_class else "/object_info"
-        timeout = aiohttp.ClientTimeout(total=120, connect=3)
-        result: dict[str, Any] = await self._json("GET", path, timeout=timeout)
-        return result
-
-    async def model_types(self) -> list[str]:
-        result: list[str] = await self._json("GET", "/models")
-        return result
-
-    async def models(self, folder: str) -> list[str]:
-        """Files of a model type; NotFound for unknown types and for `clip`/`unet` (ComfyUI's 404)."""
-        result: list[str] = await self._json("GET", f"/models/{folder}")
-        return result
-
-
-def _failed(status: int, what: str, body: bytes) -> ComfyUIError:
-    return ComfyUIError(f"ComfyUI answered {status} to {what}", body=body[:500].decode("utf-8", "replace"))
-
-
-def scrub(value: Any) -> Any:
-    """Drop server paths from tracebacks (they show ComfyUI's install and Python layout)."""
-    if isinstance(value, dict):
-        return {k: ([] if k == "traceback" else scrub(v)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [scrub(v) for v in value]
-    return value
+    async def connect(self, client_id: str | None = None) -> aiohttp.ClientWebSocketResponse:
+        """ComfyUI's WebSocket as `client_id`: open it before submitting, to miss no frame."""
+        try:
+            return await self.session.ws_connect(
+                self.ws_url(client_id), heartbeat=self.timeouts.heartbeat, max_msg_size=0
+            )
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise unreachable(self.base_url, exc) from None

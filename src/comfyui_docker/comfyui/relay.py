@@ -1,9 +1,10 @@
 """ComfyUI's WebSocket → `GenerationEvent`s on our bus, reconnecting for as long as it runs.
 
-We connect with our own `client_id` (`ComfyUIClient.client_id`): ComfyUI sends execution frames
-only to the socket named in a prompt's `client_id`, so the dashboard and CLI submit with this id
-and every job's progress reaches the bus. `status` frames (queue length) are broadcast and are
-relayed too. Binary preview frames (samplers) become `preview` events with the image base64.
+We connect with the client's own `client_id`: ComfyUI sends execution frames only to the socket
+named in a prompt's `client_id`, so the gateway submits with this id and every job's progress
+reaches the bus. The gateway starts one relay per ComfyUI it talks to (`start_events`).
+`status` frames (queue length) are broadcast and are relayed too. Binary preview frames
+(samplers) become `preview` events with the image base64.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import contextlib
 import json
 import logging
 import struct
-from typing import Any
 
 import aiohttp
 
+from ..errors import ServiceUnavailable
 from ..events import EventBus, GenerationEvent, ServiceState
 from .client import ComfyUIClient
 
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 PREVIEW_TYPES = {1: "image/jpeg", 2: "image/png"}
 
 
-def to_event(frame: Any) -> GenerationEvent | None:
+def to_event(frame: object) -> GenerationEvent | None:
     """One JSON text frame → an event (None for frames that are not `{type, data}`)."""
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
         return None
@@ -101,7 +102,7 @@ class Relay:
             try:
                 await self._session()
                 delay = self.retry
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            except (aiohttp.ClientError, OSError, TimeoutError, ServiceUnavailable) as exc:
                 log.debug("ComfyUI WebSocket: %s", exc)
             self.connected = False
             with contextlib.suppress(TimeoutError):
@@ -113,7 +114,7 @@ class Relay:
                 delay = min(self.retry_cap, delay * 2)
 
     async def _session(self) -> None:
-        async with self.client.session.ws_connect(self.client.ws_url, heartbeat=30, max_msg_size=0) as ws:
+        async with await self.client.connect() as ws:
             self.connected = True
             self.connections += 1
             log.info("relaying ComfyUI events (client_id %s)", self.client.client_id)

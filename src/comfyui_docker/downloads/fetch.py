@@ -35,7 +35,7 @@ from .http import (
     content_range_total,
 )
 from .partfile import Piece, plan_range
-from .transfer import FetchOptions, FreeSpace, Progress, Transfer, free_space
+from .transfer import Connection, FetchOptions, FreeSpace, Progress, Transfer, free_space
 
 CUT_ALIGN = 64 * 1024  # a first stream is cut on this boundary
 
@@ -85,7 +85,8 @@ class Fetcher:
         progress: Progress | None = None,
         licence_url: str | None = None,
     ) -> FetchResult:
-        job = _Job(self, url, dest, size, sha256, progress or (lambda n: None), licence_url)
+        conn = Connection(self.session, self.tokens, self.options, self.sleep, self.free_space)
+        job = _Job(conn, url, dest, size, sha256, progress or (lambda n: None), licence_url)
         return await job.run()
 
 

@@ -5,6 +5,10 @@ file (pwrite + inline sha256, see partfile.py) fed through a bounded queue of bl
 reading the socket and writing/hashing run on two cores; the retry budget (reset when bytes
 arrive); the free-space check before the first byte; and `_stream`, which copies one HTTP body
 into one piece of the `.part` file.
+
+What a transfer uses from outside comes in one `Connection` (HTTP session, token lookup,
+options, and the sleep and free-space probes tests replace), so this module needs nothing from
+fetch.py: the import runs one way, fetch -> transfer.
 """
 
 from __future__ import annotations
@@ -19,17 +23,14 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 
 from ..errors import DiskFull, DownloadError
 from .bodytap import ALIGN, BlockPool, BodyTap, Chunk
-from .http import RetryPolicy, Transient, open_response
+from .http import RetryPolicy, TokenLookup, Transient, open_response
 from .partfile import Buffer, PartFile, Piece
-
-if TYPE_CHECKING:
-    from .fetch import Fetcher
 
 BLOCK = 4 * 1024 * 1024
 SMALL_BLOCK = 64 * 1024
@@ -69,10 +70,21 @@ class FetchOptions:
     read_bufsize: int = 4 * MIB
 
 
+@dataclass(frozen=True)
+class Connection:
+    """Everything a transfer takes from its caller, besides the file it makes."""
+
+    session: aiohttp.ClientSession
+    tokens: TokenLookup
+    options: FetchOptions
+    sleep: Callable[[float], Awaitable[Any]]
+    free_space: FreeSpace
+
+
 class Transfer:
     def __init__(
         self,
-        fetcher: Fetcher,
+        conn: Connection,
         url: str,
         dest: Path,
         size: int | None,
@@ -80,8 +92,8 @@ class Transfer:
         progress: Progress,
         licence_url: str | None,
     ) -> None:
-        self.f = fetcher
-        self.opt = fetcher.options
+        self.conn = conn
+        self.opt = conn.options
         self.url = url
         self.final_url = url
         self.dest = dest
@@ -158,7 +170,7 @@ class Transfer:
         if self.space_checked:
             return
         self.space_checked = True
-        free = self.f.free_space(self.dest.parent)
+        free = self.conn.free_space(self.dest.parent)
         want = needed + self.opt.space_margin
         if free < want:
             raise DiskFull(
@@ -178,14 +190,14 @@ class Transfer:
                 hint="the .part file is kept; installing again resumes it",
                 url=self.url,
             )
-        await self.f.sleep(self.opt.retry.delay(self.failures, exc.retry_after))
+        await self.conn.sleep(self.opt.retry.delay(self.failures, exc.retry_after))
 
     async def _open(self, start: int | None, end: int | None, *, use_final: bool) -> aiohttp.ClientResponse:
         url = self.final_url if use_final else self.url
         resp, final = await open_response(
-            self.f.session,
+            self.conn.session,
             url,
-            tokens=self.f.tokens,
+            tokens=self.conn.tokens,
             start=start,
             end=end,
             timeout=self.opt.timeout,

@@ -1,13 +1,15 @@
 """`create_app(settings, services=None)`: the dashboard's FastAPI application.
 
 With `services` (from `comfyui-docker start`) the app shares the runtime's bus, HTTP client,
-preset service and supervisor, and leaves their lifecycle to their owner. Without them the
-lifespan creates its own (event bus, one aiohttp session, the PresetService when its module is
-there) and closes them at shutdown. Either way the app owns: the proxy's HTTP client, the
-system sampler and the one background task that publishes system status.
+preset service, supervisor and ComfyUI gateway, and leaves their lifecycle to their owner.
+Without them the lifespan creates its own (event bus, one aiohttp session, the PresetService when
+its module is there, a gateway without event relay) and closes them at shutdown. Either way the
+app owns: the proxy's HTTP client, the system sampler and the one background task that publishes
+system status.
 
 Middleware, outermost first: CORS (only when CORS_ORIGINS is set; same-origin otherwise) ->
-auth (login, Bearer, CSRF; see auth.py) -> catch-all (500 in the one error shape) -> routes.
+auth (login, Bearer, CSRF; see auth.py) -> catch-all (500 in the one error shape) -> the prepared
+preset list (`GET /api/presets`, see api/preset_list.py) -> routes.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from .. import __version__
 from ..services import Services
 from ..settings import Settings
 from . import errors, proxy
-from .api.presets import ListCache, invalidate_on_events
+from .api.preset_list import PreparedLists, PresetListFastPath, invalidate_on_events
 from .api.system import SystemSampler, publish_loop
 from .auth import CSRF_HEADER, Auth, AuthMiddleware
 
@@ -69,6 +71,13 @@ async def _lifespan_for(app: FastAPI, svc: Services, own_services: bool) -> Asyn
             svc.presets = await _start_presets(svc)
             owned_presets = svc.presets is not None
     app.state.proxy_session = proxy.make_session()
+    owned_gateway = svc.comfyui is None
+    if owned_gateway:  # `start` makes its own, with the WebSocket relay; without it, no relay
+        from ..comfyui import ComfyUIClient, ComfyUIGateway
+
+        svc.comfyui = ComfyUIGateway(
+            ComfyUIClient(svc.http or app.state.proxy_session, svc.settings.comfyui_url)
+        )
     background = [
         asyncio.create_task(publish_loop(svc, app.state.sampler), name="system-status"),
         asyncio.create_task(invalidate_on_events(svc.bus, app.state.preset_cache), name="preset-cache"),
@@ -81,6 +90,8 @@ async def _lifespan_for(app: FastAPI, svc: Services, own_services: bool) -> Asyn
         for task in background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if owned_gateway:
+            svc.comfyui = None
         await app.state.proxy_session.close()
         if owned_presets:
             for name in ("close", "stop", "aclose"):
@@ -121,9 +132,11 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.auth = Auth(settings)
     app.state.sampler = SystemSampler()
-    app.state.preset_cache = ListCache()
+    app.state.preset_cache = PreparedLists()
     app.state.proxy_session = None
 
+    # innermost first: the preset list fast path runs after the login check and inside the catch-all
+    app.add_middleware(PresetListFastPath, lists=app.state.preset_cache, services=svc)
     errors.install(app)
     app.add_middleware(AuthMiddleware, auth=app.state.auth)
     if settings.cors_origins:
@@ -137,7 +150,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
 
     from . import auth as auth_routes
     from . import ws
-    from .api import comfyui, health, logs, models, presets, workflows
+    from .api import comfyui, health, logs, models, presets, run, workflows
     from .api import system as system_api
     from .pages import router as pages_router
 
@@ -148,6 +161,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(workflows.router)
     app.include_router(system_api.router)
     app.include_router(comfyui.router)
+    app.include_router(run.router)
     app.include_router(logs.router)
     app.include_router(ws.router)
     app.include_router(proxy.router)

@@ -2,6 +2,8 @@
 
     ServicesDep      the `Services` of this app (from `create_app` / the lifespan)
     PresetsDep       the PresetService, or 503 when it is not available
+    GatewayDep       the ComfyUI gateway, once ComfyUI can take requests (503 with its state before)
+    WorkflowsDep     the workflow use case (prepare, missing models, install, submit)
     AuthInfoDep      password_set / auth method / csrf token of this request (for pages)
 
 `comfyui_status(services)` says whether ComfyUI can take requests now; routes that need it call
@@ -11,12 +13,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request
 
 from ..errors import Forbidden, ServiceUnavailable
 from ..services import Services
+
+if TYPE_CHECKING:  # the workflow tools are imported on first use, not at start-up
+    from ..comfyui import ComfyUIGateway
+    from ..workflows.service import WorkflowService
 
 READY_STATES = frozenset({"running", "ready"})
 #: Without a supervisor in this process (a laptop, tests) the proxy simply tries ComfyUI.
@@ -112,5 +118,40 @@ def require_comfyui(svc: Services) -> dict[str, Any]:
     return status
 
 
-def comfyui_base_url(svc: Services) -> str:
-    return f"http://127.0.0.1:{svc.settings.comfyui_internal_port}"
+def gateway(svc: Services) -> ComfyUIGateway:
+    """The gateway, when ComfyUI can take requests now; else a 503 carrying its state."""
+    require_comfyui(svc)
+    if svc.comfyui is None:
+        raise ServiceUnavailable(
+            "ComfyUI is not connected yet", hint="try again in a moment", state="starting"
+        )
+    return svc.comfyui
+
+
+async def get_gateway(svc: ServicesDep) -> ComfyUIGateway:
+    return gateway(svc)
+
+
+GatewayDep = Annotated["ComfyUIGateway", Depends(get_gateway)]
+
+
+def workflows(svc: Services) -> WorkflowService:
+    """The workflow use case over this process's gateway, presets and kept node definitions."""
+    from ..workflows.object_info import ObjectInfoStore
+    from ..workflows.service import WorkflowService
+
+    if svc.object_info is None:
+        svc.object_info = ObjectInfoStore(svc.workspace.cache)
+    return WorkflowService(
+        definitions=svc.object_info,
+        models_root=svc.workspace.models,
+        gateway=svc.comfyui,
+        presets=svc.presets,
+    )
+
+
+async def get_workflows(svc: ServicesDep) -> WorkflowService:
+    return workflows(svc)
+
+
+WorkflowsDep = Annotated["WorkflowService", Depends(get_workflows)]

@@ -27,7 +27,7 @@ from yarl import URL
 
 from ..errors import ServiceUnavailable
 from .auth import CSRF_COOKIE, SESSION_COOKIE, deny_websocket
-from .deps import ServicesDep, comfyui_base_url, comfyui_status, require_comfyui
+from .deps import ServicesDep, comfyui_status, require_comfyui
 from .errors import COMMON_ERRORS, error_responses
 from .pump import until_first_done
 
@@ -122,7 +122,7 @@ def upstream_url(svc: Any, scope: Any, path: str) -> str:
         tail = raw[len(PREFIX) :].decode("latin-1")
     else:
         tail = quote(path, safe="/:@!$&'()*+,;=-._~")
-    url = f"{comfyui_base_url(svc)}/{tail}"
+    url = f"{svc.settings.comfyui_url}/{tail}"
     qs = scope.get("query_string", b"")
     return url + "?" + qs.decode("latin-1") if qs else url
 
@@ -200,7 +200,7 @@ async def proxy_ws(websocket: WebSocket) -> None:
         return
     session: aiohttp.ClientSession = websocket.app.state.proxy_session
     qs = websocket.scope.get("query_string", b"").decode("latin-1")
-    url = URL(f"{comfyui_base_url(svc)}/ws" + (f"?{qs}" if qs else ""), encoded=True)
+    url = URL(f"{svc.settings.comfyui_url}/ws" + (f"?{qs}" if qs else ""), encoded=True)
     try:
         upstream = await session.ws_connect(url, autoping=True, max_msg_size=0, heartbeat=None)
     except (TimeoutError, aiohttp.ClientError):

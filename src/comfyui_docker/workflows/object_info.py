@@ -5,27 +5,25 @@ custom nodes or model files change, so the last copy is kept at `workspace/cache
 (written atomically) and conversion works while ComfyUI is still starting, or not running.
 
     load_file(path)            a saved copy (.json or .json.gz); raises a clear error
-    ObjectInfoStore            the copy on the volume: load(), save(), refresh() from ComfyUI
-    fetch(base_url)            GET /object_info from a running ComfyUI
+    ObjectInfoStore            the copy on the volume: load(), save(), and get(fetch) / refresh(fetch)
+                               with `fetch` the gateway's `node_definitions` (None: ComfyUI is
+                               not reachable from here)
 """
 
 from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
-from ..errors import InvalidInput, NotFound, ServiceUnavailable
+from ..errors import AppError, InvalidInput, NotFound, ServiceUnavailable
 from ..model_paths import atomic_write_text
-from ..settings import Settings
-from ..workspace import Workspace
 
 CACHE_NAME = "object_info.json"
-FETCH_TIMEOUT_S = 30.0
+#: Asks the running ComfyUI for its node definitions (`ComfyUIGateway.node_definitions`).
+Fetch = Callable[[], Awaitable[dict[str, Any]]]
 
 
 def _check(data: Any, source: str) -> dict[str, Any]:
@@ -63,48 +61,14 @@ def load_file(path: Path) -> dict[str, Any]:
     return _check(data, str(path))
 
 
-async def fetch(
-    base_url: str,
-    *,
-    session: aiohttp.ClientSession | None = None,
-    timeout_s: float = FETCH_TIMEOUT_S,
-) -> dict[str, Any]:
-    """`GET {base_url}/object_info` from a running ComfyUI."""
-    url = base_url.rstrip("/") + "/object_info"
-    own = session is None
-    client = session or aiohttp.ClientSession()
-    try:
-        async with client.get(url, timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
-            if resp.status != 200:
-                raise ServiceUnavailable(
-                    f"ComfyUI answered {resp.status} to GET /object_info",
-                    hint="wait until ComfyUI has started (comfyui-docker health --ready)",
-                )
-            data = await resp.json(content_type=None)
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise ServiceUnavailable(
-            f"ComfyUI is not reachable at {base_url} ({exc.__class__.__name__})",
-            hint="start it (comfyui-docker start) or pass --object-info FILE",
-        ) from None
-    finally:
-        if own:
-            await client.close()
-    return _check(data, url)
-
-
 class ObjectInfoStore:
     """The copy of `/object_info` on the volume, refreshed from ComfyUI on request."""
 
-    def __init__(self, cache_dir: Path, base_url: str) -> None:
+    def __init__(self, cache_dir: Path) -> None:
         self.path = cache_dir / CACHE_NAME
-        self.base_url = base_url
         self._memory: dict[str, Any] | None = None
         self._mtime: float | None = None
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ObjectInfoStore:
-        cache = Workspace(settings.workspace_root).cache
-        return cls(cache, f"http://127.0.0.1:{settings.comfyui_internal_port}")
+        self.fetches = 0  # successful fetches from ComfyUI, so a caller can tell fresh from kept
 
     def load(self) -> dict[str, Any] | None:
         """The saved copy, or None when there is none yet (re-read only when the file changed)."""
@@ -123,23 +87,31 @@ class ObjectInfoStore:
         self._memory = dict(data)
         self._mtime = self.path.stat().st_mtime
 
-    async def refresh(self, session: aiohttp.ClientSession | None = None) -> dict[str, Any]:
+    async def refresh(self, fetch: Fetch | None) -> dict[str, Any]:
         """Fetch from the running ComfyUI and keep the copy."""
-        data = await fetch(self.base_url, session=session)
+        if fetch is None:
+            raise ServiceUnavailable("ComfyUI is not reachable from here", state="unreachable")
+        try:
+            data = _check(await fetch(), "ComfyUI's /object_info")
+        except InvalidInput as exc:
+            raise ServiceUnavailable(exc.message, hint="wait until ComfyUI has started") from None
         self.save(data)
+        self.fetches += 1
         return data
 
-    async def get(
-        self, *, refresh: bool = False, session: aiohttp.ClientSession | None = None
-    ) -> dict[str, Any]:
-        """The definitions: fetched when asked (or when there is no copy), else the saved copy."""
+    async def get(self, fetch: Fetch | None, *, refresh: bool = False) -> dict[str, Any]:
+        """The definitions: fetched when asked (or when there is no copy), else the saved copy.
+
+        When ComfyUI cannot answer, the saved copy is used; without one this raises
+        ServiceUnavailable saying how to get definitions.
+        """
         if not refresh:
             saved = self.load()
             if saved is not None:
                 return saved
         try:
-            return await self.refresh(session)
-        except ServiceUnavailable as exc:
+            return await self.refresh(fetch)
+        except AppError as exc:  # not reachable, 503, or an answer that is no /object_info
             saved = self.load()
             if saved is not None:
                 return saved

@@ -16,80 +16,36 @@ workflow gives for it (so that it can be installed in one go).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ..model_inputs import (
+    CLASS_INPUT_FOLDERS,
+    INPUT_FOLDERS,
+    MODEL_EXTENSIONS,
+    NOT_FILES,
+    ModelRef,
+    folder_for,
+    is_file_value,
+)
 from ..model_paths import LEGACY_SUBFOLDERS, canonical_folder
 from .convert import MODE_BYPASS, MODE_NEVER, WorkflowError, convert, is_api_format
 
-MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".sft", ".gguf", ".pt2", ".onnx")
-
-#: (class, input) -> folder, for core loaders whose input name alone is ambiguous or unusual.
-CLASS_INPUT_FOLDERS: dict[tuple[str, str], str] = {
-    ("CLIPVisionLoader", "clip_name"): "clip_vision",
-    ("CheckpointLoader", "config_name"): "configs",
-    ("DiffusersLoader", "model_path"): "diffusers",
-    ("ModelPatchLoader", "name"): "model_patches",
-    ("UpscaleModelLoader", "model_name"): "upscale_models",
-    ("LatentUpscaleModelLoader", "model_name"): "latent_upscale_models",
-    ("FrameInterpolationModelLoader", "model_name"): "frame_interpolation",
-    ("OpticalFlowLoader", "model_name"): "optical_flow",
-    ("LoadDA3Model", "model_name"): "geometry_estimation",
-    ("LoadMoGeModel", "model_name"): "geometry_estimation",
-    ("LoadBackgroundRemovalModel", "bg_removal_name"): "background_removal",
-    ("AudioEncoderLoader", "audio_encoder_name"): "audio_encoders",
-    ("LTXAVTextEncoderLoader", "text_encoder"): "text_encoders",
-    ("LTXAVTextEncoderLoader", "ckpt_name"): "checkpoints",
-    ("LTXVAudioVAELoader", "ckpt_name"): "checkpoints",
-    ("HypernetworkLoader", "hypernetwork_name"): "hypernetworks",
-    ("PhotoMakerLoader", "photomaker_model_name"): "photomaker",
-    ("GLIGENLoader", "gligen_name"): "gligen",
-}
-
-#: input name -> folder, for any class (custom loaders mostly follow core names).
-INPUT_FOLDERS: dict[str, str] = {
-    "ckpt_name": "checkpoints",
-    "lora_name": "loras",
-    "vae_name": "vae",
-    "unet_name": "diffusion_models",
-    "clip_name": "text_encoders",
-    "clip_name1": "text_encoders",
-    "clip_name2": "text_encoders",
-    "clip_name3": "text_encoders",
-    "clip_name4": "text_encoders",
-    "text_encoder": "text_encoders",
-    "control_net_name": "controlnet",
-    "upscale_model_name": "upscale_models",
-    "style_model_name": "style_models",
-    "gligen_name": "gligen",
-    "hypernetwork_name": "hypernetworks",
-    "photomaker_model_name": "photomaker",
-    "audio_encoder_name": "audio_encoders",
-}
-
-#: Values that name no file (VAELoader's built-in choices, empty combos).
-NOT_FILES = frozenset({"", "none", "None", "pixel_space", "taesd", "taesdxl", "taesd3", "taef1"})
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    folder: str  # canonical ComfyUI folder under models/
-    name: str  # file name, may contain "/" for sub-folders
-    url: str | None = None
-    node_id: str | None = None
-    class_type: str | None = None
-    input: str | None = None
-    present: bool | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def folder_for(class_type: str, input_name: str) -> str | None:
-    """The ComfyUI folder an input of this class selects a file from, when known."""
-    return CLASS_INPUT_FOLDERS.get((class_type, input_name)) or INPUT_FOLDERS.get(input_name)
+__all__ = [  # the tables and ModelRef live in model_inputs.py; imported from here too
+    "CLASS_INPUT_FOLDERS",
+    "INPUT_FOLDERS",
+    "MODEL_EXTENSIONS",
+    "NOT_FILES",
+    "ModelRef",
+    "declared_models",
+    "folder_for",
+    "is_present",
+    "missing_models",
+    "model_refs",
+    "prompt_models",
+]
 
 
 def _canonical(directory: Any) -> str | None:
@@ -97,10 +53,6 @@ def _canonical(directory: Any) -> str | None:
         return None
     name = directory.strip().strip("/")
     return canonical_folder(name)
-
-
-def _is_file_value(value: Any) -> bool:
-    return isinstance(value, str) and value not in NOT_FILES
 
 
 def _prompt_refs(prompt: Mapping[str, Any]) -> Iterator[ModelRef]:
@@ -111,7 +63,7 @@ def _prompt_refs(prompt: Mapping[str, Any]) -> Iterator[ModelRef]:
         inputs = node.get("inputs")
         for input_name, value in inputs.items() if isinstance(inputs, Mapping) else []:
             folder = folder_for(class_type, input_name)
-            if folder and _is_file_value(value):
+            if folder and is_file_value(value):
                 yield ModelRef(folder, value, node_id=str(node_id), class_type=class_type, input=input_name)
 
 
@@ -143,7 +95,7 @@ def declared_models(workflow: Mapping[str, Any], *, active_only: bool = True) ->
         props = node.get("properties") or {}
         models = props.get("models") if isinstance(props, Mapping) else None
         for entry in models if isinstance(models, list) else []:
-            if not isinstance(entry, Mapping) or not _is_file_value(entry.get("name")):
+            if not isinstance(entry, Mapping) or not is_file_value(entry.get("name")):
                 continue
             directory = entry.get("directory")
             folder = _canonical(directory) or (str(directory) if directory else "")
@@ -199,45 +151,58 @@ def _ui_widget_refs(workflow: Mapping[str, Any]) -> Iterator[ModelRef]:
         if isinstance(values, Mapping):
             for key, value in values.items():
                 folder = folder_for(class_type, str(key))
-                if folder and _is_file_value(value):
+                if folder and is_file_value(value):
                     yield ModelRef(folder, value, node_id=node_id, class_type=class_type, input=str(key))
             continue
         folder = LOADER_FOLDERS.get(class_type)
         if folder is None or not isinstance(values, list):
             continue
         for value in values:
-            if _is_file_value(value) and value.lower().endswith(MODEL_EXTENSIONS):
+            if is_file_value(value) and value.lower().endswith(MODEL_EXTENSIONS):
                 yield ModelRef(folder, value, node_id=node_id, class_type=class_type)
 
 
 def model_refs(workflow: Mapping[str, Any], object_info: Mapping[str, Any] | None = None) -> list[ModelRef]:
     """Every model file the workflow names, once per (folder, name), with a URL when it gives one."""
-    refs: list[ModelRef] = []
     if is_api_format(workflow):
         inner = workflow.get("prompt")
-        refs.extend(_prompt_refs(inner if isinstance(inner, Mapping) else workflow))
-    elif isinstance(workflow, Mapping) and isinstance(workflow.get("nodes"), list):
-        declared = declared_models(workflow)
-        if object_info is not None:
-            try:
-                refs.extend(_prompt_refs(convert(workflow, object_info, unknown="keep")))
-            except WorkflowError:
-                refs.extend(_ui_widget_refs(workflow))
-        else:
-            refs.extend(_ui_widget_refs(workflow))
-        refs.extend(declared)
-        urls = {(d.name, d.folder): d.url for d in declared if d.url}
-        by_name = {d.name: d.url for d in declared if d.url}
-        refs = [
-            r
-            if r.url
-            else ModelRef(**{**asdict(r), "url": urls.get((r.name, r.folder)) or by_name.get(r.name)})
-            for r in refs
-        ]
-    else:
+        return _unique(_prompt_refs(inner if isinstance(inner, Mapping) else workflow))
+    if not isinstance(workflow, Mapping) or not isinstance(workflow.get("nodes"), list):
         raise WorkflowError(
             "not a ComfyUI workflow: expected the UI format (with 'nodes') or an API prompt",
         )
+    refs: list[ModelRef] = []
+    if object_info is not None:
+        try:
+            refs.extend(_prompt_refs(convert(workflow, object_info, unknown="keep")))
+        except WorkflowError:
+            refs.extend(_ui_widget_refs(workflow))
+    else:
+        refs.extend(_ui_widget_refs(workflow))
+    return _unique(_with_declared(refs, declared_models(workflow)))
+
+
+def prompt_models(prompt: Mapping[str, Any], workflow: Mapping[str, Any] | None = None) -> list[ModelRef]:
+    """The model files an API prompt loads, once each; given the UI workflow it was converted
+    from, also the models that workflow declares, and their URLs."""
+    refs = list(_prompt_refs(prompt))
+    if workflow is not None and not is_api_format(workflow) and isinstance(workflow.get("nodes"), list):
+        refs = _with_declared(refs, declared_models(workflow))
+    return _unique(refs)
+
+
+def _with_declared(refs: list[ModelRef], declared: list[ModelRef]) -> list[ModelRef]:
+    """`refs` and the declared models after them, each with the URL a declaration gives for it."""
+    urls = {(d.name, d.folder): d.url for d in declared if d.url}
+    by_name = {d.name: d.url for d in declared if d.url}
+    return [
+        r if r.url else ModelRef(**{**asdict(r), "url": urls.get((r.name, r.folder)) or by_name.get(r.name)})
+        for r in [*refs, *declared]
+    ]
+
+
+def _unique(refs: Iterable[ModelRef]) -> list[ModelRef]:
+    """Once per (folder, name): the first reference, or the first that has a URL."""
     seen: dict[tuple[str, str], ModelRef] = {}
     for ref in refs:
         key = (ref.folder, ref.name)

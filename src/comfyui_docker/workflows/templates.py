@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import resources
 from importlib.resources.abc import Traversable
 from typing import Any
@@ -212,6 +213,12 @@ class TemplateLibrary:
             files=files,
             source=f"{PACKAGE}/{name}.json",
         )
+
+
+@lru_cache(maxsize=1)
+def default_library() -> TemplateLibrary:
+    """The installed templates, read once per process."""
+    return TemplateLibrary()
 
 
 def direct_url(url: str) -> str:

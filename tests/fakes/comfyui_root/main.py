@@ -5,10 +5,11 @@ Run it like the real one, from this folder:
     python main.py --listen 127.0.0.1 --port 8188 --output-directory OUT --input-directory IN \\
         --extra-model-paths-config a.yaml [--extra-model-paths-config b.yaml] [--cpu] ...
 
-It follows /work/shared/COMFYUI.md (kept in sync with the samples in comfyui-samples/): the node
-definitions are the real `/object_info` (object_info.json.gz beside this file), model combos are
-filled from the folders the yaml files name, and a few node types really run (see
-fake_comfy/nodes.py). Unknown command-line flags are an argparse error (exit 2), as in ComfyUI.
+It follows COMFYUI.md, the team's notes on ComfyUI 0.33 (tests/comfyui checks it against the real
+server's recordings in tests/data/comfyui-samples/): the node definitions are the real
+`/object_info` (object_info.json.gz beside this file), model combos are filled from the folders
+the yaml files name, and a few node types really run (see fake_comfy/nodes.py). Unknown
+command-line flags are an argparse error (exit 2), as in ComfyUI.
 
 Behaviour switches (environment variables):
 

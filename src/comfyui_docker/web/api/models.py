@@ -6,6 +6,7 @@
     DELETE /api/models/{folder}/{name}     delete one file (confined to models/<folder>)
     POST   /api/models/missing             {workflow} -> what is missing, who provides it
     POST   /api/models/install-missing     {workflow} -> install the providing presets / URLs
+                                           (both: workflows/service.py, the workflow use case)
 
 A file entry: `name` (relative to its folder, `/` for sub-folders), `size`, `mtime` (epoch s),
 `owners` (ids of the catalog presets that name this file) and `partial` for a `.part` download.
@@ -27,7 +28,7 @@ from pydantic import BaseModel, Field
 from ...errors import Conflict, InvalidInput, NotFound
 from ...model_paths import EXTRA_FOLDERS, LEGACY_SUBFOLDERS, MODEL_FOLDERS, suggest_folder
 from ...services import Services
-from ..deps import ServicesDep
+from ..deps import ServicesDep, WorkflowsDep
 from ..errors import COMMON_ERRORS, error_responses
 
 router = APIRouter(prefix="/api/models", tags=["models"], responses=error_responses(*COMMON_ERRORS))
@@ -221,55 +222,13 @@ async def delete_model(
     return {"status": "deleted", "folder": folder, "name": name, "bytes": size, "owners": owners}
 
 
-async def _providers(svc: Services, folder: str, name: str) -> list[str]:
-    presets = svc.presets
-    func = getattr(presets, "providers", None) if presets is not None else None
-    if func is None:
-        return []
-    result = func(folder, name)
-    if inspect.isawaitable(result):
-        result = await result
-    return [str(p) for p in result or []]
-
-
-def _object_info(request: Request) -> Any:
-    try:
-        from ...workflows.object_info import ObjectInfoStore
-    except ImportError:
-        return None
-    store = getattr(request.app.state, "object_info", None)
-    if store is None:
-        store = request.app.state.object_info = ObjectInfoStore.from_settings(request.app.state.settings)
-    try:
-        return store.load()
-    except Exception:
-        return None
-
-
-async def find_missing(request: Request, svc: Services, workflow: dict[str, Any]) -> list[dict[str, Any]]:
-    from ...workflows.refs import missing_models
-
-    info = _object_info(request)
-    missing = await asyncio.to_thread(missing_models, workflow, svc.workspace.models, info)
-    for item in missing:
-        providers = await _providers(svc, item["folder"], item["name"])
-        item["providers"] = providers
-        if providers:
-            item["install"] = {"kind": "preset", "preset_id": providers[0]}
-        elif item.get("url"):
-            item["install"] = {"kind": "url", "url": item["url"]}
-        else:
-            item["install"] = None
-    return missing
-
-
 @router.post(
     "/missing",
     summary="The model files a workflow needs that are not on the volume",
     responses=error_responses(400, 413),
 )
-async def missing(body: MissingRequest, request: Request, svc: ServicesDep) -> dict[str, Any]:
-    items = await find_missing(request, svc, body.workflow)
+async def missing(body: MissingRequest, workflows: WorkflowsDep) -> dict[str, Any]:
+    items = [m.to_dict() for m in await workflows.missing(workflows.accept(body.workflow))]
     return {
         "missing": items,
         "total": len(items),
@@ -282,32 +241,17 @@ async def missing(body: MissingRequest, request: Request, svc: ServicesDep) -> d
     summary="Install what a workflow is missing (its presets, or the URLs it names)",
     responses=error_responses(400, 404, 409, 503, 507),
 )
-async def install_missing(body: InstallMissingRequest, request: Request, svc: ServicesDep) -> dict[str, Any]:
-    from ...catalog.schema import FileSpec
+async def install_missing(
+    body: InstallMissingRequest, request: Request, svc: ServicesDep, workflows: WorkflowsDep
+) -> dict[str, Any]:
     from ..deps import get_presets
 
-    presets = await get_presets(svc)
-    items = await find_missing(request, svc, body.workflow)
-    tasks: list[dict[str, Any]] = []
-    started: set[str] = set()
-    by_url: list[Any] = []
-    unresolved: list[dict[str, Any]] = []
-    for item in items:
-        how = item["install"]
-        if how is None:
-            unresolved.append(item)
-        elif how["kind"] == "preset":
-            pid = how["preset_id"]
-            if pid not in started:
-                started.add(pid)
-                task = presets.install(pid, None)
-                task = await task if inspect.isawaitable(task) else task
-                tasks.append(task.to_dict() if hasattr(task, "to_dict") else dict(task))
-        else:
-            by_url.append(FileSpec(path=f"{item['folder']}/{item['name']}", url=how["url"]))
-    if by_url:
-        task = presets.install_files("workflow models", by_url)
-        task = await task if inspect.isawaitable(task) else task
-        tasks.append(task.to_dict() if hasattr(task, "to_dict") else dict(task))
+    await get_presets(svc)  # 403 / 503 when installs are off or the service is down
+    items = await workflows.missing(workflows.accept(body.workflow))
+    done = await workflows.install_missing(items, label="workflow models")
     request.app.state.preset_cache.clear()
-    return {"tasks": tasks, "unresolved": unresolved, "missing": len(items)}
+    return {
+        "tasks": [task.to_dict() for task in done.tasks],
+        "unresolved": [m.to_dict() for m in done.unresolved],
+        "missing": len(items),
+    }

@@ -11,70 +11,35 @@
 Thin: each route parses, calls `services.presets` (downloads.service.PresetService), answers.
 Progress is pushed over `/ws` (`task_state`, `download_progress`), not polled.
 
-The list is the page everyone opens and costs the service a journal lookup per preset, so its
-JSON is kept for `LIST_TTL` seconds and dropped at once when a task changes state (a `task_state`
-event) or this API installs, cancels, uninstalls or deletes a model: what the dashboard itself
-changes shows immediately; a file copied onto the volume by hand shows within two seconds.
+The list is served from a prepared response (bytes, gzip copy, ETag; see `preset_list.py`) that is
+rebuilt only when the install state can have changed: a task changing state (a `task_state`
+event), this API installing, cancelling, uninstalling or deleting a model, or `LIST_TTL` seconds
+(a file copied onto the volume by hand shows within two seconds). Most requests are answered by
+`preset_list.PresetListFastPath` before the router; this route prepares what it serves.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
-import time
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from ...events import EventBus
 from ..deps import PresetsDep, get_presets
 from ..errors import COMMON_ERRORS, error_responses
+from .preset_list import QUERY_LIMITS, PreparedLists, PreparedResponse
 
 ID_PATTERN = r"^[A-Z][A-Z0-9_]{0,127}$"
 TASK_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 VARIANT_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 
-LIST_TTL = 2.0
 
-
-class ListCache:
-    """The encoded preset list per (category, type), for `LIST_TTL` seconds or until cleared."""
-
-    def __init__(self, ttl: float = LIST_TTL, clock: Callable[[], float] = time.monotonic) -> None:
-        self.ttl = ttl
-        self._clock = clock
-        self._items: dict[tuple[str | None, str | None], tuple[float, bytes]] = {}
-
-    def get(self, key: tuple[str | None, str | None]) -> bytes | None:
-        hit = self._items.get(key)
-        if hit is not None and self._clock() - hit[0] < self.ttl:
-            return hit[1]
-        return None
-
-    def put(self, key: tuple[str | None, str | None], body: bytes) -> None:
-        self._items[key] = (self._clock(), body)
-
-    def clear(self) -> None:
-        self._items.clear()
-
-
-async def invalidate_on_events(bus: EventBus, cache: ListCache) -> None:
-    """Clear the cache whenever an install task changes state (woken by the bus, never polling)."""
-    sub = bus.subscribe(["task_state"], maxsize=16)
-    try:
-        while True:
-            await sub.get()
-            cache.clear()
-    finally:
-        sub.close()
-
-
-def cache_of(request: Request) -> ListCache:
-    cache: ListCache = request.app.state.preset_cache
-    return cache
+def cache_of(request: Request) -> PreparedLists:
+    lists: PreparedLists = request.app.state.preset_cache
+    return lists
 
 
 router = APIRouter(prefix="/api/presets", tags=["presets"], responses=error_responses(*COMMON_ERRORS, 503))
@@ -140,21 +105,23 @@ def _problems(presets: Any) -> list[str]:
 @router.get("", response_model=PresetListResponse, summary="List the presets of the catalog")
 async def list_presets(
     request: Request,
-    category: Annotated[str | None, Query(max_length=64)] = None,
-    type: Annotated[str | None, Query(max_length=32, description="video, image, audio or other")] = None,
+    category: Annotated[str | None, Query(max_length=QUERY_LIMITS["category"])] = None,
+    type: Annotated[
+        str | None, Query(max_length=QUERY_LIMITS["type"], description="video, image, audio or other")
+    ] = None,
 ) -> Response:
-    # the services are read without a dependency: this is the hottest route of the dashboard
+    # the services are read without a dependency: this is the hottest route of the dashboard (a
+    # prepared list is usually answered before the router, by preset_list.PresetListFastPath)
     presets = await get_presets(request.app.state.services)
-    cache = cache_of(request)
+    lists = cache_of(request)
     key = (category, type)
-    body = cache.get(key)
-    if body is None:
+    prepared = lists.get(key)
+    if prepared is None:
         items = [_preset_dict(p) for p in await _call(presets.list_presets(category, type))]
         by_id = {str(p.get("id")): p for p in items}
         payload = {"presets": by_id, "total": len(by_id), "problems": _problems(presets)}
-        body = json.dumps(payload, separators=(",", ":"), default=str).encode()
-        cache.put(key, body)
-    return Response(body, media_type="application/json")
+        prepared = lists.put(key, json.dumps(payload, separators=(",", ":"), default=str).encode())
+    return PreparedResponse(prepared)
 
 
 @router.get("/tasks", response_model=TaskList, summary="Install tasks, newest last")

@@ -1,26 +1,38 @@
-"""Queue a workflow in ComfyUI: convert the UI format, apply parameters, `POST /prompt`.
+"""Queueing workflows in ComfyUI: `POST /api/generate`, the one route the Generate page uses too.
 
-Used by `POST /api/workflows/{name}/run` and `POST /api/generate`. The prompt is sent with our
-client id, so ComfyUI's execution frames reach the relay and appear on `/ws` as `generation`
-events. ComfyUI's validation errors come back as 400 `comfyui_rejected` with its `error` and
-`node_errors` (tracebacks removed: they contain server paths).
+    POST /api/generate   {workflow, set?}          any workflow: UI format (converted) or API prompt
+                         {template, set?}          one of ComfyUI's official templates, by name
+                         {builtin, values}         a built-in template of the Generate page
+                         + client_id?              the WebSocket that gets the progress frames
+                         -> {prompt_id, number, client_id, relay, nodes, node_errors}
+
+`queue` is shared with `POST /api/workflows/{name}/run`. Prompts go out with the gateway's own
+client id when the runtime relays ComfyUI's frames onto the bus (`relay: true`: progress arrives
+as `generation` events on `/ws`); otherwise with the caller's `client_id`, whose socket the page
+opens through `/api/comfyui/ws` first. ComfyUI's refusals are 400 `prompt_rejected` with
+`details.problems` (readable lines) and `details.missing` (model files, with the presets that
+provide them); bad form values are 400 `invalid_input` with `details.fields` and `problems`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-import json
-import uuid
-from typing import Any
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
-from fastapi import Request
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from ...errors import AppError, ServiceUnavailable
+from ...errors import InvalidInput
 from ...services import Services
-from ..deps import comfyui_base_url, require_comfyui
+from ..deps import ServicesDep, WorkflowsDep, gateway
+from ..errors import COMMON_ERRORS, error_responses
+
+if TYPE_CHECKING:
+    from ...workflows.service import Workflow, WorkflowService
+
+router = APIRouter(tags=["comfyui"])
+CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class RunRequest(BaseModel):
@@ -29,122 +41,68 @@ class RunRequest(BaseModel):
         description="Inputs to set before queueing: {'<node id or title>.<input>': value}",
         examples=[{"KSampler.seed": 42}],
     )
+    client_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="The ComfyUI WebSocket id to report progress to, when the dashboard does not relay it",
+    )
 
 
 class GenerateRequest(RunRequest):
-    workflow: dict[str, Any] = Field(description="UI format or API prompt")
+    workflow: dict[str, Any] | None = Field(default=None, description="A workflow: UI format or API prompt")
+    template: str | None = Field(default=None, max_length=200, description="An official template, by name")
+    builtin: str | None = Field(
+        default=None,
+        max_length=40,
+        description="A built-in template of the Generate page (demo, sd15, sdxl, ...)",
+    )
+    values: dict[str, Any] = Field(default_factory=dict, description="The built-in template's form values")
 
 
-class ComfyUIRejected(AppError):
-    status = 400
-    code = "comfyui_rejected"
-
-
-class BadGateway(AppError):
-    status = 502
-    code = "bad_gateway"
-
-
-def client_id(request: Request, svc: Services) -> str:
-    cid = getattr(svc.comfyui, "client_id", None) if svc.comfyui is not None else None
-    if isinstance(cid, str) and cid:
-        return cid
-    state = request.app.state
-    if getattr(state, "client_id", None) is None:
-        state.client_id = uuid.uuid4().hex
-    return str(state.client_id)
-
-
-_HIDDEN = frozenset({"traceback", "exception_message"})
-
-
-def _strip_tracebacks(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _strip_tracebacks(v) for k, v in value.items() if k not in _HIDDEN}
-    if isinstance(value, list):
-        return [_strip_tracebacks(v) for v in value]
-    return value
-
-
-async def _object_info(request: Request, svc: Services) -> dict[str, Any]:
-    from ...workflows.object_info import ObjectInfoStore
-
-    store = getattr(request.app.state, "object_info", None)
-    if store is None:
-        store = request.app.state.object_info = ObjectInfoStore.from_settings(svc.settings)
-    result: dict[str, Any] = await store.get(session=request.app.state.proxy_session)
-    return result
-
-
-async def apply_params(
-    request: Request, svc: Services, prompt: dict[str, Any], values: dict[str, Any]
+async def queue(
+    svc: Services,
+    workflows: WorkflowService,
+    workflow: Workflow,
+    values: Mapping[str, object],
+    client_id: str | None = None,
 ) -> dict[str, Any]:
-    """Set `<node id or title>.<input>` values, type-checked against the node definitions."""
-    if not values:
-        return prompt
-    from ...workflows.params import apply_values
-
-    info = await _object_info(request, svc)
-    result, _changes = apply_values(prompt, info, values)
-    return result
-
-
-async def to_prompt(request: Request, svc: Services, workflow: dict[str, Any]) -> dict[str, Any]:
-    from ...workflows.convert import convert, is_api_format
-
-    if is_api_format(workflow):
-        inner = workflow.get("prompt")
-        return dict(inner) if isinstance(inner, dict) else dict(workflow)
-    info = await _object_info(request, svc)
-    result: dict[str, Any] = await asyncio.to_thread(convert, workflow, info)
-    return result
+    """Prepare `workflow` with `values` set and queue it; the answer of both run routes."""
+    if client_id is not None and not CLIENT_ID_RE.match(client_id):
+        raise InvalidInput("client_id is malformed", hint="letters, digits, - and _ only; reload the page")
+    comfyui = gateway(svc)
+    prepared = await workflows.prepare(workflow, values=values)
+    cid = comfyui.client_id if comfyui.relayed else (client_id or comfyui.client_id)
+    submitted = await workflows.submit(prepared, client_id=cid)
+    return {
+        **submitted.to_dict(),
+        "relay": comfyui.relayed,
+        "nodes": {nid: node.get("class_type") for nid, node in prepared.prompt.items()},
+    }
 
 
-async def run_workflow(
-    request: Request, svc: Services, workflow: dict[str, Any], values: dict[str, Any]
-) -> dict[str, Any]:
-    require_comfyui(svc)
-    prompt = await apply_params(request, svc, await to_prompt(request, svc, workflow), values)
-    cid = client_id(request, svc)
-    session: aiohttp.ClientSession = request.app.state.proxy_session
-    body: dict[str, Any] = {"prompt": prompt, "client_id": cid}
-    if "nodes" in workflow:
-        body["extra_data"] = {"extra_pnginfo": {"workflow": workflow}}
-    try:
-        async with session.post(
-            f"{comfyui_base_url(svc)}/prompt",
-            json=body,
-            timeout=aiohttp.ClientTimeout(total=60),
-        ) as resp:
-            raw = await resp.read()
-            status = resp.status
-    except (TimeoutError, aiohttp.ClientError):
-        raise ServiceUnavailable(
-            "ComfyUI is not answering", hint="it may be restarting; try again shortly", state="unreachable"
-        ) from None
-    try:
-        data: Any = json.loads(raw) if raw else {}
-    except ValueError:
-        data = None
-    if status == 200 and isinstance(data, dict) and "prompt_id" in data:
-        return {
-            "prompt_id": data["prompt_id"],
-            "number": data.get("number"),
-            "node_errors": _strip_tracebacks(data.get("node_errors") or {}),
-            "client_id": cid,
-        }
-    if status == 400 and isinstance(data, dict):
-        err: dict[str, Any] = data["error"] if isinstance(data.get("error"), dict) else {}
-        message = str(err.get("message") or "ComfyUI refused the workflow")
-        details = err.get("details")
-        raise ComfyUIRejected(
-            f"ComfyUI refused the workflow: {message}" + (f" ({details})" if details else ""),
-            hint="check the inputs named in details.node_errors",
-            error=_strip_tracebacks(err),
-            node_errors=_strip_tracebacks(data.get("node_errors") or {}),
+def _chosen(body: GenerateRequest, workflows: WorkflowService) -> Workflow:
+    given = [name for name in ("workflow", "template", "builtin") if getattr(body, name) is not None]
+    if len(given) != 1:
+        raise InvalidInput(
+            "send exactly one of workflow, template or builtin",
+            hint='e.g. {"workflow": {...}} or {"template": "image_z_image_turbo"}',
         )
-    raise BadGateway(f"ComfyUI answered {status} to POST /prompt", hint="see the ComfyUI log on the Pro page")
+    if body.workflow is not None:
+        return workflows.accept(body.workflow)
+    if body.template is not None:
+        return workflows.template(body.template)
+    from ... import generate as gen
+    from ...workflows.service import Workflow
+
+    builtin = str(body.builtin)
+    return Workflow(gen.build(builtin, body.values), f"built-in template {builtin}")
 
 
-async def maybe_await(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
+@router.post(
+    "/api/generate",
+    summary="Queue a workflow in ComfyUI: one given in the body, an official template, or a built-in one",
+    responses={**error_responses(*COMMON_ERRORS), **error_responses(400, 404, 502, 503)},
+)
+async def generate(body: GenerateRequest, svc: ServicesDep, workflows: WorkflowsDep) -> dict[str, Any]:
+    workflow = _chosen(body, workflows)
+    return await queue(svc, workflows, workflow, body.set, body.client_id)

@@ -127,7 +127,7 @@ def versions(svc: Services) -> dict[str, Any]:
     }
     for dist in ("fastapi", "uvicorn", "aiohttp"):
         out[dist] = _version(dist)
-    out["comfyui"] = getattr(svc.comfyui, "version", None) if svc.comfyui is not None else None
+    out["comfyui"] = svc.comfyui.version if svc.comfyui is not None else None
     return out
 
 

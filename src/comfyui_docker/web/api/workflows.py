@@ -8,7 +8,8 @@
     GET    /api/workflows/{name}/download       as an attachment
     POST   /api/workflows/{name}/rename         {new_name}
     DELETE /api/workflows/{name}
-    POST   /api/workflows/{name}/run            {set?} -> {prompt_id, number, ...}
+    POST   /api/workflows/{name}/run            {set?, client_id?} -> {prompt_id, number, ...}
+                                                (web/api/run.py: errors as POST /api/generate)
 
 Names are one plain file name ending in `.json` (letters, digits, space, `_-.()[]+,&@'`),
 never a path: traversal, absolute paths, NUL and hidden names are refused with 400. Bodies are
@@ -31,9 +32,9 @@ from starlette.datastructures import UploadFile
 from ...errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from ...model_paths import atomic_write_text
 from ...services import Services
-from ..deps import ServicesDep
+from ..deps import ServicesDep, WorkflowsDep
 from ..errors import COMMON_ERRORS, error_responses
-from .run import RunRequest, run_workflow
+from .run import RunRequest, queue
 
 MAX_BYTES = 20 * 1024 * 1024
 NAME_RE = re.compile(r"^[\w][\w \-.()\[\]+,&@']{0,150}$")
@@ -90,27 +91,9 @@ def parse_workflow(raw: bytes, source: str = "the upload") -> dict[str, Any]:
         raise InvalidInput(
             f"{source} is not valid JSON: {exc}", hint="export the workflow from ComfyUI"
         ) from None
+    from ...workflows.service import check_workflow  # the workflow tools load on first use
+
     return check_workflow(data, source)
-
-
-def check_workflow(data: Any, source: str = "the workflow") -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise InvalidInput(f"{source} is not a JSON object", hint="a workflow is an object with 'nodes'")
-    if "nodes" in data:
-        if not isinstance(data["nodes"], list):
-            raise InvalidInput(f"{source}: 'nodes' must be a list")
-        return data
-    graph = data.get("prompt", data)
-    if (
-        isinstance(graph, dict)
-        and graph
-        and all(isinstance(v, dict) and "class_type" in v for v in graph.values())
-    ):
-        return data
-    raise InvalidInput(
-        f"{source} is not a ComfyUI workflow",
-        hint="expected the UI format (with 'nodes') or an API prompt ({id: {class_type, inputs}})",
-    )
 
 
 async def read_limited(request: Request, limit: int) -> bytes:
@@ -196,6 +179,8 @@ async def upload(
             req = SaveRequest.model_validate(parsed)
         except ValueError:
             raise InvalidInput('expected {"name": ..., "workflow": {...}}') from None
+        from ...workflows.service import check_workflow
+
         data = check_workflow(req.workflow)
         return _write(svc, req.name, data, overwrite)
     if ctype == "multipart/form-data":
@@ -264,8 +249,9 @@ async def delete(name: str, svc: ServicesDep) -> dict[str, Any]:
     responses=error_responses(400, 404, 502, 503),
 )
 async def run(
-    name: str, request: Request, svc: ServicesDep, body: RunRequest | None = None
+    name: str, svc: ServicesDep, workflows: WorkflowsDep, body: RunRequest | None = None
 ) -> dict[str, Any]:
     path = _path(svc, name)
-    data = parse_workflow(path.read_bytes(), f"'{path.name}'")
-    return await run_workflow(request, svc, data, (body or RunRequest()).set)
+    workflow = workflows.accept(parse_workflow(path.read_bytes(), f"'{path.name}'"), path.name)
+    body = body or RunRequest()
+    return await queue(svc, workflows, workflow, body.set, body.client_id)

@@ -27,7 +27,7 @@ def _links(request: Request) -> dict[str, str]:
     if s.enable_nginx:
         out["comfyui"] = f"{request.url.scheme}://{host}:{s.comfyui_port}/"
     elif host in {"127.0.0.1", "localhost", "::1"}:
-        out["comfyui"] = f"http://127.0.0.1:{s.comfyui_internal_port}/"
+        out["comfyui"] = s.comfyui_url + "/"
     return out
 
 

@@ -1,9 +1,8 @@
 """Generate page, second half: ComfyUI's official templates (search by name and tag, see and install
-the models a template needs, fill its main inputs, run it through `POST /api/generate`)."""
+the models a template needs, fill its main inputs, run it through `POST /api/generate {template}`)."""
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
@@ -19,11 +18,10 @@ router = APIRouter()
 LIST_LIMIT = 40
 
 
-@lru_cache(maxsize=1)
 def library() -> TemplateLibrary:
-    from ...workflows.templates import TemplateLibrary
+    from ...workflows.templates import default_library
 
-    return TemplateLibrary()
+    return default_library()
 
 
 @router.get("/generate/official", response_class=HTMLResponse)
@@ -41,20 +39,18 @@ async def official_list(request: Request, q: str = "", tag: str = "") -> HTMLRes
     )
 
 
-async def _inputs(request: Request, workflow: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+async def _inputs(request: Request, name: str) -> tuple[list[dict[str, Any]], str]:
     """The template's main inputs (needs ComfyUI's node definitions), or why they are not shown."""
-    try:
-        from ...workflows.params import main_inputs
-        from ..api.run import _object_info, to_prompt
+    from ...workflows.params import main_inputs
+    from ..deps import workflows
 
-        svc = services(request)
-        prompt = await to_prompt(request, svc, workflow)
-        info = await _object_info(request, svc)
-        return main_inputs(prompt, info), ""
+    use = workflows(services(request))
+    try:
+        prepared = await use.prepare(use.template(name))
     except AppError as exc:
         return [], f"{exc.message}{' — ' + exc.hint if exc.hint else ''}"
-    except Exception as exc:
-        return [], f"its inputs cannot be read yet ({exc.__class__.__name__}); run it with its defaults"
+    nodes = prepared.definitions.nodes if prepared.definitions else {}
+    return main_inputs(prepared.prompt, nodes), ""
 
 
 @router.get("/generate/official/{name}", response_class=HTMLResponse)
@@ -62,13 +58,12 @@ async def official_detail(request: Request, name: str) -> HTMLResponse:
     svc = services(request)
     try:
         info = library().get(name)
-        workflow = library().load(name)
         files = library().files(name)
     except AppError as exc:
         return render_partial(request, "_official_detail.html", {"error": exc}, status_code=exc.status)
     for f in files:
         f["present"] = (svc.workspace.models / f["path"]).is_file()
-    inputs, why = await _inputs(request, workflow)
+    inputs, why = await _inputs(request, name)
     return render_partial(
         request,
         "_official_detail.html",

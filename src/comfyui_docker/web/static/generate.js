@@ -37,14 +37,14 @@
       };
     });
   },
-  async submit(form) {
+  reset() {
     this.busy = true; this.status = "queued"; this.problems = []; this.fields = {}; this.missing = [];
     this.images = []; this.done = {}; this.node = ""; this.step = { value: 0, max: 0 }; this.promptId = null; this.early = [];
-    const data = Object.fromEntries(new FormData(form));
-    data.client_id = this.cid;
+  },
+  async queue(body) { // the one Generate route: POST /api/generate, one error shape
     try {
       if (!this.relay) await this.direct();
-      const r = await cd.api("/generate/queue", { method: "POST", json: data, quiet: true });
+      const r = await cd.api("/api/generate", { method: "POST", json: Object.assign({ client_id: this.cid }, body), quiet: true });
       this.nodes = r.nodes || {};
       this.adopt(r.prompt_id);
     } catch (e) {
@@ -52,20 +52,19 @@
       const d = (e.body && e.body.error && e.body.error.details) || {};
       this.problems = d.problems && d.problems.length ? d.problems : [e.message];
       this.fields = d.fields || {};
-      if (d.missing && d.missing.length) this.findInstall(d.graph, d.missing);
+      this.missing = d.missing || [];
     }
+  },
+  async submit(form) {
+    this.reset();
+    const values = Object.fromEntries(new FormData(form));
+    const builtin = values.template; delete values.template;
+    await this.queue({ builtin, values });
   },
   adopt(id) { // frames can arrive before the POST answers: replay the ones for our prompt
     this.promptId = id;
     const early = this.early; this.early = [];
     for (const [pid, kind, d] of early) if (pid === id) this.frame(kind, d);
-  },
-  async findInstall(graph, missing) {
-    this.missing = missing.map((m) => Object.assign({ install: null }, m));
-    try {
-      const r = await cd.api("/api/models/missing", { method: "POST", json: { workflow: graph }, quiet: true });
-      if (r.missing && r.missing.length) this.missing = r.missing;
-    } catch (e) { this.problems.push("Could not look up a preset for the missing model: " + e.message); }
   },
   async installPreset(id) {
     await cd.api("/api/presets/install", { method: "POST", json: { preset_id: id } });
@@ -122,21 +121,10 @@ Object.assign(window.cdComponents, {
       if (r.unresolved && r.unresolved.length) cd.toast(`${r.unresolved.length} model(s) have no known download`);
     },
     async runOfficial(name, form) {
-      this.busy = true; this.status = "queued"; this.problems = []; this.missing = []; this.images = [];
-      this.done = {}; this.node = ""; this.step = { value: 0, max: 0 }; this.promptId = null; this.early = [];
+      this.reset();
       const set = {};
       for (const [k, v] of new FormData(form)) set[k] = v;
-      try {
-        const wf = await cd.api(`/generate/official/${encodeURIComponent(name)}/workflow`);
-        const r = await cd.api("/api/generate", { method: "POST", json: { workflow: wf, set }, quiet: true });
-        this.nodes = r.nodes || {}; this.adopt(r.prompt_id);
-        if (!this.relay) this.problems = ["Queued. Live progress needs the runtime's ComfyUI relay (comfyui-docker start); see the Outputs page when it finishes."];
-      } catch (e) {
-        this.busy = false; this.status = "error";
-        const d = (e.body && e.body.error && e.body.error.details) || {};
-        const nodes = Object.entries(d.node_errors || {}).flatMap(([id, n]) => (n.errors || []).map((x) => `Node #${id} (${n.class_type}): ${x.message}${x.extra_info && x.extra_info.input_name ? " — " + x.extra_info.input_name : ""}`));
-        this.problems = [e.message].concat(nodes);
-      }
+      await this.queue({ template: name, set });
     },
   }))(window.cdComponents.generate),
 });

@@ -53,16 +53,9 @@
     await cd.api(this.url(w), { method: "DELETE" });
     this.items = this.items.filter((x) => x !== w);
   },
-  explain(e) {
+  explain(e) { // the one error shape: readable lines in details.problems
     const d = (e.body && e.body.error && e.body.error.details) || {};
-    const out = [];
-    for (const [id, n] of Object.entries(d.node_errors || {})) {
-      for (const x of n.errors || []) {
-        const info = x.extra_info || {};
-        out.push(`Node #${id} (${n.class_type}): ${x.message}${info.input_name ? " — " + info.input_name : ""}${info.received_value !== undefined ? " = " + JSON.stringify(info.received_value) : ""}`);
-      }
-    }
-    return out.length ? out : [e.message];
+    return d.problems && d.problems.length ? d.problems : [e.message];
   },
   async run(w) {
     w.problems = [];

@@ -1,0 +1,158 @@
+"""Parsers for setting values: `(variable, raw text) -> typed value`, or SettingsError naming
+the variable with a hint that says what to write instead. `settings.SPECS` picks one per setting.
+
+The raw text is never empty here (an unset or empty variable gives the spec's default).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .errors import SettingsError
+
+PRESET_ID_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+
+class Secret:
+    """A string that never shows itself in `repr`, `str`, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("Secret", self._value))
+
+
+def display(value: Any) -> str:
+    """A setting's value as text that is safe to log or show (secrets say only whether set)."""
+    if isinstance(value, Secret):
+        return "set" if value else ""
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return "" if value is None else str(value)
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def boolean(var: str, raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise SettingsError(var, f"{raw!r} is not a boolean", hint="use true or false")
+
+
+def _int(var: str, raw: str, lo: int, hi: int) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise SettingsError(
+            var, f"{raw!r} is not a whole number", hint=f"use a number from {lo} to {hi}"
+        ) from None
+    if not lo <= value <= hi:
+        raise SettingsError(var, f"{value} is out of range", hint=f"use a number from {lo} to {hi}")
+    return value
+
+
+def whole_number(lo: int, hi: int) -> Callable[[str, str], int]:
+    def parse(var: str, raw: str) -> int:
+        return _int(var, raw, lo, hi)
+
+    return parse
+
+
+def abs_path(var: str, raw: str) -> Path:
+    path = Path(raw.strip())
+    if not path.is_absolute():
+        raise SettingsError(
+            var, f"{raw!r} is a relative path", hint="give an absolute path such as /workspace"
+        )
+    return path
+
+
+def preset_ids(var: str, raw: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for part in raw.replace(";", ",").split(","):
+        pid = part.strip().upper()
+        if not pid:
+            continue
+        if not PRESET_ID_RE.match(pid):
+            raise SettingsError(
+                var,
+                f"{part.strip()!r} is not a preset id",
+                hint="ids look like WAN_22_5B_TIV2; separate them with commas",
+            )
+        if pid not in out:
+            out.append(pid)
+    return tuple(out)
+
+
+def csv(var: str, raw: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in raw.split(",") if p.strip())
+
+
+def text(var: str, raw: str) -> str:
+    return raw.strip()
+
+
+def secret(var: str, raw: str) -> Secret:
+    return Secret(raw)
+
+
+def token(var: str, raw: str) -> Secret:
+    return Secret(raw.strip())
+
+
+def time_zone(var: str, raw: str) -> str:
+    tz = raw.strip()
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(
+            var,
+            f"{tz!r} is not a known time zone",
+            hint="use an IANA name such as Etc/UTC or Europe/Berlin",
+        ) from None
+    return tz
+
+
+def shell_words(var: str, raw: str) -> tuple[str, ...]:
+    try:
+        return tuple(shlex.split(raw))
+    except ValueError as exc:
+        raise SettingsError(var, f"cannot be split: {exc}", hint="check the quotes") from None
+
+
+def log_level(var: str, raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in LOG_LEVELS:
+        raise SettingsError(var, f"{level!r} is not a log level", hint="use DEBUG, INFO, WARNING or ERROR")
+    return level
+
+
+port = whole_number(1, 65535)

@@ -1,0 +1,369 @@
+"""Running a workflow: the one use case behind `comfyui-docker run`, the API and the pages.
+
+    prepare  load a workflow (UI or API format, a file, a request body or `template:<name>`),
+             convert it with ComfyUI's node definitions, apply `--set` / form overrides
+    missing  the model files it needs that are not on the volume (nor in ComfyUI's own lists,
+             when its definitions were just fetched), each with the presets and URL that provide it
+    install_missing   start the downloads: the providing preset, else the workflow's URL
+             (`install_and_wait`: and wait until they are verified on the volume)
+    submit   queue it through the gateway (or `run`: and follow it to its saved outputs)
+
+ComfyUI's rejections come back as PromptRejected whose `missing` models carry their presets, so
+every caller can offer the install. Callers only parse arguments and show results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..catalog.schema import FileSpec
+from ..comfyui import ComfyUIGateway, PromptRejected, RunResult, Submitted
+from ..comfyui.runner import EventSink
+from ..errors import AppError, InvalidInput, NotFound, ServiceUnavailable
+from ..model_inputs import ModelRef
+from .convert import is_api_format, to_prompt
+from .object_info import ObjectInfoStore
+from .params import Change, apply_sets, apply_values
+from .refs import is_present, model_refs, prompt_models
+from .widgets import combo_choices, input_specs
+
+if TYPE_CHECKING:  # the template package is read only when a template is asked for
+    from .templates import TemplateLibrary
+
+TEMPLATE_PREFIX = "template:"
+
+
+class InstallTask(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def error(self) -> dict[str, Any] | None: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class ModelSources(Protocol):
+    """What the preset service offers this module: who provides a file, installs, their end."""
+
+    def providers(self, folder: str, filename: str) -> list[str]: ...
+
+    async def install(self, preset_id: str, variant: str | None = None) -> InstallTask: ...
+
+    async def install_files(self, label: str, files: list[FileSpec]) -> InstallTask: ...
+
+    async def wait(self, task_id: str) -> InstallTask: ...
+
+
+@dataclass(frozen=True)
+class Workflow:
+    data: dict[str, Any]
+    label: str  # for messages: a file name, `template:<name>`, "the request"
+
+    @property
+    def is_ui(self) -> bool:
+        return not is_api_format(self.data)
+
+
+@dataclass(frozen=True)
+class Definitions:
+    nodes: dict[str, Any]
+    live: bool  # fetched from the running ComfyUI for this request (its model lists are current)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    workflow: Workflow
+    prompt: dict[str, Any]
+    definitions: Definitions | None
+    changes: tuple[Change, ...] = ()
+
+    def extra_data(self) -> dict[str, Any] | None:
+        """The editor's workflow goes into the PNGs SaveImage writes (reopened as it was)."""
+        return {"extra_pnginfo": {"workflow": self.workflow.data}} if self.workflow.is_ui else None
+
+
+@dataclass(frozen=True)
+class MissingModel:
+    ref: ModelRef
+    providers: tuple[str, ...] = ()
+
+    @property
+    def path(self) -> str:
+        return f"{self.ref.folder}/{self.ref.name}"
+
+    @property
+    def install(self) -> dict[str, str] | None:
+        """How to get it: the first preset that provides it, else the URL the workflow gives."""
+        if self.providers:
+            return {"kind": "preset", "preset_id": self.providers[0]}
+        if self.ref.url:
+            return {"kind": "url", "url": self.ref.url}
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.ref.as_dict(),
+            "present": False,
+            "providers": list(self.providers),
+            "install": self.install,
+        }
+
+
+@dataclass
+class Installation:
+    tasks: list[InstallTask] = field(default_factory=list)
+    unresolved: list[MissingModel] = field(default_factory=list)
+
+
+def check_workflow(data: object, source: str = "the workflow") -> dict[str, Any]:
+    """`data` when it is a workflow in the UI format (`nodes`) or an API prompt; else InvalidInput."""
+    if not isinstance(data, dict):
+        raise InvalidInput(f"{source} is not a JSON object", hint="a workflow is an object with 'nodes'")
+    if "nodes" in data:
+        if not isinstance(data["nodes"], list):
+            raise InvalidInput(f"{source}: 'nodes' must be a list")
+        return data
+    graph = data.get("prompt", data)
+    if (
+        isinstance(graph, dict)
+        and graph
+        and all(isinstance(v, dict) and "class_type" in v for v in graph.values())
+    ):
+        return data
+    raise InvalidInput(
+        f"{source} is not a ComfyUI workflow",
+        hint="expected the UI format (with 'nodes') or an API prompt ({id: {class_type, inputs}})",
+    )
+
+
+def _listed_by_comfyui(ref: ModelRef, prompt: Mapping[str, Any], nodes: Mapping[str, Any]) -> bool:
+    """Whether ComfyUI offers the file for that input (another models folder, a user yaml)."""
+    node = prompt.get(str(ref.node_id))
+    definition = nodes.get(str(node.get("class_type"))) if isinstance(node, Mapping) else None
+    if not isinstance(definition, Mapping) or ref.input is None:
+        return False
+    return any(
+        ref.name in (str(c) for c in combo_choices(spec) or ())
+        for name, spec in input_specs(definition)
+        if name == ref.input
+    )
+
+
+class WorkflowService:
+    def __init__(
+        self,
+        *,
+        definitions: ObjectInfoStore,
+        models_root: Path,
+        gateway: ComfyUIGateway | None = None,
+        presets: ModelSources | None = None,
+        templates: TemplateLibrary | None = None,
+        fixed_definitions: dict[str, Any] | None = None,
+    ) -> None:
+        """`fixed_definitions` (a saved /object_info) replace ComfyUI's own when given."""
+        self.store = definitions
+        self.models_root = models_root
+        self.gateway = gateway
+        self.presets = presets
+        self._templates = templates
+        self._fixed = fixed_definitions
+
+    # ---- loading -----------------------------------------------------------------------------
+    def template(self, name: str) -> Workflow:
+        """One of ComfyUI's official templates, by name."""
+        if self._templates is None:
+            from .templates import default_library
+
+            self._templates = default_library()
+        return Workflow(self._templates.load(name), f"{TEMPLATE_PREFIX}{name}")
+
+    def load_file(self, path: Path) -> Workflow:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise NotFound(f"{path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"cannot read {path}: {exc}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+        if not isinstance(data, dict):
+            raise InvalidInput(f"{path} is not a ComfyUI workflow (a JSON object is expected)")
+        return Workflow(data, path.name)
+
+    def load(self, source: str) -> Workflow:
+        """A file, or `template:<name>` (a file of that name wins). For the CLI: reads any path."""
+        if source.startswith(TEMPLATE_PREFIX) and not Path(source).exists():
+            return self.template(source.removeprefix(TEMPLATE_PREFIX))
+        return self.load_file(Path(source))
+
+    def accept(self, data: object, label: str = "the workflow") -> Workflow:
+        """A workflow sent in a request (checked: UI format or API prompt)."""
+        return Workflow(check_workflow(data, label), label)
+
+    # ---- preparing ---------------------------------------------------------------------------
+    async def definitions(self, *, refresh: bool = False) -> Definitions:
+        """ComfyUI's node definitions: fetched when asked (or when none is kept), else the copy."""
+        if self._fixed is not None:
+            return Definitions(self._fixed, live=False)
+        fetch = self.gateway.node_definitions if self.gateway is not None else None
+        before = self.store.fetches
+        nodes = await self.store.get(fetch, refresh=refresh)
+        return Definitions(nodes, live=self.store.fetches > before)
+
+    async def prepare(
+        self,
+        workflow: Workflow,
+        *,
+        sets: Iterable[str] = (),
+        values: Mapping[str, object] | None = None,
+        refresh: bool = False,
+    ) -> Prepared:
+        """The API prompt: converted (UI format), then `NODE.INPUT=VALUE` / `{NODE.INPUT: value}`
+        applied, type-checked against the definitions. `refresh` asks ComfyUI for current ones."""
+        sets = list(sets)
+        definitions: Definitions | None = None
+        if workflow.is_ui or sets or values:
+            definitions = await self.definitions(refresh=refresh)
+        elif refresh:
+            try:  # an API prompt runs without them; with them, `missing` sees ComfyUI's lists
+                definitions = await self.definitions(refresh=True)
+            except ServiceUnavailable:
+                definitions = None
+        nodes = definitions.nodes if definitions else {}
+        prompt = await asyncio.to_thread(to_prompt, workflow.data, nodes)
+        changes: list[Change] = []
+        if sets:
+            prompt, done = apply_sets(prompt, nodes, sets)
+            changes += done
+        if values:
+            prompt, done = apply_values(prompt, nodes, values)
+            changes += done
+        return Prepared(workflow, prompt, definitions, tuple(changes))
+
+    # ---- models ------------------------------------------------------------------------------
+    async def missing(self, target: Workflow | Prepared) -> list[MissingModel]:
+        """Model files the workflow needs that are not on the volume, with who provides them."""
+        if isinstance(target, Prepared):
+            prompt = target.prompt
+            refs = await asyncio.to_thread(prompt_models, prompt, target.workflow.data)
+            live = target.definitions.nodes if target.definitions and target.definitions.live else None
+        else:
+            prompt, live = {}, None
+            refs = await asyncio.to_thread(model_refs, target.data, self._saved_definitions())
+        out = []
+        for ref in refs:
+            if is_present(self.models_root, ref.folder, ref.name):
+                continue
+            if live is not None and _listed_by_comfyui(ref, prompt, live):
+                continue
+            out.append(MissingModel(ref, self._providers(ref)))
+        return out
+
+    def _saved_definitions(self) -> dict[str, Any] | None:
+        if self._fixed is not None:
+            return self._fixed
+        try:
+            return self.store.load()
+        except AppError:  # a broken copy: read the widgets without it
+            return None
+
+    def _providers(self, ref: ModelRef) -> tuple[str, ...]:
+        return tuple(self.presets.providers(ref.folder, ref.name)) if self.presets is not None else ()
+
+    async def install_missing(self, missing: Sequence[MissingModel], *, label: str) -> Installation:
+        """Start the downloads: each providing preset once, the workflow's URLs as one task."""
+        if self.presets is None:
+            raise ServiceUnavailable(
+                "the preset service is not running",
+                hint="see workspace/logs/dashboard.log",
+                state="not started",
+            )
+        from .templates import direct_url
+
+        done = Installation()
+        started: set[str] = set()
+        by_url: list[FileSpec] = []
+        for item in missing:
+            how = item.install
+            if how is None:
+                done.unresolved.append(item)
+            elif how["kind"] == "preset":
+                if how["preset_id"] not in started:
+                    started.add(how["preset_id"])
+                    done.tasks.append(await self.presets.install(how["preset_id"]))
+            else:
+                by_url.append(FileSpec(path=item.path, url=direct_url(how["url"])))
+        if by_url:
+            done.tasks.append(await self.presets.install_files(label, by_url))
+        return done
+
+    async def install_and_wait(self, missing: Sequence[MissingModel], *, label: str) -> None:
+        """Install every missing file and wait until each is verified on the volume (CLI and
+        serverless runs); fails first when one has no known source."""
+        unresolved = [m.path for m in missing if m.install is None]
+        if unresolved:
+            raise NotFound(
+                f"no download URL is known for {', '.join(unresolved)}",
+                hint="install a preset that provides it, or copy the file into the volume's models folder",
+            )
+        started = await self.install_missing(missing, label=label)
+        assert self.presets is not None  # install_missing refused otherwise
+        for task in started.tasks:
+            finished = await self.presets.wait(task.id)
+            if finished.state != "done":
+                error = finished.error or {}
+                raise AppError(
+                    f"downloading the models failed: {error.get('message') or finished.state}",
+                    hint=error.get("hint") or "run again to resume the download",
+                )
+
+    # ---- queueing ----------------------------------------------------------------------------
+    def _gateway(self) -> ComfyUIGateway:
+        if self.gateway is None:
+            raise ServiceUnavailable("ComfyUI is not connected to this process", state="unreachable")
+        return self.gateway
+
+    def _name_sources(self, exc: PromptRejected) -> None:
+        exc.details["missing"] = [MissingModel(ref, self._providers(ref)).to_dict() for ref in exc.missing]
+
+    async def submit(self, prepared: Prepared, *, client_id: str | None = None) -> Submitted:
+        """Queue it; its frames go to `client_id` (default: the gateway's relay, onto the bus)."""
+        try:
+            return await self._gateway().submit(
+                prepared.prompt, client_id=client_id, extra_data=prepared.extra_data()
+            )
+        except PromptRejected as exc:
+            self._name_sources(exc)
+            raise
+
+    async def run(
+        self,
+        prepared: Prepared,
+        *,
+        out_dir: Path | None = None,
+        timeout_s: float | None = None,
+        on_event: EventSink | None = None,
+    ) -> RunResult:
+        """Queue it and follow it to its end; its output files are saved into `out_dir`."""
+        try:
+            return await self._gateway().run(
+                prepared.prompt,
+                out_dir=out_dir,
+                timeout_s=timeout_s,
+                on_event=on_event,
+                extra_data=prepared.extra_data(),
+            )
+        except PromptRejected as exc:
+            self._name_sources(exc)
+            raise
