@@ -27,10 +27,24 @@ PASSWORD = secrets.token_urlsafe(12)
 TOKEN = secrets.token_urlsafe(24)
 
 
+# Below Linux's ephemeral range (32768-60999): outgoing connections of other programs on this
+# machine take their local ports from that range, and one of them can take a port the container
+# is about to bind (nginx listens on 0.0.0.0 with the host's network).
+PORT_RANGE = (20000, 32000)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port nothing listens on, on every address, outside the ephemeral range."""
+    rng = secrets.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(*PORT_RANGE)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("0.0.0.0", port))  # the container binds every address
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {PORT_RANGE}")
 
 
 def image_config(tag: str) -> dict[str, Any]:
