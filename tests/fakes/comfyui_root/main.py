@@ -97,6 +97,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--quick-test-for-ci",
         "--disable-all-custom-nodes",
         "--enable-cors-header",
+        "--enable-manager",
     ):
         p.add_argument(flag, action="store_true")
     return p.parse_args(argv)
