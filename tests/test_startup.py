@@ -253,7 +253,10 @@ def test_comfyui_gets_an_allow_listed_environment(tmp_path: Path, stopper: Any) 
     comfy = next(k for k in children_of(proc) if "main.py" in " ".join(k.cmdline()))
     seen = comfy.environ()
     assert not set(secrets) & set(seen), sorted(set(secrets) & set(seen))
-    assert seen["PATH"] == os.environ["PATH"]
+    # ComfyUI's venv first on PATH, then ours, unchanged
+    first, _, rest = seen["PATH"].partition(os.pathsep)
+    assert first == str(Path(sys.executable).parent)
+    assert rest.split(os.pathsep) == [p for p in os.environ["PATH"].split(os.pathsep) if p and p != first]
     assert seen["OPENAI_API_KEY"] == "for-a-custom-node" and "CUDA_VISIBLE_DEVICES" in seen
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
