@@ -75,11 +75,11 @@ def serve(kind: str, port: int, workspace: str, comfyui_port: int) -> None:
             }
         )
         app = create_app(settings)
-        app.state.services.workspace.init()
+        app.state.dashboard.services.workspace.init()
 
         @app.post("/bench/publish")  # bench-only route, added here, not part of the product
         async def publish(n: int = 500, gap_ms: float = 5.0) -> dict[str, int]:
-            bus = app.state.services.bus
+            bus = app.state.dashboard.services.bus
             for i in range(n):
                 bus.publish(
                     DownloadProgress(task_id="bench", preset_id="X", file="f", bytes_done=i, bytes_total=n)

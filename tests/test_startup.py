@@ -296,7 +296,7 @@ def test_forwarding_headers_do_not_dodge_the_login_backoff(tmp_path: Path, stopp
 
 def test_missing_nvml_library_reads_as_pynvml_would() -> None:
     from comfyui_docker import gpu
-    from comfyui_docker.web.api.system import SystemSampler
+    from comfyui_docker.web.sampler import SystemSampler
 
     shim = gpu.missing_nvml()
     if shim is None:

@@ -49,7 +49,10 @@ from .supervisor.comfyui import COMFYUI_TIMINGS, comfyui_spec, not_installed_det
 from .supervisor.logcapture import stderr_echo
 
 if TYPE_CHECKING:  # imported after ComfyUI is spawned: aiohttp costs ~0.2-0.5 s of start-up
+    import aiohttp
+
     from .comfyui import ComfyUIGateway
+    from .downloads.service import PresetService
 
 log = logging.getLogger("comfyui_docker.start")
 STOP_BUDGET = 9.0  # docker stop sends SIGKILL after 10 s
@@ -139,14 +142,11 @@ async def _tcp_probe(host: str, port: int) -> bool:
     return True
 
 
-def nginx_service(services: Services, supervisor: Supervisor) -> Service | None:
+def nginx_service(services: Services, supervisor: Supervisor) -> Service:
     """nginx under the same supervision (its config and argv come from comfyui_docker.nginx)."""
+    from . import nginx
+
     settings = services.settings
-    try:
-        from . import nginx
-    except ImportError:  # hook: the container area provides comfyui_docker/nginx.py
-        log.warning("ENABLE_NGINX is set but this build has no nginx module")
-        return None
     conf = nginx.write_config(settings, services.workspace)
     nginx.check(conf)
     port = settings.dashboard_port
@@ -186,12 +186,9 @@ def sshd_service(services: Services, supervisor: Supervisor) -> Service | None:
     return supervisor.add(Service(spec, bus=services.bus, log_dir=services.workspace.logs))
 
 
-def _make_presets(services: Services) -> Any:
-    try:
-        from .downloads.service import PresetService
-    except ImportError:
-        log.info("preset downloads are not part of this build")
-        return None
+def _make_presets(services: Services) -> PresetService:
+    from .downloads.service import PresetService
+
     presets = PresetService(services.settings, services.workspace, services.bus, services.http)
     presets.load_catalog()
     return presets
@@ -219,6 +216,7 @@ async def run(
     services.supervisor = supervisor
     relaying = False
     server: _Server | None = None
+    presets: PresetService | None = None
     try:
         with phase("environment") as p:
             configure(settings.log_level, None)
@@ -242,7 +240,7 @@ async def run(
         with phase("gpu preflight") as p:
             check = preflight or (lambda s: gpu.preflight(s.comfyui_python, nvml=gpu.missing_nvml()))
             report_gpu = await check(settings)
-            supervisor.gpu = report_gpu
+            services.gpu = report_gpu
             p.detail = f"{report_gpu.verdict}: {report_gpu.message}"
             if report_gpu.verdict in ("no_gpu", "warning", "error"):
                 log.warning("GPU: %s (%s)", report_gpu.message, report_gpu.hint)
@@ -252,10 +250,10 @@ async def run(
         with phase("preset catalog") as p:
             _gateway(services)  # one aiohttp session, shared by the downloads and the gateway
             try:
-                services.presets = _make_presets(services)
+                services.presets = presets = _make_presets(services)
             except AppError as exc:
                 log.error("preset catalog: %s", exc)
-            p.detail = "loaded" if services.presets is not None else "not available"
+            p.detail = "loaded" if presets is not None else "not available"
         with phase("dashboard") as p:
             if app_factory is None:
                 from .web.app import create_app
@@ -275,10 +273,8 @@ async def run(
         if settings.enable_nginx:
             with phase("nginx") as p:
                 try:
-                    nginx = nginx_service(services, supervisor)
-                    if nginx is not None:
-                        nginx.start()
-                    p.detail = "started" if nginx else "hook missing"
+                    nginx_service(services, supervisor).start()
+                    p.detail = "started"
                 except AppError as exc:
                     log.error("nginx: %s", exc)
                     p.ok, p.detail = False, str(exc)
@@ -293,9 +289,9 @@ async def run(
                     log.error("sshd: %s", exc)
                     p.ok, p.detail = False, str(exc)
         with phase("downloads") as p:
-            if services.presets is not None:
-                await services.presets.start()
-                queued = await services.presets.queue_startup(settings.startup_presets)
+            if presets is not None:
+                await presets.start()
+                queued = await presets.queue_startup(settings.startup_presets)
                 p.detail = f"{len(queued)} preset(s) queued"
             else:
                 p.detail = "no download service"
@@ -307,7 +303,7 @@ async def run(
         return 1
     finally:
         log.info("stopping")
-        await _shutdown(services, supervisor, relaying, server)
+        await _shutdown(services, supervisor, presets, relaying, server)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     return 0
@@ -376,13 +372,13 @@ def _start_events(
         return False
     gateway.start_events(services.bus)
     if report.devices and report.torch_check != "import":
-        task = asyncio.create_task(_deep_check(supervisor, settings), name="gpu-deep-check")
+        task = asyncio.create_task(_deep_check(services, settings), name="gpu-deep-check")
         supervisor.background.add(task)
         task.add_done_callback(supervisor.background.discard)
     return True
 
 
-def _http(services: Services) -> Any:
+def _http(services: Services) -> aiohttp.ClientSession:
     """The shared aiohttp session (aiohttp is imported after ComfyUI's spawn: see the docstring)."""
     if services.http is None:
         import aiohttp
@@ -400,22 +396,26 @@ def _gateway(services: Services) -> ComfyUIGateway:
     return services.comfyui
 
 
-async def _deep_check(supervisor: Supervisor, settings: Settings) -> None:
+async def _deep_check(services: Services, settings: Settings) -> None:
     report = await gpu.deep_preflight(settings.comfyui_python)
-    supervisor.gpu = report
+    services.gpu = report
     if report.verdict != "ok":
         log.warning("GPU (torch import): %s (%s)", report.message, report.hint)
 
 
 async def _shutdown(
-    services: Services, supervisor: Supervisor, relaying: bool, server: _Server | None
+    services: Services,
+    supervisor: Supervisor,
+    presets: PresetService | None,
+    relaying: bool,
+    server: _Server | None,
 ) -> None:
     async def everything() -> None:
         jobs: list[Awaitable[Any]] = [supervisor.stop()]
         if relaying and services.comfyui is not None:
             jobs.append(services.comfyui.stop_events())
-        if services.presets is not None:
-            jobs.append(services.presets.close())
+        if presets is not None:
+            jobs.append(presets.close())
         if server is not None:
             jobs.append(server.stop())
         await asyncio.gather(*jobs, return_exceptions=True)

@@ -47,13 +47,33 @@ class Workspace:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    models = property(lambda self: self.root / "models")
-    output = property(lambda self: self.root / "output")
-    workflows = property(lambda self: self.root / "workflows")
-    uploads = property(lambda self: self.root / "uploads")
-    config = property(lambda self: self.root / "config")
-    cache = property(lambda self: self.root / "cache")
-    logs = property(lambda self: self.root / "logs")
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def output(self) -> Path:
+        return self.root / "output"
+
+    @property
+    def workflows(self) -> Path:
+        return self.root / "workflows"
+
+    @property
+    def uploads(self) -> Path:
+        return self.root / "uploads"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
 
     @property
     def generated_yaml(self) -> Path:

@@ -31,7 +31,7 @@ class LiveApp:
     def __init__(self, settings: Settings, *, comfyui_url: str | None = None) -> None:
         self.settings = settings
         self.app = create_app(settings)
-        self.app.state.services.workspace.init()
+        self.app.state.dashboard.services.workspace.init()
         self.comfyui_url = comfyui_url
         self.loop: asyncio.AbstractEventLoop | None = None
         original = self.app.router.lifespan_context
@@ -47,7 +47,7 @@ class LiveApp:
 
                 from comfyui_docker.comfyui import ComfyUIClient, ComfyUIGateway
 
-                svc = a.state.services
+                svc = a.state.dashboard.services
                 session = aiohttp.ClientSession()
                 owned = svc.comfyui  # the app's own, without a relay
                 svc.comfyui = ComfyUIGateway(ComfyUIClient(session, self.comfyui_url))
@@ -75,7 +75,7 @@ class LiveApp:
 
     @property
     def services(self) -> Any:
-        return self.app.state.services
+        return self.app.state.dashboard.services
 
     def start(self, timeout: float = 20.0) -> LiveApp:
         self.thread.start()

@@ -245,7 +245,7 @@ def cmd_templates(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add this area's sub-commands to the parser."""
     p = sub.add_parser("convert", help="print the API prompt of a workflow saved by ComfyUI's editor")
     p.add_argument("workflow", metavar="WORKFLOW", help="a workflow .json file, or template:<name>")

@@ -115,8 +115,7 @@ class PresetService:
     def settings(self) -> Settings:
         return self._settings
 
-    @settings.setter
-    def settings(self, value: Settings) -> None:
+    def apply_settings(self, value: Settings) -> None:
         """New effective settings (saved in the dashboard): the next download uses them."""
         self._settings = value
         if self._options_from_settings:
@@ -255,7 +254,7 @@ class PresetService:
         preset = self.get(preset_id)
         record = self.journal.installs().get(preset.id) if self.journal else None
         if record:
-            return record["variant"]
+            return str(record["variant"]) if record["variant"] is not None else None
         return preset.default_variant
 
     def installed_state(self, preset_id: str) -> str:
@@ -311,6 +310,10 @@ class PresetService:
             "active_task": active,
             "source": preset.source,
         }
+
+    def describe(self, preset_id: str) -> dict[str, Any]:
+        """One preset as the list shows it, with its installed state (PresetNotFound when unknown)."""
+        return self._preset_dict(self.get(preset_id))
 
     def list_presets(self, category: str | None = None, type: str | None = None) -> list[dict[str, Any]]:
         out = []

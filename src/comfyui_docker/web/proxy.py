@@ -22,11 +22,14 @@ from fastapi import APIRouter, Request, WebSocket
 from starlette.background import BackgroundTask
 from starlette.requests import cookie_parser
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Scope
 from starlette.websockets import WebSocketDisconnect
 from yarl import URL
 
 from ..errors import ServiceUnavailable
+from ..services import Services
 from .auth import CSRF_COOKIE, DEVICE_COOKIE, SESSION_COOKIE, deny_websocket
+from .dashboard import dashboard_of
 from .deps import ServicesDep, comfyui_status, require_comfyui
 from .errors import COMMON_ERRORS, error_responses
 from .pump import until_first_done
@@ -115,7 +118,7 @@ def response_headers(resp: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
 PREFIX = b"/api/comfyui/"
 
 
-def upstream_url(svc: Any, scope: Any, path: str) -> str:
+def upstream_url(svc: Services, scope: Scope, path: str) -> str:
     """ComfyUI's URL for this request, with the path and query exactly as the client encoded them."""
     raw = scope.get("raw_path")
     if isinstance(raw, bytes) and raw.startswith(PREFIX):
@@ -152,7 +155,7 @@ class _Passthrough(StreamingResponse):
 
 async def proxy(path: str, request: Request, svc: ServicesDep) -> Response:
     require_comfyui(svc)
-    session: aiohttp.ClientSession = request.app.state.proxy_session
+    session = dashboard_of(request).proxy_http()
     url = URL(upstream_url(svc, request.scope, path), encoded=True)
     method = request.method
     has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
@@ -170,7 +173,7 @@ async def proxy(path: str, request: Request, svc: ServicesDep) -> Response:
         raise ServiceUnavailable(
             "ComfyUI is not answering",
             hint="it may be starting or restarting; try again in a few seconds",
-            state=status["state"] if status["state"] != "running" else "unreachable",
+            state=status.state if status.state != "running" else "unreachable",
             reason=type(exc).__name__,
         ) from None
     return _Passthrough(resp, response_headers(resp), head=method == "HEAD")
@@ -193,12 +196,13 @@ for _method in METHODS:
 
 @router.websocket("/api/comfyui/ws")
 async def proxy_ws(websocket: WebSocket) -> None:
-    svc = websocket.app.state.services
+    dashboard = dashboard_of(websocket)
+    svc = dashboard.services
     status = comfyui_status(svc)
-    if not status["ready"]:
-        await deny_websocket(websocket.scope, websocket.send, 503, f"ComfyUI is {status['state']}", code=1013)
+    if not status.ready:
+        await deny_websocket(websocket.scope, websocket.send, 503, f"ComfyUI is {status.state}", code=1013)
         return
-    session: aiohttp.ClientSession = websocket.app.state.proxy_session
+    session = dashboard.proxy_http()
     qs = websocket.scope.get("query_string", b"").decode("latin-1")
     url = URL(f"{svc.settings.comfyui_url}/ws" + (f"?{qs}" if qs else ""), encoded=True)
     try:

@@ -29,6 +29,7 @@ from ..comfyui.runner import EventSink
 from ..downloads.hosts import DEFAULT_MODEL_HOSTS
 from ..errors import AppError, InvalidInput, NotFound, ServiceUnavailable, UrlRefused
 from ..model_inputs import ModelRef
+from ..services import InstallTask
 from .convert import is_api_format, to_prompt
 from .object_info import ObjectInfoStore
 from .params import Change, apply_sets, apply_values
@@ -39,19 +40,6 @@ if TYPE_CHECKING:  # the template package is read only when a template is asked 
     from .templates import TemplateLibrary
 
 TEMPLATE_PREFIX = "template:"
-
-
-class InstallTask(Protocol):
-    @property
-    def id(self) -> str: ...
-
-    @property
-    def state(self) -> str: ...
-
-    @property
-    def error(self) -> dict[str, Any] | None: ...
-
-    def to_dict(self) -> dict[str, Any]: ...
 
 
 class ModelSources(Protocol):
