@@ -16,6 +16,7 @@ and returns the argv the supervisor runs: `sshd -D -e -f sshd_config` (foregroun
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -27,6 +28,7 @@ from .errors import AppError
 from .settings import Settings
 from .workspace import Workspace
 
+log = logging.getLogger(__name__)
 DEFAULT_PORT = 22
 KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-", "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-")
 HOST_KEY_NAMES = ("ssh_host_ed25519_key", "ssh_host_ecdsa_key", "ssh_host_rsa_key")
@@ -88,12 +90,20 @@ def ensure_host_keys(key_dir: Path, keygen: str | None = None) -> None:
         return
     etc.mkdir(parents=True, exist_ok=True, mode=0o700)
     cmd = [keygen or find_binary("ssh-keygen"), "-A", "-f", str(key_dir)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
-    if proc.returncode != 0:
-        raise SshdError(
-            f"ssh-keygen could not create host keys in {etc}: {proc.stderr.strip() or proc.returncode}",
-            hint="check that the volume is writable",
-        )
+    # `ssh-keygen -A` reports a key it failed to make on stderr and still exits 0: what it made is
+    # checked, and a second run makes only what is still missing.
+    for _attempt in range(2):
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        if proc.returncode != 0:
+            raise SshdError(
+                f"ssh-keygen could not create host keys in {etc}: {proc.stderr.strip() or proc.returncode}",
+                hint="check that the volume is writable",
+            )
+        missing = [name for name in HOST_KEY_NAMES if not (etc / name).is_file()]
+        if not missing:
+            return
+    why = proc.stderr.strip() or "no reason given"
+    log.warning("ssh-keygen made no %s in %s: %s", ", ".join(missing), etc, why)
 
 
 def _write_private(path: Path, data: bytes) -> None:

@@ -120,12 +120,18 @@ class Workspace:
                 )
             try:
                 root.mkdir()
+                report.created.append(root)
+            except FileExistsError:  # made at the same moment by another pod sharing the volume
+                if not root.is_dir():
+                    raise WorkspaceError(
+                        f"{root} is a file, not a folder",
+                        hint="move it away or set WORKSPACE_ROOT to a folder",
+                    ) from None
             except OSError as exc:
                 raise WorkspaceError(
                     f"cannot create {root}: {exc.strerror}",
                     hint="check the volume is mounted writable",
                 ) from None
-            report.created.append(root)
         for path in self.required_dirs():
             try:
                 path.mkdir()

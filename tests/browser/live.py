@@ -8,7 +8,6 @@ does), so generation progress arrives as events exactly as in production.
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -19,12 +18,7 @@ import uvicorn
 
 from comfyui_docker.settings import Settings
 from comfyui_docker.web.app import create_app
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from ports import free_port
 
 
 class LiveApp:

@@ -94,6 +94,23 @@ def test_host_keys_are_made_once(tmp_path: Path) -> None:
     assert {name: (folder / "etc" / "ssh" / name).read_bytes() for name in sshd.HOST_KEY_NAMES} == made
 
 
+def test_a_key_ssh_keygen_failed_to_make_is_made_by_a_second_run(tmp_path: Path) -> None:
+    """`ssh-keygen -A` says on stderr that a key failed and still exits 0: the keys are checked."""
+    keygen = tmp_path / "ssh-keygen"
+    keygen.write_text(
+        "#!/bin/sh\n"
+        '# -A -f DIR, as ensure_host_keys calls it; ECDSA fails the first time\ndir="$3/etc/ssh"\n'
+        'for t in ed25519 rsa; do echo key > "$dir/ssh_host_${t}_key"; done\n'
+        'if [ -e "$3/ran" ]; then echo key > "$dir/ssh_host_ecdsa_key"; '
+        'else echo "sshkey_generate failed" >&2; fi\n'
+        'touch "$3/ran"\n'
+    )
+    keygen.chmod(0o755)
+    folder = tmp_path / "ssh"
+    sshd.ensure_host_keys(folder, keygen=str(keygen))
+    assert all((folder / "etc" / "ssh" / name).is_file() for name in sshd.HOST_KEY_NAMES)
+
+
 def test_plan_writes_keys_and_a_keys_only_config(tmp_path: Path, host_keys: Path) -> None:
     _, pub = keypair(tmp_path)
     settings, ws = make(tmp_path, pub, host_keys)
