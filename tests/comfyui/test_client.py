@@ -23,7 +23,7 @@ from comfyui_docker.comfyui import (
 from comfyui_docker.errors import InvalidInput, NotFound, ServiceUnavailable
 from comfyui_docker.events import EventBus, GenerationEvent
 from fakes.comfyui_root.fake_comfy import png
-from fakes.comfyui_root.launch import Comfy
+from fakes.comfyui_root.launch import Comfy, run_comfyui
 
 GRAPH = {
     "1": {
@@ -108,12 +108,14 @@ async def test_rejections_and_errors_are_typed(client: ComfyUIClient) -> None:
         _ = [c async for c in client.view(OutputFile("../../etc/passwd"))]
 
 
-def _slow(frames: int) -> dict[str, Any]:
-    """A graph the fake ComfyUI runs for about frames x 10 ms (ColorTransfer steps per frame)."""
+def _slow(frames: int, color: int = 7) -> dict[str, Any]:
+    """A graph the fake ComfyUI runs for about frames x 10 ms (ColorTransfer steps per frame).
+    Give each run its own `color`: a prompt that once finished is answered from ComfyUI's cache
+    (a real ComfyUI may finish one before an interrupt lands)."""
     return {
         "1": {
             "class_type": "EmptyImage",
-            "inputs": {"width": 64, "height": 64, "batch_size": frames, "color": 7},
+            "inputs": {"width": 64, "height": 64, "batch_size": frames, "color": color},
         },
         "2": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 1}},
         "3": {
@@ -133,7 +135,7 @@ def _slow(frames: int) -> dict[str, Any]:
 
 async def test_queue_delete_interrupt_through_the_gateway(client: ComfyUIClient) -> None:
     gateway = ComfyUIGateway(client)
-    running = await gateway.submit(_slow(300))
+    running = await gateway.submit(_slow(3000))
     pending = await gateway.submit(_slow(2))
     await asyncio.sleep(0.2)
     queue = await gateway.queue()
@@ -176,11 +178,22 @@ async def test_run_follows_to_the_saved_files_or_a_readable_failure(
 
     stopper = asyncio.create_task(stop_soon())
     with pytest.raises(ExecutionFailed, match=r"interrupted at node 3 \(Slow, ColorTransfer\)"):
-        await gateway.run(_slow(300), timeout_s=30)
+        await gateway.run(_slow(1000, color=8), timeout_s=30)
     await stopper
     with pytest.raises(ExecutionFailed, match=r"no result after 0\.3 s"):
-        await gateway.run(_slow(300), timeout_s=0.3)
+        await gateway.run(_slow(3000, color=9), timeout_s=0.3)
     await gateway.interrupt()
+
+
+async def test_run_reads_the_outputs_once_comfyui_has_recorded_them(tmp_path: Path) -> None:
+    """ComfyUI records a prompt in /history after its execution_success frame (before the final
+    `executing` with node null): a run must not read /history in between (no outputs there yet)."""
+    with run_comfyui(tmp_path, env={"FAKE_COMFYUI_MODE": "history_lag:0.4"}) as lagging:
+        async with aiohttp.ClientSession() as session:
+            gateway = ComfyUIGateway(ComfyUIClient(session, lagging.url))
+            result = await gateway.run(GRAPH, out_dir=tmp_path / "out", timeout_s=30)
+    assert [f.name for f in result.files] == ["test_00001_.png"]
+    assert png.size_of(result.files[0].read_bytes()) == (32, 24)
 
 
 async def test_definitions_and_readiness_through_the_gateway(client: ComfyUIClient) -> None:

@@ -23,6 +23,9 @@ Behaviour switches (environment variables):
         ignore_sigterm      SIGTERM is ignored too (only SIGKILL stops it)
         exit_immediately    exit 1 at once, before reading any yaml
         bad_argv            listen, but /system_stats reports someone else's argv (a foreign server)
+        history_lag:S       record a finished prompt in /history S seconds after its
+                            execution_success frame (ComfyUI records it after that frame, before
+                            the final `executing` with node null; a slow disk makes the gap visible)
 
 Not imitated: `/view?preview=webp` and `channel=` (the file is served as stored), binary preview
 frames on the WebSocket, real model loading (a loader accepts any file whose safetensors header
@@ -193,6 +196,7 @@ def main() -> None:
         step_seconds=float(os.environ.get("FAKE_COMFYUI_STEP_SECONDS", "0.01") or 0.01),
         foreign_argv="bad_argv" in mode,
         cors=bool(args.enable_cors_header),
+        history_lag=float(mode.get("history_lag") or 0),
         log_entries=entries,
     )
     crash_after = float(mode["crash_after"]) if "crash_after" in mode else None

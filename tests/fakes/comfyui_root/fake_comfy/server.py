@@ -86,6 +86,7 @@ class Config:
     step_seconds: float = 0.01
     foreign_argv: bool = False
     cors: bool = False  # --enable-cors-header: no origin check
+    history_lag: float = 0.0  # FAKE_COMFYUI_MODE=history_lag:S
     log_entries: deque[dict[str, str]] = field(default_factory=lambda: deque(maxlen=300))
 
 
@@ -94,6 +95,7 @@ class FakeComfy:
         self.cfg = cfg
         self.hub = Hub()
         self.executor = Executor(self.hub, self._context, self.info)
+        self.executor.history_lag = cfg.history_lag
 
     # ---- helpers ---------------------------------------------------------------------------
     def info(self, cls: str) -> dict[str, Any]:
