@@ -28,6 +28,7 @@ class QueueItem:
     prompt: dict[str, Any]
     extra_data: dict[str, Any]
     outputs: list[str]
+    sensitive: dict[str, Any] = field(default_factory=dict)  # API keys: never in /queue or /history
 
     def as_list(self) -> list[Any]:
         return [self.number, self.prompt_id, self.prompt, self.extra_data, self.outputs]

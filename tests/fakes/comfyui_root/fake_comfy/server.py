@@ -24,6 +24,8 @@ from .nodes import RunContext, fill_dynamic
 from .validate import validate_prompt
 
 log = logging.getLogger("fake_comfy")
+#: extra_data keys ComfyUI keeps out of /queue and /history (execution.SENSITIVE_EXTRA_DATA_KEYS).
+SENSITIVE_EXTRA_DATA_KEYS = ("auth_token_comfy_org", "api_key_comfy_org")
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 MB = 1024 * 1024
 
@@ -217,8 +219,9 @@ class FakeComfy:
         extra = dict(body.get("extra_data") or {})
         if "client_id" in body:
             extra["client_id"] = body["client_id"]
+        sensitive = {key: extra.pop(key) for key in SENSITIVE_EXTRA_DATA_KEYS if key in extra}
         extra["create_time"] = now_ms()
-        await ex.put(QueueItem(number, prompt_id, prompt, extra, outputs))
+        await ex.put(QueueItem(number, prompt_id, prompt, extra, outputs, sensitive))
         return web.json_response({"prompt_id": prompt_id, "number": number, "node_errors": node_errors})
 
     async def get_queue(self, request: web.Request) -> web.Response:
