@@ -15,6 +15,8 @@ Phases, each timed (`services.timings`) and logged with its duration:
     sshd             an SSH server for PUBLIC_KEY only (RunPod), keys only
     downloads        resume unfinished installs, queue PRESET_DOWNLOAD & co.
 
+The phases up to `comfyui` are `boot_comfyui`, which `comfyui-docker serverless` runs too.
+
 ComfyUI is spawned as early as its command line is known: aiohttp, the ComfyUI gateway and the web
 app are imported only after the spawn, so their import time overlaps ComfyUI's own boot. The
 gateway's WebSocket relay starts right after the dashboard listens (ComfyUI itself needs seconds to
@@ -216,35 +218,13 @@ async def run(
     relaying = False
     server: _Server | None = None
     try:
-        with phase("environment") as p:
-            configure(settings.log_level, None)
-            p.detail = f"Python {sys.version.split()[0]}, workspace {settings.workspace_root}"
-        with phase("configuration") as p:
-            report = services.workspace.init()
-            configure(settings.log_level, services.workspace.logs)
-            p.detail = (
-                f"{len(report.created)} folder(s) created, {services.workspace.generated_yaml.name} written"
-            )
-        with phase("volume check") as p:
-            for problem in report.problems:
-                log.warning("volume: %s", problem)
-            usable, problems = check_user_yaml(services.workspace.user_yaml)
-            for prob in problems:
-                log.warning("%s%s", services.workspace.user_yaml.name, prob)
-            free = report.disk.free if report.disk else 0
-            p.detail = f"{free / 1024**3:.1f} GiB free" + (
-                "" if usable or not problems else ", user yaml unusable"
-            )
-        with phase("gpu preflight") as p:
-            check = preflight or (lambda s: gpu.preflight(s.comfyui_python, nvml=gpu.missing_nvml()))
-            report_gpu = await check(settings)
-            supervisor.gpu = report_gpu
-            p.detail = f"{report_gpu.verdict}: {report_gpu.message}"
-            if report_gpu.verdict in ("no_gpu", "warning", "error"):
-                log.warning("GPU: %s (%s)", report_gpu.message, report_gpu.hint)
-        with phase("comfyui") as p:
-            await _start_comfyui(services, supervisor, report_gpu, echo_children, comfyui_timings)
-            p.detail = supervisor.status("comfyui").state.value
+        report_gpu = await boot_comfyui(
+            services,
+            supervisor,
+            preflight=preflight,
+            echo_children=echo_children,
+            comfyui_timings=comfyui_timings,
+        )
         with phase("preset catalog") as p:
             _gateway(services)  # one aiohttp session, shared by the downloads and the gateway
             try:
@@ -307,6 +287,51 @@ async def run(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     return 0
+
+
+async def boot_comfyui(
+    services: Services,
+    supervisor: Supervisor,
+    *,
+    preflight: Callable[[Settings], Awaitable[gpu.GpuReport]] | None = None,
+    echo_children: bool = True,
+    comfyui_timings: Timings | None = None,
+    log_file: str = "dashboard.log",
+) -> gpu.GpuReport:
+    """The phases every mode shares (`start` and `serverless`), up to ComfyUI spawned:
+    environment, configuration, volume check, gpu preflight, comfyui. Logs go to `log_file`."""
+    settings = services.settings
+    phase = Phases(services)
+    with phase("environment") as p:
+        configure(settings.log_level, None, file_name=log_file)
+        p.detail = f"Python {sys.version.split()[0]}, workspace {settings.workspace_root}"
+    with phase("configuration") as p:
+        report = services.workspace.init()
+        configure(settings.log_level, services.workspace.logs, file_name=log_file)
+        p.detail = (
+            f"{len(report.created)} folder(s) created, {services.workspace.generated_yaml.name} written"
+        )
+    with phase("volume check") as p:
+        for problem in report.problems:
+            log.warning("volume: %s", problem)
+        usable, problems = check_user_yaml(services.workspace.user_yaml)
+        for prob in problems:
+            log.warning("%s%s", services.workspace.user_yaml.name, prob)
+        free = report.disk.free if report.disk else 0
+        p.detail = f"{free / 1024**3:.1f} GiB free" + (
+            "" if usable or not problems else ", user yaml unusable"
+        )
+    with phase("gpu preflight") as p:
+        check = preflight or (lambda s: gpu.preflight(s.comfyui_python, nvml=gpu.missing_nvml()))
+        report_gpu = await check(settings)
+        supervisor.gpu = report_gpu
+        p.detail = f"{report_gpu.verdict}: {report_gpu.message}"
+        if report_gpu.verdict in ("no_gpu", "warning", "error"):
+            log.warning("GPU: %s (%s)", report_gpu.message, report_gpu.hint)
+    with phase("comfyui") as p:
+        await _start_comfyui(services, supervisor, report_gpu, echo_children, comfyui_timings)
+        p.detail = supervisor.status("comfyui").state.value
+    return report_gpu
 
 
 async def _start_comfyui(
