@@ -354,15 +354,18 @@ class WorkflowService:
         out_dir: Path | None = None,
         timeout_s: float | None = None,
         on_event: EventSink | None = None,
+        extra_data: Mapping[str, object] | None = None,
     ) -> RunResult:
-        """Queue it and follow it to its end; its output files are saved into `out_dir`."""
+        """Queue it and follow it to its end; its output files are saved into `out_dir`.
+        `extra_data` goes to ComfyUI beside the editor's workflow (e.g. `api_key_comfy_org`)."""
+        extra = {**(prepared.extra_data() or {}), **(extra_data or {})}
         try:
             return await self._gateway().run(
                 prepared.prompt,
                 out_dir=out_dir,
                 timeout_s=timeout_s,
                 on_event=on_event,
-                extra_data=prepared.extra_data(),
+                extra_data=extra or None,
             )
         except PromptRejected as exc:
             self._name_sources(exc)
