@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -101,3 +104,16 @@ def test_the_sdks_flags_pass_through_unchanged() -> None:
         "test_input": '{"input": {}}',
     }
     assert isinstance(every, argparse.Namespace)
+
+
+def test_process_start_is_read_to_the_tick() -> None:
+    """The cold-start log counts from the process's own start (imports included), not to the second."""
+    code = "import time; time.sleep(0.3); from comfyui_docker.serverless.worker import process_started; "
+    code += "print(time.time() - process_started())"
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+    )
+    elapsed = time.monotonic() - started
+    age = float(done.stdout)
+    assert 0.3 <= age <= elapsed + 0.02

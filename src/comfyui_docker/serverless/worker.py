@@ -35,8 +35,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-import psutil
-
 from ..errors import AppError
 from ..logs import configure
 from ..services import Services
@@ -62,10 +60,15 @@ Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 def process_started() -> float:
-    """When this process started (epoch seconds), imports included."""
+    """When this process started (epoch seconds), imports included: its start in clock ticks
+    since boot against the uptime (psutil's create_time adds the boot time in whole seconds)."""
     try:
-        return float(psutil.Process().create_time())
-    except psutil.Error:
+        with open("/proc/self/stat", encoding="ascii") as fh:
+            ticks = int(fh.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime
+        with open("/proc/uptime", encoding="ascii") as fh:
+            uptime = float(fh.read().split()[0])
+        return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
         return time.time()
 
 
@@ -90,6 +93,7 @@ class Runtime:
         self.error: str | None = None
         self.ready = threading.Event()
         self.spawned = threading.Event()  # ComfyUI's process started (or the boot failed)
+        self.spawned_at = 0.0
         self._loop_made = threading.Event()
         self._stop: asyncio.Event | None = None
         self._thread = threading.Thread(target=self._thread_main, name="comfyui-docker-runtime", daemon=True)
@@ -162,6 +166,7 @@ class Runtime:
                     log_file="serverless.log",
                 )
             finally:
+                self.spawned_at = time.time()
                 self.spawned.set()
             from .jobs import DOWN
 
@@ -281,7 +286,11 @@ def main(sdk_args: Sequence[str], environ: dict[str, str] | None = None) -> int:
             return 1
         waited = time.time() - started_at
         if runtime.state is State.RUNNING:
-            log.info("ComfyUI ready %.2f s after the process started: taking jobs", waited)
+            log.info(
+                "ComfyUI ready %.2f s after the process started (spawned at %.2f s): taking jobs",
+                waited,
+                runtime.spawned_at - started_at,
+            )
         else:
             log.error("ComfyUI is %s: jobs will fail with the reason (see comfyui.log)", runtime.state)
         runtime.attach(send, uploader)
