@@ -2,7 +2,8 @@
 
 RunPodJobs   RunPod's job API as the SDK uses it (`RUNPOD_WEBHOOK_GET_JOB`, `..._POST_OUTPUT`):
              job-take hands out queued jobs (else 204 after a short hold, like its long poll),
-             job-stop holds and answers 204, job-done records what the worker posts: progress
+             job-stop hands out the ids of jobs to stop (`stop(id)`: a cancel, or the endpoint's
+             execution timeout) the same way, job-done records what the worker posts: progress
              (`status: IN_PROGRESS`) and results. `env()` gives the worker's variables.
 FakeS3       an S3 endpoint taking PUT /{bucket}/{key} (path style, as boto3 sends it to an
              address), keeping bodies and content types.
@@ -80,8 +81,11 @@ class _JobsHandler(_Handler):
             jobs.taken_at[job["id"]] = time.monotonic()
             return self._reply(200, json.dumps(job).encode())
         if "/job-stop/" in path:
-            time.sleep(HOLD_S)
-            return self._reply(204)
+            try:
+                job_id = jobs.stops.get(timeout=HOLD_S)
+            except queue.Empty:
+                return self._reply(204)
+            return self._reply(200, json.dumps({"jobsToStop": [job_id]}).encode())
         return self._reply(404)
 
     def do_POST(self) -> None:
@@ -100,6 +104,7 @@ class RunPodJobs(_Server):
     def __init__(self) -> None:
         super().__init__(_JobsHandler)
         self.queued: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.stops: queue.Queue[str] = queue.Queue()  # job ids for the worker's stop channel
         self.posted: list[Posted] = []
         self.taken_at: dict[str, float] = {}
         self.takes = 0
@@ -115,6 +120,9 @@ class RunPodJobs(_Server):
 
     def add(self, job_id: str, job_input: dict[str, Any]) -> None:
         self.queued.put({"id": job_id, "input": job_input})
+
+    def stop(self, job_id: str) -> None:
+        self.stops.put(job_id)
 
     def posts_for(self, job_id: str) -> list[Posted]:
         with self.lock:

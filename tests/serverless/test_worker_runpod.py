@@ -9,6 +9,7 @@ import json
 import subprocess
 import time
 import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,36 @@ def test_jobs_from_runpod_report_progress_and_results(tmp_path: Path, stopper: l
         assert worker.stop() == 0
     comfy_log = (worker.workspace / "logs" / "comfyui.log").read_text()
     assert "Stopped server" in comfy_log  # ComfyUI got its clean SIGINT
+
+
+def test_a_job_runpod_stops_leaves_comfyuis_queue(tmp_path: Path, stopper: list[Worker]) -> None:
+    """A cancel (or the endpoint's execution timeout) reaches ComfyUI: the prompt is interrupted,
+    and the next job does not wait behind it."""
+    with RunPodJobs() as jobs:
+        env = worker_env(
+            tmp_path, FAKE_COMFYUI_STEP_SECONDS="0.02", RUNPOD_SKIP_AUTO_SYSTEM_CHECKS="true", **jobs.env()
+        )
+        worker = launch(tmp_path, env, serve_api=False)
+        stopper.append(worker)
+        jobs.add("job-long", {"workflow": slow_graph(4000)})  # 80 s of work
+
+        def comfyui_queue() -> dict[str, Any]:
+            try:
+                with urllib.request.urlopen(worker.comfyui_url + "/queue", timeout=2) as resp:
+                    answer: dict[str, Any] = json.loads(resp.read())
+            except OSError:  # not listening yet
+                return {}
+            return answer
+
+        wait_for(lambda: comfyui_queue().get("queue_running"), 60, worker)
+        jobs.stop("job-long")
+        wait_for(lambda: comfyui_queue() == {"queue_running": [], "queue_pending": []}, 10, worker)
+        started = time.monotonic()
+        jobs.add("job-next", {"workflow": api_graph(10, 10, prefix="sl/next")})
+        result = wait_for(lambda: jobs.result("job-next"), 30, worker)
+        assert time.monotonic() - started < 10
+        assert png.size_of(base64.b64decode(result["output"]["images"][0]["data"])) == (10, 10)
+        assert "Job stopped" in worker.log()
 
 
 def test_outputs_go_to_s3_through_the_sdks_helper(tmp_path: Path, stopper: list[Worker]) -> None:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..comfyui import ComfyUIGateway, PromptRejected, RunResult
 from ..errors import AppError, ServiceUnavailable
+from ..settings import Secret
 from ..supervisor import Service, State
 from ..workflows.service import MissingModel, Prepared, WorkflowService
 from .config import ServerlessSettings
@@ -45,6 +46,13 @@ log = logging.getLogger(__name__)
 DOWN = (State.FATAL, State.BLOCKED, State.NOT_INSTALLED, State.STOPPED)
 #: How long the supervisor may take to notice that ComfyUI died under a job.
 CRASH_NOTICE_S = 3.0
+
+
+def api_key_extra(job_key: str | None, default: Secret) -> dict[str, str] | None:
+    """ComfyUI's `extra_data` for its API nodes: the job's `comfy_org_api_key`, else
+    COMFY_ORG_API_KEY (ComfyUI keeps it out of /queue and /history)."""
+    key = job_key or default.get()
+    return {"api_key_comfy_org": key} if key else None
 
 
 class JobRunner:
@@ -190,8 +198,7 @@ class JobRunner:
     async def _execute(
         self, job_id: str, prepared: Prepared, request: JobRequest, progress: Progress
     ) -> RunResult:
-        key = request.comfy_org_api_key or self.options.comfy_org_api_key.get()
-        extra = {"api_key_comfy_org": key} if key else None
+        extra = api_key_extra(request.comfy_org_api_key, self.options.comfy_org_api_key)
         installed = False
         while True:
             try:
