@@ -55,6 +55,7 @@ def test_jobs_from_runpod_report_progress_and_results(tmp_path: Path, stopper: l
             tmp_path,
             FAKE_COMFYUI_STEP_SECONDS="0.05",
             RUNPOD_SKIP_AUTO_SYSTEM_CHECKS="true",  # the SDK's network check dials 8.8.8.8
+            REFRESH_WORKER="true",
             **jobs.env(),
         )
         jobs.add("job-slow", {"workflow": slow_graph(40)})  # ~2 s of sampler-like steps
@@ -62,6 +63,7 @@ def test_jobs_from_runpod_report_progress_and_results(tmp_path: Path, stopper: l
         worker = launch(tmp_path, env, serve_api=False)
         stopper.append(worker)
         result = wait_for(lambda: jobs.result("job-slow"), 60, worker)
+        assert result["stopPod"] is True  # REFRESH_WORKER: RunPod replaces the worker after the job
         (image,) = result["output"]["images"][:1]
         assert image["type"] == "base64" and png.size_of(base64.b64decode(image["data"])) == (8, 8)
         progress = [
@@ -195,6 +197,22 @@ def test_test_input_runs_one_job_and_exits(tmp_path: Path) -> None:
     )
     assert failed.returncode == 1
     assert "Workflow validation failed" in failed.stdout + failed.stderr
+
+
+def test_without_comfyui_jobs_say_why_and_ask_for_another_worker(tmp_path: Path) -> None:
+    env = worker_env(tmp_path, COMFYUI_ROOT=str(tmp_path / "no-comfyui"))
+    job = {"input": {"workflow": api_graph()}}
+    done = subprocess.run(
+        [*CLI, "serverless", "--test_input", json.dumps(job)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    out = done.stdout + done.stderr
+    assert "ComfyUI is not_installed on this worker: no main.py in COMFYUI_ROOT=" in out
+    assert "ComfyUI is not_installed: jobs will fail with the reason" in out
 
 
 @pytest.mark.parametrize(
