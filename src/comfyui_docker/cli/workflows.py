@@ -29,17 +29,24 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(args)
 
 
-def load_workflow(source: str) -> dict[str, Any]:
-    """A workflow from a file, or `template:<name>` from the official templates."""
+def load_workflow(source: str, workspace: Workspace | None = None) -> dict[str, Any]:
+    """A workflow from a file, `template:<name>` from the official templates, or a saved
+    workflow by name (`portrait`, `people/portrait.json`) when no such file exists."""
     if source.startswith("template:") and not Path(source).exists():
         from ..workflows.templates import TemplateLibrary
 
         return TemplateLibrary().load(source.removeprefix("template:"))
     path = Path(source)
+    if workspace is not None and not path.exists():
+        from ..workflows.saved import SavedWorkflows
+
+        path = SavedWorkflows(workspace.workflows, workspace.root).find(source) or path
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise NotFound(f"{path} does not exist") from None
+        raise NotFound(
+            f"{path} does not exist", hint="give a file, template:<name> or the name of a saved workflow"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"cannot read {path}: {exc}") from None
     try:
@@ -71,7 +78,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from ..workflows.convert import is_api_format, to_prompt
 
     settings = _settings(args)
-    workflow = load_workflow(args.workflow)
+    workflow = load_workflow(args.workflow, Workspace(settings.workspace_root))
     info: Mapping[str, Any] = {}
     if not is_api_format(workflow):
         info = asyncio.run(object_info_for(args, settings, prefer_fresh=False))
@@ -216,7 +223,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..workflows.params import apply_sets
 
     settings = _settings(args)
-    workflow = load_workflow(args.workflow)
+    workflow = load_workflow(args.workflow, Workspace(settings.workspace_root))
     info = asyncio.run(object_info_for(args, settings, prefer_fresh=True))
     prompt = to_prompt(workflow, info)
     prompt, changes = apply_sets(prompt, info, args.set or [])
@@ -285,7 +292,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_convert)
 
     p = sub.add_parser("run", help="run a workflow on ComfyUI without a browser and save its outputs")
-    p.add_argument("workflow", metavar="WORKFLOW", help="a workflow .json file, or template:<name>")
+    p.add_argument(
+        "workflow",
+        metavar="WORKFLOW",
+        help="a workflow .json file, a saved workflow's name, or template:<name>",
+    )
     p.add_argument(
         "--set",
         action="append",
