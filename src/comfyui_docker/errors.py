@@ -8,6 +8,7 @@
     │   ├── PresetNotFound
     │   └── TaskNotFound
     ├── Conflict                  the thing exists or is busy                              409
+    │   └── RequirementConflict   a node's requirements conflict with the image's packages
     ├── InvalidInput              malformed request, bad path, bad parameter               400
     ├── PayloadTooLarge           upload over the limit                                    413
     ├── Unauthorized / Forbidden  login missing or refused                                 401 / 403
@@ -17,7 +18,9 @@
         ├── GatedModel            401/403 from the host: which token, where to accept      403
         ├── UrlNotFound           404: the URL is dead                                     404
         ├── ChecksumMismatch      size or sha256 differs from what was expected            502
-        └── DiskFull              not enough free space (numbers included)                 507
+        ├── DiskFull              not enough free space (numbers included)                 507
+        ├── FetchError            a node's git URL or archive could not be fetched         502
+        └── NodeInstallError      a node's requirements (pip) or install.py failed         502
 
 The web layer renders every AppError as one JSON shape (`{"error": {...}}`) or as a page.
 """
@@ -85,6 +88,10 @@ class Conflict(AppError):
     code = "conflict"
 
 
+class RequirementConflict(Conflict):
+    code = "requirement_conflict"
+
+
 class InvalidInput(AppError):
     status = 400
     code = "invalid_input"
@@ -137,3 +144,11 @@ class ChecksumMismatch(DownloadError):
 class DiskFull(DownloadError):
     status = 507
     code = "disk_full"
+
+
+class FetchError(DownloadError):
+    code = "node_fetch_failed"
+
+
+class NodeInstallError(DownloadError):
+    code = "node_install_failed"

@@ -36,6 +36,8 @@ class Services:
     presets: Any = None  # downloads.service.PresetService
     supervisor: Any = None  # supervisor.manager.Supervisor
     comfyui: Any = None  # comfyui.client.ComfyUIClient
+    nodes: Any = None  # nodes.service.NodeService (made by the custom-nodes phase or the API)
+    node_tasks: Any = None  # nodes.tasks.NodeTasks
 
     @classmethod
     def create(cls, settings: Settings) -> Services:

@@ -15,7 +15,7 @@ from pathlib import Path
 from .errors import WorkspaceError
 from .model_paths import GENERATED_NAME, MODEL_FOLDERS, USER_NAME, write_generated
 
-TOP_FOLDERS = ("models", "output", "uploads", "config", "cache", "logs")
+TOP_FOLDERS = ("models", "output", "uploads", "config", "cache", "logs", "custom_nodes")
 #: ComfyUI's user folder (`--user-directory`); its `default/workflows` is what the editor saves.
 USER_WORKFLOWS = ("user", "default", "workflows")
 LOW_SPACE_BYTES = 10 * 1024**3
@@ -57,6 +57,8 @@ class Workspace:
     workflows = property(lambda self: self.root.joinpath(*USER_WORKFLOWS))
     #: where the dashboard kept workflows before; moved into `workflows` at start (migrate.py)
     legacy_workflows = property(lambda self: self.root / "workflows")
+    custom_nodes = property(lambda self: self.root / "custom_nodes")
+    python = property(lambda self: self.root / "python")
     uploads = property(lambda self: self.root / "uploads")
     config = property(lambda self: self.root / "config")
     cache = property(lambda self: self.root / "cache")
@@ -160,7 +162,7 @@ class Workspace:
         return DiskUsage(total=usage.total, used=usage.used, free=usage.free)
 
     def write_model_paths(self) -> Path:
-        return write_generated(self.config, self.models)
+        return write_generated(self.config, self.models, self.custom_nodes)
 
     def init(self) -> LayoutReport:
         """Layout + generated yaml + the old workflows folder moved: what `init` and the start do."""

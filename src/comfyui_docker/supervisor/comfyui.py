@@ -5,6 +5,7 @@
         --user-directory WS/user
         --extra-model-paths-config WS/config/extra_model_paths.yaml
         [--extra-model-paths-config WS/config/extra_model_paths.user.yaml]   (when usable)
+        [--disable-all-custom-nodes --whitelist-custom-nodes NAME...]  (a volume node left out)
         [--cpu]                                                               (no GPU, see gpu.py)
         COMFYUI_EXTRA_ARGS...
 
@@ -12,12 +13,17 @@
 live there and must survive a pod restart. The SQLite database (`--database-url`) and the temp
 folder stay at their defaults inside the container (COMFYUI_ROOT/user/comfyui.db, COMFYUI_ROOT/temp):
 SQLite is unsafe on network volumes shared by several pods, and temp is wiped at every start anyway.
+
+`env` adds to the runtime's environment: the volume's package layer (nodes/layer.py:
+COMFYUI_DOCKER_PYTHON_LAYER, PIP_PREFIX, PIP_CONSTRAINT, UV_CONSTRAINT, its bin/ last on PATH).
+`node_args` are the custom-node flags of nodes/service.py (`whitelist_args`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,7 +54,12 @@ def user_directory(workspace: Workspace) -> Path:
 
 
 def comfyui_args(
-    settings: Settings, workspace: Workspace, *, cpu: bool = False, warnings: list[str] | None = None
+    settings: Settings,
+    workspace: Workspace,
+    *,
+    cpu: bool = False,
+    warnings: list[str] | None = None,
+    node_args: Sequence[str] = (),
 ) -> list[str]:
     """ComfyUI's arguments after `main.py` (see the module docstring)."""
     args = ["--listen", "127.0.0.1", "--port", str(settings.comfyui_internal_port)]
@@ -64,6 +75,7 @@ def comfyui_args(
         log.warning(msg)
         if warnings is not None:
             warnings.append(msg)
+    args += list(node_args)
     if cpu:
         args.append("--cpu")
     args += list(settings.comfyui_extra_args)
@@ -78,6 +90,8 @@ def comfyui_spec(
     cpu: bool = False,
     timings: Timings = COMFYUI_TIMINGS,
     warnings: list[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    node_args: Sequence[str] = (),
 ) -> ProcessSpec:
     """The supervised ComfyUI: its own Python, run from COMFYUI_ROOT, ready when /system_stats is ours.
 
@@ -89,7 +103,7 @@ def comfyui_spec(
     argv = [
         str(settings.comfyui_python),
         "main.py",
-        *comfyui_args(settings, workspace, cpu=cpu, warnings=warnings),
+        *comfyui_args(settings, workspace, cpu=cpu, warnings=warnings, node_args=node_args),
     ]
     output = workspace.output
 
@@ -101,6 +115,7 @@ def comfyui_spec(
         name="comfyui",
         argv=argv,
         cwd=settings.comfyui_root,
+        env={**os.environ, **env} if env else None,
         identity="main.py",
         probe=probe,
         timings=timings,
