@@ -1,7 +1,7 @@
 """`comfyui-docker start` in-process with the fake ComfyUI run by the stand-in image venv: the
 volume's nodes get their packages from the layer, a node that fails to import does not stop
 ComfyUI and shows as failed with its exception, a node whose requirements conflict is left out,
-and the node service's status says all of it. A restart re-reads the volume's nodes."""
+and the dashboard's /api/nodes says all of it. A restart re-reads the volume's nodes."""
 
 from __future__ import annotations
 
@@ -107,7 +107,9 @@ async def test_nodes_at_start(
         assert comfy_get(settings, "/object_info/UsesLayer")["UsesLayer"]["description"].startswith(
             str(ws.python)
         )
-        nodes = await services.nodes.status()
+        url = f"http://127.0.0.1:{settings.dashboard_port}"
+        async with httpx.AsyncClient(base_url=url) as client:
+            nodes = (await client.get("/api/nodes")).json()
         by = {n["name"]: n for n in nodes["volume"]}
         assert by["uses_layer"]["import"]["state"] == "ok" and by["uses_layer"]["packages"]["state"] == "ok"
         assert by["breaks"]["import"] == {"state": "failed", "error": "this node is broken on purpose"}

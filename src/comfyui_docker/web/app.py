@@ -140,7 +140,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
 
     from . import auth as auth_routes
     from . import ws
-    from .api import comfyui, health, logs, models, presets, workflows
+    from .api import comfyui, health, logs, models, nodes, presets, workflows
     from .api import system as system_api
     from .pages import router as pages_router
 
@@ -149,6 +149,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(presets.router)
     app.include_router(models.router)
     app.include_router(workflows.router)
+    app.include_router(nodes.router)
     app.include_router(system_api.router)
     app.include_router(comfyui.router)
     app.include_router(logs.router)
