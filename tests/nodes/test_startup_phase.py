@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -214,3 +215,27 @@ async def test_a_volume_busy_past_the_budget_does_not_hold_the_start(
     finally:
         await lock.release()
     assert plan.waited and [n.name for n in plan.pending] == ["waiting"] and plan.left_out == []
+
+
+async def test_nodes_of_the_users_own_folder_stay_whitelisted(
+    node_service: NodeService, tmp_path: Path
+) -> None:
+    await _seed(node_service, tmp_path)
+    mine = tmp_path / "my_nodes"
+    node_folder(mine, "from_my_yaml")
+    node_service.workspace.user_yaml.write_text(f"mine:\n  custom_nodes: {mine}\n")
+    node_folder(node_service.volume_dir, "old_torch", requirements="wantstorch\n")
+    plan = await prepare(node_service)
+    args = node_service.whitelist_args(plan.left_out)
+    assert "from_my_yaml" in args and "seed" in args and "old_torch" not in args
+
+
+async def test_a_setup_problem_is_reported_and_the_start_goes_on(
+    node_service: NodeService, tmp_path: Path
+) -> None:
+    await _seed(node_service, tmp_path)
+    manager_dir = node_service.workspace.user / "__manager"
+    shutil.rmtree(manager_dir, ignore_errors=True)
+    manager_dir.write_text("a file where the manager's folder goes")
+    plan = await prepare(node_service)
+    assert plan.layer is not None and any("ComfyUI-Manager's config" in p for p in plan.problems)

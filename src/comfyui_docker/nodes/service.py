@@ -43,6 +43,7 @@ from ..errors import (
     RequirementConflict,
     ServiceUnavailable,
 )
+from ..model_paths import check_user_yaml, resolve_folder_paths
 from ..settings import Settings
 from ..workspace import Workspace
 from . import imports, reqcheck
@@ -155,6 +156,21 @@ class NodeService:
     def volume_nodes(self) -> list[NodeInfo]:
         return scan(self.volume_dir, "volume")
 
+    def node_folders(self) -> list[Path]:
+        """Every custom-node folder ComfyUI will read: the image's, the volume's and any the
+        user's own yaml adds (a node there must stay on the whitelist too)."""
+        folders = [f for f in (self.image_dir, self.volume_dir) if f is not None]
+        usable, _ = check_user_yaml(self.workspace.user_yaml)
+        if usable and self.settings.comfyui_root is not None:
+            try:
+                table = resolve_folder_paths(
+                    [self.workspace.user_yaml], self.settings.comfyui_root, self.workspace.output
+                )
+            except (AppError, OSError, ValueError):
+                table = {}
+            folders += [f for f in table.get("custom_nodes", []) if f not in folders]
+        return folders
+
     def left_out(self, layer: Layer) -> list[str]:
         """Volume nodes whose requirements failed for this image (kept out of ComfyUI's start)."""
         records = layer.read_state()
@@ -169,7 +185,8 @@ class NodeService:
         """ComfyUI's flags that load every node but the left-out ones ([] when none is left out)."""
         if not left_out or "--disable-all-custom-nodes" in self.settings.comfyui_extra_args:
             return []
-        names = sorted({n.name for n in [*self.image_nodes(), *self.volume_nodes()]} - set(left_out))
+        present = {n.name for folder in self.node_folders() for n in scan(folder, "")}
+        names = sorted(present - set(left_out))
         return ["--disable-all-custom-nodes", *(["--whitelist-custom-nodes", *names] if names else [])]
 
     async def status(self) -> dict[str, Any]:

@@ -123,7 +123,10 @@ async def prepare(
     layer.dedupe()  # what ComfyUI-Manager's upgrades in the layer left behind
     if service.hook_problem:
         plan.problems.append(service.hook_problem)
-    manager.ensure_pip(service.workspace.user)
+    try:
+        manager.ensure_pip(service.workspace.user)
+    except OSError as exc:
+        plan.problems.append(f"ComfyUI-Manager's config cannot be set to pip: {exc}")
     nodes = [n for n in service.volume_nodes() if n.is_package]
     plan.nodes = len(nodes)
     todo = _due(nodes, layer)
@@ -247,7 +250,11 @@ async def run_phase(services: Services) -> StartPlan:
         return StartPlan(problems=["ComfyUI runs in the dashboard's own venv: no package layer"])
     services.nodes = NodeService(settings, services.workspace)
     services.node_tasks = NodeTasks(services.bus)
-    return await prepare(services.nodes)
+    try:
+        return await prepare(services.nodes)
+    except (AppError, OSError) as exc:  # ComfyUI starts anyway, without the layer
+        log.error("custom nodes: %s; ComfyUI starts without the volume's packages", exc)
+        return StartPlan(problems=[str(exc)])
 
 
 def start_background(services: Services, plan: StartPlan) -> None:
