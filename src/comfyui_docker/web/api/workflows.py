@@ -206,7 +206,10 @@ async def read(name: str, svc: ServicesDep) -> FileResponse:
 
 
 @router.put(
-    "/{name:path}", summary="Save a workflow (create or replace)", responses=error_responses(400, 413)
+    "/{name:path}",
+    summary="Save a workflow (create or replace)",
+    # 404: a name with a line break matches no route at all
+    responses=error_responses(400, 404, 413),
 )
 async def save(name: str, request: Request, svc: ServicesDep) -> dict[str, Any]:
     data = parse_workflow(await read_limited(request, MAX_BYTES), "the body")
