@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from comfyui_docker.errors import Conflict, FetchError, InvalidInput, NotFound, RequirementConflict
+from comfyui_docker.nodes import report
 from comfyui_docker.nodes.inventory import NodeInfo
 from comfyui_docker.nodes.service import NodeService
 
@@ -202,13 +203,13 @@ async def test_status_and_check_report_imports_and_missing_requirements(
         )
         + "\n"
     )
-    status = await node_service.status()
+    status = await report.status(node_service)
     by = {n["name"]: n for n in status["volume"]}
     assert by["fine"]["import"] == {"state": "ok", "error": ""} and by["fine"]["packages"]["state"] == "ok"
     assert by["broken"]["import"] == {"state": "failed", "error": "No module named 'otherpkg'"}
     assert by["broken"]["packages"]["state"] == "unchecked"  # copied by hand: not seen by a start yet
     assert status["layer"]["key"].endswith("torch2.9.1") and status["imports_seen"]
-    checked = {n["name"]: n for n in await node_service.check()}
+    checked = {n["name"]: n for n in await report.check(node_service)}
     assert checked["broken"]["missing"] == ["otherpkg>=1 (not installed)"]
     assert checked["broken"]["unchecked"] == ["--index-url x"]
     assert checked["fine"]["missing"] == [] and checked["fine"]["import"]["state"] == "ok"

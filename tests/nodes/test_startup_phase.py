@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from comfyui_docker.downloads.locks import VolumeLock
+from comfyui_docker.nodes import report
 from comfyui_docker.nodes.service import NodeService
 from comfyui_docker.nodes.startup import finish, prepare, run_phase
 from comfyui_docker.services import Services
@@ -76,7 +77,7 @@ async def test_a_failing_node_is_left_out_and_comfyui_args_say_so(
     args = node_service.whitelist_args(plan.left_out)
     assert args[:2] == ["--disable-all-custom-nodes", "--whitelist-custom-nodes"]
     assert "seed" in args and "old_torch" not in args and "typo" not in args
-    status = {n["name"]: n for n in (await node_service.status())["volume"]}
+    status = {n["name"]: n for n in (await report.status(node_service))["volume"]}
     assert (
         status["old_torch"]["packages"]["state"] == "failed"
         and "conflicts" in status["old_torch"]["packages"]["error"]

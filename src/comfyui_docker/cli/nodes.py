@@ -62,7 +62,9 @@ def _short(commit: str | None) -> str:
 
 def cmd_list(args: argparse.Namespace) -> int:
     async def body(svc: Any) -> int:
-        status = await svc.status()
+        from ..nodes.report import status as report
+
+        status = await report(svc)
         if args.json:
             print(json.dumps(status, indent=2))
             return EXIT_OK
@@ -118,7 +120,9 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     async def body(svc: Any) -> int:
-        items = await svc.check()
+        from ..nodes.report import check
+
+        items = await check(svc)
         bad = [i for i in items if i["import"]["state"] == "failed" or i["missing"]]
         if args.json:
             print(json.dumps({"nodes": items, "problems": len(bad)}, indent=2))

@@ -14,9 +14,13 @@ Modules, by job:
     pip.py        pip into the layer with the constraints (never uv: see layer.py), its errors
     names.py      node names and the volume folder: `../x` and links out of the volume refused
     sources.py    a node from a git URL (`@commit`), a local folder or an archive, into staging
+    archives.py   .zip / .tar.gz members checked before anything is unpacked
     inventory.py  the image's and the volume's nodes, their commit and requirements
+    reqcheck.py   are a node's requirements met? (asked of ComfyUI's Python, no network)
     imports.py    import results of the last ComfyUI start, read from its log
-    service.py    install / update / remove / check, under the volume lock
+    report.py     what `nodes list` / `check` and the Nodes page show
+    service.py    install / update / remove, under the volume lock
+    tasks.py      the dashboard's node tasks, their output pushed as `node_task` events
     startup.py    the start-up phase: check and install requirements in time, the rest later
     manager.py    ComfyUI-Manager's config: pip (which honours the layer), never uv
 

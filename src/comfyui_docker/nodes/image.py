@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,3 +146,8 @@ async def probe(python: Path, *, timeout: float = 30.0) -> ImageEnv:
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise AppError(f"ComfyUI's Python {python} gave an unreadable answer: {exc}") from None
+
+
+def shares_dashboard_python(python: Path) -> bool:
+    """ComfyUI would run in this very venv: no layer then (it would change the dashboard's)."""
+    return os.path.abspath(python.parent.parent) == os.path.abspath(sys.prefix)

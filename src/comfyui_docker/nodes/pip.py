@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import NodeInstallError, RequirementConflict
 from .image import LAYER_VARIABLE
 from .layer import Layer
 
@@ -158,3 +159,18 @@ def _error_line(lines: list[str], code: int | None) -> str:
         return errors[-1]
     rest = [ln.strip() for ln in lines if ln.strip()]
     return rest[-1] if rest else f"pip exited with code {code}"
+
+
+def raise_for(result: PipResult, what: str) -> None:
+    if result.ok:
+        return
+    if result.conflict:
+        raise RequirementConflict(
+            f"{what}: its requirements conflict with the image's packages; nothing was installed: "
+            + "; ".join(result.conflict),
+            hint="the image's packages (torch & co.) cannot change; use a version of the node made for them",
+            conflict=result.conflict,
+        )
+    raise NodeInstallError(
+        f"{what}: installing its requirements failed: {result.error}", tail=result.tail[-10:]
+    )

@@ -26,7 +26,6 @@ import os
 import re
 import shutil
 import socket
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -40,18 +39,16 @@ from ..errors import (
     FetchError,
     InvalidInput,
     NodeInstallError,
-    RequirementConflict,
     ServiceUnavailable,
 )
 from ..model_paths import check_user_yaml, resolve_folder_paths
 from ..settings import Settings
 from ..workspace import Workspace
-from . import imports, reqcheck
-from .image import ImageEnv, probe
+from .image import ImageEnv, probe, shares_dashboard_python
 from .inventory import NodeInfo, Sources, scan
 from .layer import Layer, NodeRecord, ensure_hook
 from .names import check_name, node_path
-from .pip import LineSink, PipResult, pip_install
+from .pip import LineSink, PipResult, pip_install, raise_for
 from .sources import Source, default_name, fetch, git, git_commit, git_dir, parse_source
 
 log = logging.getLogger(__name__)
@@ -61,26 +58,6 @@ GIT_REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
 
 def _noop(_line: str) -> None:
     return None
-
-
-def raise_for(result: PipResult, what: str) -> None:
-    if result.ok:
-        return
-    if result.conflict:
-        raise RequirementConflict(
-            f"{what}: its requirements conflict with the image's packages; nothing was installed: "
-            + "; ".join(result.conflict),
-            hint="the image's packages (torch & co.) cannot change; use a version of the node made for them",
-            conflict=result.conflict,
-        )
-    raise NodeInstallError(
-        f"{what}: installing its requirements failed: {result.error}", tail=result.tail[-10:]
-    )
-
-
-def shares_dashboard_python(python: Path) -> bool:
-    """ComfyUI would run in this very venv: no layer then (it would change the dashboard's)."""
-    return os.path.abspath(python.parent.parent) == os.path.abspath(sys.prefix)
 
 
 class NodeService:
@@ -188,79 +165,6 @@ class NodeService:
         present = {n.name for folder in self.node_folders() for n in scan(folder, "")}
         names = sorted(present - set(left_out))
         return ["--disable-all-custom-nodes", *(["--whitelist-custom-nodes", *names] if names else [])]
-
-    async def status(self) -> dict[str, Any]:
-        """Everything the Nodes page and `nodes list` show."""
-        report = imports.last_start(self.workspace.logs / "comfyui.log")
-        layer: Layer | None = None
-        problem = ""
-        try:
-            layer = Layer(self.workspace.python, await self.image_env())
-        except AppError as exc:
-            problem = str(exc)
-        records = layer.read_state() if layer is not None else {}
-        fingerprint = layer.image.fingerprint if layer is not None else ""
-        sources = self.sources.read()
-
-        def describe(node: NodeInfo) -> dict[str, Any]:
-            item: dict[str, Any] = {
-                "name": node.name,
-                "where": node.where,
-                "path": str(node.path),
-                "commit": node.commit(),
-                "requirements": node.requirements is not None,
-                "install_script": node.install_script is not None,
-            }
-            found = report.lookup(node.path)
-            if found is not None:
-                item["import"] = {"state": "ok" if found.ok else "failed", "error": found.error}
-            else:
-                item["import"] = {"state": "not_loaded" if report.found else "unknown", "error": ""}
-            if node.where == "volume":
-                rec = records.get(node.name)
-                current = node.requirements_hash(fingerprint) if layer is not None else ""
-                if rec is None or rec.hash != current:
-                    item["packages"] = {"state": "unchecked", "error": ""}
-                else:
-                    item["packages"] = {"state": "ok" if rec.ok else "failed", "error": rec.error}
-                item["source"] = sources.get(node.name)
-            return item
-
-        return {
-            "image": [describe(n) for n in self.image_nodes()],
-            "volume": [describe(n) for n in self.volume_nodes()],
-            "layer": None
-            if layer is None
-            else {
-                "key": layer.key,
-                "path": str(layer.root),
-                "site": str(layer.site),
-                "hook_problem": self.hook_problem,
-            },
-            "problem": problem,
-            "imports_seen": report.found,
-            "folders": {
-                "volume": str(self.volume_dir),
-                "image": str(self.image_dir) if self.image_dir else None,
-            },
-        }
-
-    async def check(self) -> list[dict[str, Any]]:
-        """Each node's import state (last ComfyUI start) and, for volume nodes, missing requirements."""
-        status = await self.status()
-        layer = await self.layer() if status["layer"] is not None else None
-        volume = {n.name: n for n in self.volume_nodes()}
-        files = [n.requirements for n in volume.values() if n.requirements is not None]
-        states = await reqcheck.check(layer, files, base_env=self.env) if layer is not None else {}
-        out = []
-        for item in [*status["image"], *status["volume"]]:
-            node = volume.get(item["name"]) if item["where"] == "volume" else None
-            req = node.requirements if node is not None else None
-            state = states.get(req) if req is not None else None
-            item["missing"] = state.missing if state is not None else []
-            item["unchecked"] = state.unchecked if state is not None else []
-            out.append(item)
-        return out
 
     # ---- changes --------------------------------------------------------------------------------
     async def install(

@@ -32,10 +32,11 @@ from typing import Any
 from ..errors import AppError
 from ..services import Services
 from . import manager, reqcheck
+from .image import shares_dashboard_python
 from .inventory import NodeInfo
 from .layer import Layer, NodeRecord
 from .pip import LineSink, PipResult, pip_install
-from .service import NodeService, shares_dashboard_python
+from .service import NodeService
 from .tasks import NodeTasks
 
 log = logging.getLogger("comfyui_docker.nodes")

@@ -23,6 +23,7 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
 from ...errors import Conflict, NotFound
+from ...nodes import report
 from ...nodes.names import check_name, node_path
 from ...nodes.service import NodeService
 from ...nodes.sources import default_name, parse_source
@@ -70,7 +71,7 @@ def _busy(tasks: NodeTasks, name: str) -> None:
 @router.get("", summary="The image's and the volume's custom nodes, with their import state")
 async def list_nodes(nodes: NodesDep) -> dict[str, Any]:
     service, tasks = nodes
-    status = await service.status()
+    status = await report.status(service)
     status["tasks"] = [t.to_dict() for t in tasks.list()]
     return status
 
