@@ -36,6 +36,7 @@ from .refs import is_present, model_refs, prompt_models
 from .widgets import combo_choices, input_specs
 
 if TYPE_CHECKING:  # the template package is read only when a template is asked for
+    from .saved import SavedWorkflows
     from .templates import TemplateLibrary
 
 TEMPLATE_PREFIX = "template:"
@@ -195,9 +196,11 @@ class WorkflowService:
         templates: TemplateLibrary | None = None,
         fixed_definitions: dict[str, Any] | None = None,
         model_hosts: Sequence[str] = DEFAULT_MODEL_HOSTS,
+        saved: SavedWorkflows | None = None,
     ) -> None:
         """`fixed_definitions` (a saved /object_info) replace ComfyUI's own when given;
-        `model_hosts`: where a workflow's own URLs may download from (MODEL_HOSTS + Settings)."""
+        `model_hosts`: where a workflow's own URLs may download from (MODEL_HOSTS + Settings);
+        `saved`: the volume's saved workflows, found by name by `load`."""
         from ..downloads.guard import UrlGuard
 
         self.store = definitions
@@ -207,6 +210,7 @@ class WorkflowService:
         self.presets = presets
         self._templates = templates
         self._fixed = fixed_definitions
+        self.saved = saved
 
     # ---- loading -----------------------------------------------------------------------------
     def template(self, name: str) -> Workflow:
@@ -221,7 +225,9 @@ class WorkflowService:
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            raise NotFound(f"{path} does not exist") from None
+            raise NotFound(
+                f"{path} does not exist", hint="give a file, template:<name> or the name of a saved workflow"
+            ) from None
         except (OSError, UnicodeDecodeError) as exc:
             raise InvalidInput(f"cannot read {path}: {exc}") from None
         try:
@@ -233,10 +239,14 @@ class WorkflowService:
         return Workflow(data, path.name)
 
     def load(self, source: str) -> Workflow:
-        """A file, or `template:<name>` (a file of that name wins). For the CLI: reads any path."""
-        if source.startswith(TEMPLATE_PREFIX) and not Path(source).exists():
+        """A file, `template:<name>` (a file of that name wins), or a saved workflow by name
+        (`portrait`, `people/portrait.json`) when no such file exists. For the CLI: reads any path."""
+        path = Path(source)
+        if source.startswith(TEMPLATE_PREFIX) and not path.exists():
             return self.template(source.removeprefix(TEMPLATE_PREFIX))
-        return self.load_file(Path(source))
+        if self.saved is not None and not path.exists():
+            path = self.saved.find(source) or path
+        return self.load_file(path)
 
     def accept(self, data: object, label: str = "the workflow") -> Workflow:
         """A workflow sent in a request (checked: UI format or API prompt)."""
