@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install run test test-fast lint format docs bench system-deps frontend clean
+.PHONY: install run test test-fast lint format docs bench system-deps frontend clean image-check
 
 $(VENV)/.installed: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -35,15 +35,15 @@ test-fast: install
 	$(BIN)/pytest -m "not slow and not browser and not nginx" -x -q
 
 lint: install
-	$(BIN)/ruff format --check src tests bench
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench scripts/image_check
+	$(BIN)/ruff check src tests bench scripts/image_check
 	$(BIN)/mypy
 	@if ls docker/Dockerfile >/dev/null 2>&1; then $(BIN)/hadolint docker/Dockerfile; fi
 	@files=$$(git ls-files '*.sh' .ci/run); if [ -n "$$files" ]; then $(BIN)/shellcheck $$files; fi
 
 format: install
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench scripts/image_check
+	$(BIN)/ruff check --fix src tests bench scripts/image_check
 
 # The README's settings table, written from settings.SPECS (tests/test_settings.py checks it).
 docs: install
@@ -51,6 +51,14 @@ docs: install
 
 bench: install system-deps
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# Build an image variant from docker/Dockerfile with buildah, boot it and check it (see README,
+# "Check the image on this machine"). Not part of `make test`: it builds for many minutes.
+#   make image-check COMFYUI_SRC=DIR [VARIANT=minimal|standard|full] [NODES_SRC=DIR]
+VARIANT ?= minimal
+image-check: install
+	PYTHONPATH=scripts COMFYUI_SRC="$(COMFYUI_SRC)" NODES_SRC="$(NODES_SRC)" VARIANT="$(VARIANT)" \
+		$(PY) -m image_check
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -112,6 +112,7 @@ def worker_env(ws: Path, args: argparse.Namespace, comfy_port: int, delay: float
         COMFYUI_PYTHON=args.comfyui_python or sys.executable,
         COMFYUI_INTERNAL_PORT=str(comfy_port),
         FAKE_COMFYUI_START_DELAY=str(delay),
+        COMFYUI_PASS_ENV="FAKE_COMFYUI_START_DELAY",  # ComfyUI sees only what is passed
         LOG_LEVEL="INFO",  # the default: our per-job line and the SDK's are part of the cost
     )
     env.pop("PYTHONDONTWRITEBYTECODE", None)

@@ -91,6 +91,7 @@ def launch_start(ws: Path, comfy_delay: float) -> tuple[subprocess.Popen[bytes],
         "DASHBOARD_PORT": str(dash),
         "COMFYUI_INTERNAL_PORT": str(comfy),
         "FAKE_COMFYUI_START_DELAY": str(comfy_delay),
+        "COMFYUI_PASS_ENV": "FAKE_COMFYUI_START_DELAY",  # ComfyUI sees only what is passed
         "LOG_LEVEL": "WARNING",
     }
     proc = subprocess.Popen(

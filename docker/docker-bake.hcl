@@ -33,16 +33,14 @@ variable "DEFAULT_CUDA" {
   default = "12.8"
 }
 
-# One entry per CUDA version: the base image, and the PyTorch wheel index with the torch,
-# torchvision and torchaudio versions published on it. The base image only brings the CUDA
-# compatibility layer and the container toolkit's driver check; the CUDA libraries come with the
-# torch wheels.
+# One entry per CUDA version: the PyTorch wheel index with the torch, torchvision and torchaudio
+# versions published on it. The CUDA libraries come with the torch wheels (the nvidia-* packages),
+# so every CUDA version builds on the same Debian base (the Dockerfile's BASE_IMAGE).
 variable "CUDA" {
   default = [
     {
       version     = "12.6"
       tag         = "cu126"
-      base_image  = "nvidia/cuda:12.6.3-base-ubuntu24.04"
       torch_index = "https://download.pytorch.org/whl/cu126"
       torch       = "2.9.1"
       torchvision = "0.24.1"
@@ -51,7 +49,6 @@ variable "CUDA" {
     {
       version     = "12.8"
       tag         = "cu128"
-      base_image  = "nvidia/cuda:12.8.1-base-ubuntu24.04"
       torch_index = "https://download.pytorch.org/whl/cu128"
       torch       = "2.9.1"
       torchvision = "0.24.1"
@@ -60,7 +57,6 @@ variable "CUDA" {
     {
       version     = "13.0"
       tag         = "cu130"
-      base_image  = "nvidia/cuda:13.0.2-base-ubuntu24.04"
       torch_index = "https://download.pytorch.org/whl/cu130"
       torch       = "2.9.1"
       torchvision = "0.24.1"
@@ -91,9 +87,13 @@ target "_common" {
   platforms  = ["linux/amd64"]
   args = {
     COMFYUI_VERSION = COMFYUI_VERSION
-    VERSION         = VERSION
-    REVISION        = REVISION
-    CREATED         = CREATED
+  }
+  # Release labels are set on the finished image, so a new revision or date never busts the
+  # build cache (build args used before RUN steps would).
+  labels = {
+    "org.opencontainers.image.version"  = VERSION
+    "org.opencontainers.image.revision" = REVISION
+    "org.opencontainers.image.created"  = CREATED
   }
 }
 
@@ -104,7 +104,6 @@ target "minimal" {
   target   = "runtime"
   args = {
     VARIANT             = "minimal"
-    BASE_IMAGE          = cuda.base_image
     CUDA_VERSION        = cuda.version
     TORCH_INDEX         = cuda.torch_index
     TORCH_VERSION       = cuda.torch
@@ -121,7 +120,6 @@ target "standard" {
   target   = "runtime"
   args = {
     VARIANT             = "standard"
-    BASE_IMAGE          = cuda.base_image
     CUDA_VERSION        = cuda.version
     TORCH_INDEX         = cuda.torch_index
     TORCH_VERSION       = cuda.torch
@@ -138,7 +136,6 @@ target "full" {
   target   = "runtime"
   args = {
     VARIANT             = "full"
-    BASE_IMAGE          = cuda.base_image
     CUDA_VERSION        = cuda.version
     TORCH_INDEX         = cuda.torch_index
     TORCH_VERSION       = cuda.torch
@@ -153,9 +150,9 @@ target "dev" {
   matrix   = { cuda = CUDA }
   inherits = ["_common"]
   target   = "dev"
+  # dev is full plus tools: the same build args, so it reuses full's layers (and its venv).
   args = {
-    VARIANT             = "dev"
-    BASE_IMAGE          = cuda.base_image
+    VARIANT             = "full"
     CUDA_VERSION        = cuda.version
     TORCH_INDEX         = cuda.torch_index
     TORCH_VERSION       = cuda.torch

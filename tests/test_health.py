@@ -38,6 +38,7 @@ def make_settings(tmp_path: Path, root: Path) -> Settings:
             "DASHBOARD_HOST": "127.0.0.1",
             "DASHBOARD_PORT": str(free_port()),
             "COMFYUI_INTERNAL_PORT": str(free_port()),
+            "COMFYUI_PASS_ENV": "FAKE_COMFYUI_MODE",  # the fake's fault switch reaches it
         }
     )
 
@@ -106,6 +107,7 @@ async def test_running_comfyui_is_ready(tmp_path: Path) -> None:
         "configuration",
         "volume check",
         "gpu preflight",
+        "custom nodes",
         "comfyui",
         "preset catalog",
         "dashboard",

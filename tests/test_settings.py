@@ -210,3 +210,12 @@ def test_comfyui_python_defaults_to_the_venv_beside_root(tmp_path: Path) -> None
     s = Settings.from_env({"COMFYUI_ROOT": str(root)}, cwd=tmp_path)
     assert s.comfyui_installed
     assert s.comfyui_python == py
+
+
+def test_comfyui_pass_env_names_variables_but_never_our_secrets(tmp_path: Path) -> None:
+    base = {"WORKSPACE_ROOT": str(tmp_path)}
+    s = Settings.from_env({**base, "COMFYUI_PASS_ENV": "OPENAI_API_KEY, HF_TOKEN"})
+    assert s.comfyui_pass_env == ("OPENAI_API_KEY", "HF_TOKEN")
+    for bad in ("ACCESS_PASSWORD", "API_TOKEN", "NOT-A-NAME"):
+        with pytest.raises(SettingsError, match="COMFYUI_PASS_ENV"):
+            Settings.from_env({**base, "COMFYUI_PASS_ENV": bad})

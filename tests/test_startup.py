@@ -87,11 +87,12 @@ def test_start_serves_dashboard_then_comfyui_and_stops_cleanly_on_sigterm(
     wait_for(lambda: get(base + "/health")[0] == 200, 30)
     status, ready = wait_for(lambda: (r := get(base + "/health/ready"))[1]["ready"] and r, 30)
     assert status == 200 and ready["comfyui"]["state"] == "running"
-    assert [t["name"] for t in ready["timings"]][:5] == [
+    assert [t["name"] for t in ready["timings"]][:6] == [
         "environment",
         "configuration",
         "volume check",
         "gpu preflight",
+        "custom nodes",
         "comfyui",
     ]
     comfy = json.loads(
@@ -215,6 +216,81 @@ def test_restart_cli_sends_the_token_when_a_password_is_set(tmp_path: Path, stop
     health = subprocess.run([*CLI, "health", "--json"], env=env, capture_output=True, text=True, timeout=30)
     report = json.loads(health.stdout)
     assert report["comfyui"]["state"] == "not_installed" and report["comfyui"]["restarts"] == 1
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+
+
+def test_comfyui_gets_an_allow_listed_environment(tmp_path: Path, stopper: Any) -> None:
+    """Every custom node runs inside ComfyUI's process: our secrets must not be in its environment."""
+    secrets = {
+        "ACCESS_PASSWORD": "correct horse battery staple",
+        "API_TOKEN": "api-token-0123456789",
+        "HF_TOKEN": "hf_secret_0123456789",
+        "CIVITAI_TOKEN": "civitai_secret_0123",
+        "PUBLIC_KEY": "ssh-ed25519 AAAA test",
+        "SOME_OTHER_SETTING": "x",
+    }
+    env = {
+        **os.environ,
+        **secrets,
+        "WORKSPACE_ROOT": str(tmp_path / "ws"),
+        "DASHBOARD_HOST": "127.0.0.1",
+        "DASHBOARD_PORT": str(free_port()),
+        "COMFYUI_INTERNAL_PORT": str(free_port()),
+        "COMFYUI_PYTHON": sys.executable,
+        "COMFYUI_ROOT": str(FAKE_ROOT),
+        "ENABLE_NGINX": "false",
+        "CUDA_VISIBLE_DEVICES": "",
+        "OPENAI_API_KEY": "for-a-custom-node",
+        "COMFYUI_PASS_ENV": "OPENAI_API_KEY",
+    }
+    with (tmp_path / "start.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [*CLI, "start"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    stopper(proc)
+    port = env["COMFYUI_INTERNAL_PORT"]
+    wait_for(lambda: get(f"http://127.0.0.1:{port}/system_stats")[0] == 200, 60)
+    comfy = next(k for k in children_of(proc) if "main.py" in " ".join(k.cmdline()))
+    seen = comfy.environ()
+    assert not set(secrets) & set(seen), sorted(set(secrets) & set(seen))
+    # ComfyUI's venv first on PATH, then ours, unchanged
+    first, _, rest = seen["PATH"].partition(os.pathsep)
+    assert first == str(Path(sys.executable).parent)
+    assert rest.split(os.pathsep) == [p for p in os.environ["PATH"].split(os.pathsep) if p and p != first]
+    assert seen["OPENAI_API_KEY"] == "for-a-custom-node" and "CUDA_VISIBLE_DEVICES" in seen
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+
+
+def test_forwarding_headers_do_not_dodge_the_login_backoff(tmp_path: Path, stopper: Any) -> None:
+    """Without nginx the client is the socket peer: uvicorn must not take X-Forwarded-For from a
+    loopback peer, and the dashboard must not believe X-Real-IP. Rotating both used to give every
+    guess a fresh address, so the backoff never started."""
+    proc, env = launch(tmp_path, None)
+    proc.kill()
+    proc.wait(5)
+    env = {**env, "ACCESS_PASSWORD": "correct horse battery staple"}
+    with (tmp_path / "pw-start.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [*CLI, "start"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    stopper(proc)
+    base = f"http://127.0.0.1:{env['DASHBOARD_PORT']}"
+    wait_for(lambda: get(base + "/health")[0] == 200, 30)
+    codes = []
+    for i in range(8):
+        req = urllib.request.Request(
+            base + "/login",
+            data=b"password=guess&next=/",
+            method="POST",
+            headers={"X-Forwarded-For": f"198.51.100.{i}", "X-Real-IP": f"203.0.113.{i}"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(req, timeout=5)
+        codes.append(refused.value.code)
+        refused.value.close()
+    assert codes[:5] == [401] * 5 and 429 in codes[5:], codes
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
 

@@ -8,8 +8,11 @@
     │   ├── PresetNotFound
     │   └── TaskNotFound
     ├── Conflict                  the thing exists or is busy                              409
+    │   └── RequirementConflict   a node's requirements conflict with the image's packages
     ├── InvalidInput              malformed request, bad path, bad parameter               400
+    ├── MethodNotAllowed          the path's resource does not take this method            405
     ├── PayloadTooLarge           upload over the limit                                    413
+    ├── UnsupportedMediaType      a body in a content type the route does not take         415
     ├── Unauthorized / Forbidden  login missing or refused                                 401 / 403
     ├── RateLimited               too many login attempts                                  429
     ├── ServiceUnavailable        ComfyUI not ready (carries its state)                    503
@@ -17,7 +20,10 @@
         ├── GatedModel            401/403 from the host: which token, where to accept      403
         ├── UrlNotFound           404: the URL is dead                                     404
         ├── ChecksumMismatch      size or sha256 differs from what was expected            502
-        └── DiskFull              not enough free space (numbers included)                 507
+        ├── UrlRefused            a workflow URL: host not allowed, or an internal address 403
+        ├── DiskFull              not enough free space (numbers included)                 507
+        ├── FetchError            a node's git URL or archive could not be fetched         502
+        └── NodeInstallError      a node's requirements (pip) or install.py failed         502
 
 The web layer renders every AppError as one JSON shape (`{"error": {...}}`) or as a page.
 """
@@ -85,14 +91,30 @@ class Conflict(AppError):
     code = "conflict"
 
 
+class RequirementConflict(Conflict):
+    code = "requirement_conflict"
+
+
 class InvalidInput(AppError):
     status = 400
     code = "invalid_input"
 
 
+class MethodNotAllowed(AppError):
+    """The path names a resource that does not take this method (`details.allow` lists those it takes)."""
+
+    status = 405
+    code = "method_not_allowed"
+
+
 class PayloadTooLarge(AppError):
     status = 413
     code = "payload_too_large"
+
+
+class UnsupportedMediaType(AppError):
+    status = 415
+    code = "unsupported_media_type"
 
 
 class Unauthorized(AppError):
@@ -134,6 +156,19 @@ class ChecksumMismatch(DownloadError):
     code = "checksum_mismatch"
 
 
+class UrlRefused(DownloadError):
+    status = 403
+    code = "url_refused"
+
+
 class DiskFull(DownloadError):
     status = 507
     code = "disk_full"
+
+
+class FetchError(DownloadError):
+    code = "node_fetch_failed"
+
+
+class NodeInstallError(DownloadError):
+    code = "node_install_failed"

@@ -98,6 +98,7 @@ EXTRA_FOLDERS: tuple[str, ...] = (
 )
 
 YAML_SECTION = "comfyui_docker"
+NODES_SECTION = "comfyui_docker_custom_nodes"
 GENERATED_NAME = "extra_model_paths.yaml"
 USER_NAME = "extra_model_paths.user.yaml"
 
@@ -145,8 +146,13 @@ def canonical_folder(name: str) -> str | None:
     return None
 
 
-def render_yaml(models_dir: Path) -> str:
-    """The text of the generated yaml: one section, base_path = the volume's models folder."""
+def render_yaml(models_dir: Path, custom_nodes_dir: Path | None = None) -> str:
+    """The text of the generated yaml: one section, base_path = the volume's models folder.
+
+    With `custom_nodes_dir`, a second section makes it ComfyUI's first custom-node folder
+    (`is_default` puts a section's folders first, for every key in it: hence its own section).
+    ComfyUI-Manager installs into that first folder, so its nodes land on the volume.
+    """
     lines = [
         _HEADER,
         f"{YAML_SECTION}:",
@@ -166,6 +172,13 @@ def render_yaml(models_dir: Path) -> str:
     lines.append("  # custom-node folders (not ComfyUI types; the nodes that use them look them up)")
     for folder in EXTRA_FOLDERS:
         lines.append(f"  {folder}: {folder}")
+    if custom_nodes_dir is not None:
+        lines += [
+            "# custom nodes on the volume: first in ComfyUI's list, so ComfyUI-Manager installs there",
+            f"{NODES_SECTION}:",
+            "  is_default: true",
+            f"  custom_nodes: {_quote(str(custom_nodes_dir))}",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -194,10 +207,10 @@ def atomic_write_text(path: Path, text: str, mode: int = 0o644) -> bool:
     return True
 
 
-def write_generated(config_dir: Path, models_dir: Path) -> Path:
+def write_generated(config_dir: Path, models_dir: Path, custom_nodes_dir: Path | None = None) -> Path:
     """Write `config/extra_model_paths.yaml` atomically (only when its content changed)."""
     path = config_dir / GENERATED_NAME
-    atomic_write_text(path, render_yaml(models_dir))
+    atomic_write_text(path, render_yaml(models_dir, custom_nodes_dir))
     return path
 
 

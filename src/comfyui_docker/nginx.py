@@ -3,10 +3,17 @@
     public DASHBOARD_PORT ──► dashboard  127.0.0.1:DASHBOARD_INTERNAL_PORT (does its own login)
          /api/comfyui/*   ──► ComfyUI    by nginx itself, one hop (/api/comfyui/ws: its WebSocket)
     public COMFYUI_PORT   ──► ComfyUI    127.0.0.1:COMFYUI_INTERNAL_PORT
-                              guarded by `auth_request` to the dashboard's GET /auth/verify when
-                              ACCESS_PASSWORD is set; /login, /logout, /auth/verify, /static/ and
-                              /comfyui-unavailable on that host go to the dashboard (each RunPod
-                              port is its own subdomain, so the login cookie is per port).
+                              guarded by `auth_request` to the dashboard's GET /auth/verify (the
+                              login with ACCESS_PASSWORD; cross-site changes and WebSockets, and
+                              unknown host names without it); /login, /logout, /auth/verify,
+                              /static/ and /comfyui-unavailable on that host go to the dashboard
+                              (each RunPod port is its own subdomain, so the login cookie is per
+                              port). Our cookies and the Authorization header never reach ComfyUI.
+
+nginx sets X-Real-IP and X-Forwarded-For to its own `$remote_addr` on every request (a client's
+values are overwritten, never appended to): the dashboard counts failed logins by that address.
+`/login` takes at most 8 KiB (413 in the dashboard's JSON shape). ComfyUI's pages carry
+`X-Frame-Options: DENY` and `frame-ancestors 'none'`.
 
 While ComfyUI is down (nginx sees 502/503/504) its port answers 503 with the dashboard's
 GET /comfyui-unavailable page (state and log tail) instead of a bare error page.
@@ -51,6 +58,7 @@ CONF_NAME = "nginx.conf"
 ACCESS_LOG = "nginx-access.log"
 ERROR_LOG = "nginx-error.log"
 MAX_BODY = "64g"  # model uploads of tens of GB; the body is streamed, never spooled to disk
+LOGIN_MAX_BODY = "8k"  # the login form (the dashboard refuses more too: web/body.py)
 READ_TIMEOUT_S = 3600  # a generation or a long download may keep a request open that long
 TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 _SEARCH = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
@@ -166,20 +174,25 @@ http {
         default                  "";
         "~^/api/comfyui(/.*)$"   $1;
     }
-    # Our cookies stay with us: cd_session and cd_csrf are cut out of the Cookie header sent to
-    # ComfyUI (one of each per pass); should more remain, ComfyUI gets no Cookie header at all.
+    # Our cookies stay with us: cd_session, cd_csrf and cd_device are cut out of the Cookie header
+    # sent to ComfyUI (one per pass, three passes); should more remain, ComfyUI gets no Cookie
+    # header at all.
     map $http_cookie $cd_cookie_1 {
-        default                                                 $http_cookie;
-        "~^(.*?)(?:^|;)\s*(?:cd_session|cd_csrf)\s*=[^;]*(.*)$"  $1$2;
+        default                                                           $http_cookie;
+        "~^(.*?)(?:^|;)\s*(?:cd_session|cd_csrf|cd_device)\s*=[^;]*(.*)$"  $1$2;
     }
     map $cd_cookie_1 $cd_cookie_2 {
-        default                                                 $cd_cookie_1;
-        "~^(.*?)(?:^|;)\s*(?:cd_session|cd_csrf)\s*=[^;]*(.*)$"  $1$2;
+        default                                                           $cd_cookie_1;
+        "~^(.*?)(?:^|;)\s*(?:cd_session|cd_csrf|cd_device)\s*=[^;]*(.*)$"  $1$2;
     }
-    map $cd_cookie_2 $cd_cookie {
-        default                                   "";
-        "~(?:^|;)\s*(?:cd_session|cd_csrf)\s*="   "";
-        "~^[;\s]*(.*?)[;\s]*$"                   $1;
+    map $cd_cookie_2 $cd_cookie_3 {
+        default                                                           $cd_cookie_2;
+        "~^(.*?)(?:^|;)\s*(?:cd_session|cd_csrf|cd_device)\s*=[^;]*(.*)$"  $1$2;
+    }
+    map $cd_cookie_3 $cd_cookie {
+        default                                             "";
+        "~(?:^|;)\s*(?:cd_session|cd_csrf|cd_device)\s*="   "";
+        "~^[;\s]*(.*?)[;\s]*$"                             $1;
     }
 
     upstream cd_dashboard {
@@ -198,6 +211,17 @@ http {
         location / {
             proxy_pass http://cd_dashboard;
 {{ fwd_upgrade }}
+        }
+        # The login form is a few hundred bytes: nothing bigger is read (or spooled).
+        location = /login {
+            client_max_body_size {{ login_max_body }};
+            error_page 413 = @cd_too_large;
+            proxy_pass http://cd_dashboard;
+{{ fwd }}
+        }
+        location @cd_too_large {
+            default_type application/json;
+            return 413 '{{ too_large_json }}\n';
         }
         # ComfyUI's API and WebSocket under the dashboard's host, carried by nginx itself (one
         # hop, not two). The dashboard decides who may (its middleware's rule, via auth_request);
@@ -248,8 +272,14 @@ http {
         # Served by the dashboard on this host too: its login (the cookie is per port on
         # RunPod), its assets, and the page shown while ComfyUI is down.
         location = /login {
+            client_max_body_size {{ login_max_body }};
+            error_page 413 = @cd_too_large;
             proxy_pass http://cd_dashboard;
 {{ fwd }}
+        }
+        location @cd_too_large {
+            default_type application/json;
+            return 413 '{{ too_large_json }}\n';
         }
         location = /logout {
             proxy_pass http://cd_dashboard;
@@ -267,29 +297,39 @@ http {
             proxy_pass http://cd_dashboard;
 {{ fwd }}
         }
-{% if password %}
+        # Every request asks the dashboard first: with a password, for the login (and, for
+        # changes and WebSockets riding on the cookie, that they come from our own page);
+        # without one, that the host name is one we answer (no DNS rebinding) and that nothing
+        # cross-site changes anything.
         location = /_cd_auth {
             internal;
             proxy_pass http://cd_dashboard/auth/verify;
-{{ fwd_no_body }}
+{{ fwd_port_auth }}
         }
+{% if password %}
         location @cd_login {
             if ($wants_html) {
                 return 302 /login?next=$login_next;
             }
             default_type application/json;
             add_header WWW-Authenticate 'Bearer realm="comfyui-docker"' always;
+{{ frame_headers }}
             return 401 '{{ unauthorized_json }}\n';
         }
 {% endif %}
+        location @cd_refused {
+            default_type application/json;
+{{ frame_headers }}
+            return 403 '{{ refused_json }}\n';
+        }
         location / {
-{%- if password %}
             auth_request /_cd_auth;
-            error_page 401 403 = @cd_login;
-{%- endif %}
+            error_page 401 = {{ '@cd_login' if password else '@cd_refused' }};
+            error_page 403 = @cd_refused;
             error_page 502 503 504 =503 @comfyui_down;
             proxy_pass http://cd_comfyui;
 {{ fwd_comfyui }}
+{{ frame_headers }}
         }
         location @comfyui_down {
             rewrite ^ /comfyui-unavailable break;
@@ -302,10 +342,12 @@ http {
 """
 
 
+# The client's address is nginx's own $remote_addr, set (never appended to) on every request:
+# the dashboard counts failed logins by X-Real-IP and believes no header a client sent.
 _FORWARD = (
     "proxy_set_header Host $http_host;",
     "proxy_set_header X-Real-IP $remote_addr;",
-    "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+    "proxy_set_header X-Forwarded-For $remote_addr;",
     "proxy_set_header X-Forwarded-Proto $forwarded_proto;",
     "proxy_set_header X-Forwarded-Host $http_host;",
 )
@@ -337,19 +379,31 @@ API_BUFFERING = (
     "proxy_busy_buffers_size 512k;",
     "proxy_max_temp_file_size 0;",
 )
-# What /auth/verify needs to apply the middleware's rule for /api/comfyui/* (web/auth.py).
-_AUTH_API = (
-    "proxy_set_header X-Auth-Scope dashboard-api;",
-    "proxy_set_header X-Original-Upgrade $http_upgrade;",
+# What /auth/verify needs to apply the middleware's rule for /api/comfyui/* (web/auth/).
+_AUTH_API = ("proxy_set_header X-Auth-Scope dashboard-api;",)
+# ComfyUI's own port: the port's rule, whatever scope header a client sent.
+_PORT_AUTH = ('proxy_set_header X-Auth-Scope "";',)
+# ComfyUI's own port: our credentials stay here too (ComfyUI and its custom nodes never see the
+# session cookie, the CSRF token or the Bearer token).
+_COMFYUI_PORT = (
+    'proxy_set_header Authorization "";',
+    'proxy_set_header X-CSRF-Token "";',
+    "proxy_set_header Cookie $cd_cookie;",
+)
+# No other site may frame ComfyUI's page (the dashboard sends the same itself).
+_FRAME = (
+    "add_header X-Frame-Options DENY always;",
+    "add_header Content-Security-Policy \"frame-ancestors 'none'\" always;",
 )
 # For requests the dashboard answers in place of the original (auth check, "ComfyUI is down"):
-# no body, no upgrade, the original URI and method in headers.
+# no body, no upgrade, the original URI, method and Upgrade header in headers.
 _NO_BODY = (
     'proxy_set_header Upgrade "";',
     'proxy_set_header Connection "";',
     'proxy_set_header Content-Length "";',
     "proxy_set_header X-Original-URI $request_uri;",
     "proxy_set_header X-Original-Method $request_method;",
+    "proxy_set_header X-Original-Upgrade $http_upgrade;",
     "proxy_pass_request_body off;",
 )
 
@@ -361,6 +415,30 @@ _UNAUTHORIZED = json.dumps(
             "code": "unauthorized",
             "message": "login required",
             "hint": "log in at /login or send Authorization: Bearer <API token>",
+        }
+    },
+    separators=(",", ":"),
+)
+
+
+_REFUSED = json.dumps(
+    {
+        "error": {
+            "code": "forbidden",
+            "message": "refused: a change or WebSocket from another site, "
+            "or a host name this pod does not answer",
+            "hint": "use ComfyUI from its own page; without ACCESS_PASSWORD open it at its IP address, "
+            "localhost or its RunPod URL",
+        }
+    },
+    separators=(",", ":"),
+)
+_TOO_LARGE = json.dumps(
+    {
+        "error": {
+            "code": "payload_too_large",
+            "message": "the login form is larger than 8 KiB",
+            "hint": "the form takes a password of at most 1024 characters",
         }
     },
     separators=(",", ":"),
@@ -421,11 +499,16 @@ def render(
         comfyui_upstream=settings.comfyui_internal_port,
         password=settings.password_set,
         unauthorized_json=_UNAUTHORIZED,
+        refused_json=_REFUSED,
+        too_large_json=_TOO_LARGE,
+        login_max_body=LOGIN_MAX_BODY,
+        frame_headers=_block(*_FRAME),
         comfyui_down_json=_COMFYUI_DOWN,
         fwd=_block(*_FORWARD),
         fwd_upgrade=_block(*_FORWARD, *_UPGRADE),
         fwd_no_body=_block(*_FORWARD, *_NO_BODY),
-        fwd_comfyui=_block(*_FORWARD, *_UPGRADE, *API_BUFFERING),
+        fwd_comfyui=_block(*_FORWARD, *_UPGRADE, *_COMFYUI_PORT, *API_BUFFERING),
+        fwd_port_auth=_block(*_FORWARD, *_NO_BODY, *_PORT_AUTH),
         fwd_comfyui_api=_block(*_FORWARD, *_UPGRADE, *_COMFYUI_API, *API_BUFFERING),
         fwd_auth_api=_block(*_FORWARD, *_NO_BODY, *_AUTH_API),
     )

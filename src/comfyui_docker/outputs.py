@@ -4,7 +4,9 @@
   skipped), newest first, bounded by `limit`.
 * `png_text` reads the `tEXt` / `zTXt` / `iTXt` chunks of a PNG itself (no Pillow): ComfyUI's
   SaveImage stores the API graph as `prompt` and, from the UI, the editor graph as `workflow`.
-  Only the chunks before the image data are read, and at most `MAX_META_BYTES` of them.
+  Only the chunks before the image data are read, at most `MAX_META_BYTES` of them, and a
+  compressed chunk is inflated to at most `MAX_TEXT_BYTES` (a few KB can inflate to gigabytes):
+  a chunk that would grow beyond that is left out.
 * `zip_stream` yields a zip of a selection with stored (uncompressed: images are already
   compressed) entries as it reads the files, so a large selection is never held in memory.
 * Every path given by a user is resolved with `resolve` and must stay inside the folder.
@@ -30,6 +32,7 @@ AUDIO_EXT = frozenset({".wav", ".mp3", ".flac", ".ogg"})
 MEDIA_EXT = IMAGE_EXT | VIDEO_EXT | AUDIO_EXT
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_META_BYTES = 16 * 1024 * 1024
+MAX_TEXT_BYTES = 8 * 1024 * 1024  # per chunk, after inflating
 CHUNK = 1024 * 1024
 MAX_SELECTION = 5000
 
@@ -134,16 +137,29 @@ def _text_chunk(ctype: bytes, data: bytes) -> tuple[str, str] | None:
         if ctype == b"tEXt":
             return keyword, rest.decode("latin-1")
         if ctype == b"zTXt":
-            return keyword, zlib.decompress(rest[1:]).decode("latin-1")
+            text = _inflate(rest[1:])
+            return None if text is None else (keyword, text.decode("latin-1"))
         # iTXt: compression flag, method, language\0, translated keyword\0, text (UTF-8)
         flag = rest[0]
         _lang, _, rest2 = rest[2:].partition(b"\x00")
         _trans, _, text = rest2.partition(b"\x00")
         if flag:
-            text = zlib.decompress(text)
+            inflated = _inflate(text)
+            if inflated is None:
+                return None
+            text = inflated
         return keyword, text.decode("utf-8")
     except (zlib.error, UnicodeDecodeError, IndexError):
         return None
+
+
+def _inflate(data: bytes, limit: int = MAX_TEXT_BYTES) -> bytes | None:
+    """zlib data inflated, or None when it would grow past `limit` bytes (a decompression bomb)."""
+    inflater = zlib.decompressobj()
+    out = inflater.decompress(data, limit)
+    if inflater.unconsumed_tail or (len(out) >= limit and inflater.decompress(b"", 1)):
+        return None
+    return out
 
 
 _SAMPLER_KEYS = ("seed", "noise_seed", "steps", "cfg", "sampler_name", "scheduler", "denoise")

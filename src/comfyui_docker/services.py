@@ -41,6 +41,8 @@ class Services:
     supervisor: Any = None  # supervisor.manager.Supervisor
     comfyui: ComfyUIGateway | None = None  # the one way to ComfyUI (comfyui/gateway.py)
     object_info: ObjectInfoStore | None = None  # ComfyUI's node definitions, kept on the volume
+    nodes: Any = None  # nodes.service.NodeService (made by the custom-nodes phase or the API)
+    node_tasks: Any = None  # nodes.tasks.NodeTasks
 
     @classmethod
     def create(cls, settings: Settings) -> Services:

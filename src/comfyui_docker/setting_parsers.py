@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .downloads.hosts import parse_hosts
 from .errors import SettingsError
 
 PRESET_ID_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
@@ -156,3 +157,30 @@ def log_level(var: str, raw: str) -> str:
 
 
 port = whole_number(1, 65535)
+
+
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+NEVER_PASSED = frozenset({"ACCESS_PASSWORD", "API_TOKEN"})
+
+
+def env_names(var: str, raw: str) -> tuple[str, ...]:
+    """Names of environment variables, never the dashboard's own secrets."""
+    names = csv(var, raw)
+    for name in names:
+        if not ENV_NAME_RE.match(name):
+            raise SettingsError(var, f"{name!r} is not a variable name", hint="separate names with commas")
+        if name in NEVER_PASSED:
+            raise SettingsError(
+                var, f"{name} is the dashboard's own secret", hint="ComfyUI and its custom nodes never get it"
+            )
+    return names
+
+
+def model_hosts(var: str, raw: str) -> tuple[str, ...]:
+    """Host names or IP addresses (lower case, canonical), as the model-host allow-list takes them."""
+    hosts, bad = parse_hosts(raw)
+    if bad:
+        raise SettingsError(
+            var, f"{bad[0]!r} is not a host name", hint="list host names such as huggingface.co, no URLs"
+        )
+    return hosts

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from . import setting_parsers as parse
+from .downloads.hosts import DEFAULT_MODEL_HOSTS
 from .errors import SettingsError
 from .setting_parsers import PRESET_ID_RE, Secret, display
 
@@ -268,6 +269,22 @@ SPECS: tuple[Spec[Any], ...] = (
         show=shlex.join,
     ),
     Spec(
+        "comfyui_pass_env",
+        "COMFYUI_PASS_ENV",
+        parse.env_names,
+        (),
+        "Comma-separated names of extra environment variables ComfyUI may see (e.g. a custom "
+        "node's OPENAI_API_KEY); it gets only paths, locale and GPU settings otherwise.",
+    ),
+    Spec(
+        "model_hosts",
+        "MODEL_HOSTS",
+        parse.model_hosts,
+        DEFAULT_MODEL_HOSTS,
+        "Comma-separated hosts a workflow's model URLs may download from (each covers its "
+        "subdomains; Settings adds more). Internal addresses are never fetched.",
+    ),
+    Spec(
         "download_connections",
         "DOWNLOAD_CONNECTIONS",
         parse.whole_number(1, 32),
@@ -329,6 +346,8 @@ class Settings:
     hf_token: Secret
     civitai_token: Secret
     comfyui_extra_args: tuple[str, ...]
+    comfyui_pass_env: tuple[str, ...]
+    model_hosts: tuple[str, ...]
     download_connections: int
     download_parallel_files: int
     cors_origins: tuple[str, ...]

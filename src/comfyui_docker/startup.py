@@ -6,11 +6,14 @@ Phases, each timed (`services.timings`) and logged with its duration:
     configuration    volume layout + extra_model_paths.yaml (Workspace.init; no recursive scan)
     volume check     free space, the user's own yaml (a broken one is not passed to ComfyUI)
     gpu preflight    NVML + torch's CUDA build (gpu.py); mismatch -> ComfyUI `blocked`, no GPU -> --cpu
+    custom nodes     the volume's nodes: their requirements in the package layer (nodes/startup.py),
+                     time-bounded; a node whose install failed is left out, the rest goes on later
     comfyui          spawn the supervised child (not_installed when there is no ComfyUI); it boots in
                      its own process while we go on (no added ComfyUI latency)
     preset catalog   the shared aiohttp session and the ComfyUI gateway, PresetService + catalog
     dashboard        uvicorn serving create_app(settings, services) in this loop: answers from here on;
-                     then ComfyUI's WebSocket relayed onto the bus (+ torch check)
+                     then ComfyUI's WebSocket relayed onto the bus (+ torch check),
+                     and the node requirements the custom-nodes phase left, in the background
     nginx            the supervised nginx in front (ENABLE_NGINX)
     sshd             an SSH server for PUBLIC_KEY only (RunPod), keys only
     downloads        resume unfinished installs, queue PRESET_DOWNLOAD & co.
@@ -52,6 +55,7 @@ from .supervisor.logcapture import stderr_echo
 
 if TYPE_CHECKING:  # imported after ComfyUI is spawned: aiohttp costs ~0.2-0.5 s of start-up
     from .comfyui import ComfyUIGateway
+    from .nodes.startup import StartPlan
 
 log = logging.getLogger("comfyui_docker.start")
 STOP_BUDGET = 9.0  # docker stop sends SIGKILL after 10 s
@@ -101,6 +105,10 @@ class _Server:
             lifespan="on",
             timeout_graceful_shutdown=2,
             ws_ping_interval=20,
+            # The client address is the socket peer (or, behind our nginx, its X-Real-IP: see
+            # web/auth/policy.py). uvicorn would otherwise take X-Forwarded-For from any local
+            # peer, and rotating it would dodge the login backoff.
+            proxy_headers=False,
         )
         self.server = Server(config)
         self.task: asyncio.Task[None] | None = None
@@ -218,7 +226,7 @@ async def run(
     relaying = False
     server: _Server | None = None
     try:
-        report_gpu = await boot_comfyui(
+        report_gpu, nodes = await boot_comfyui(
             services,
             supervisor,
             preflight=preflight,
@@ -248,6 +256,9 @@ async def run(
             p.detail = f"http://{host}:{port}"
             # ComfyUI's events onto the bus, once the dashboard answers (ComfyUI needs seconds)
             relaying = _start_events(services, supervisor, settings, report_gpu)
+            from .nodes.startup import start_background
+
+            start_background(services, nodes)
         if settings.enable_nginx:
             with phase("nginx") as p:
                 try:
@@ -297,9 +308,13 @@ async def boot_comfyui(
     echo_children: bool = True,
     comfyui_timings: Timings | None = None,
     log_file: str = "dashboard.log",
-) -> gpu.GpuReport:
+) -> tuple[gpu.GpuReport, StartPlan]:
     """The phases every mode shares (`start` and `serverless`), up to ComfyUI spawned:
-    environment, configuration, volume check, gpu preflight, comfyui. Logs go to `log_file`."""
+    environment, configuration, volume check, gpu preflight, custom nodes, comfyui. Logs go to
+    `log_file`. Returns the GPU verdict and what the custom-nodes phase left for the background
+    (`nodes.startup.start_background`, once the gateway exists)."""
+    from .nodes.startup import run_phase
+
     settings = services.settings
     phase = Phases(services)
     with phase("environment") as p:
@@ -328,10 +343,13 @@ async def boot_comfyui(
         p.detail = f"{report_gpu.verdict}: {report_gpu.message}"
         if report_gpu.verdict in ("no_gpu", "warning", "error"):
             log.warning("GPU: %s (%s)", report_gpu.message, report_gpu.hint)
+    with phase("custom nodes") as p:
+        nodes = await run_phase(services)
+        p.detail = nodes.detail
     with phase("comfyui") as p:
-        await _start_comfyui(services, supervisor, report_gpu, echo_children, comfyui_timings)
+        await _start_comfyui(services, supervisor, report_gpu, echo_children, comfyui_timings, nodes)
         p.detail = supervisor.status("comfyui").state.value
-    return report_gpu
+    return report_gpu, nodes
 
 
 async def _start_comfyui(
@@ -340,6 +358,7 @@ async def _start_comfyui(
     report: gpu.GpuReport,
     echo: bool,
     timings: Timings | None = None,
+    nodes: StartPlan | None = None,
 ) -> None:
     settings = services.settings
     if not settings.comfyui_installed:
@@ -355,13 +374,21 @@ async def _start_comfyui(
         service.hold(State.NOT_INSTALLED, not_installed_detail(settings))
         return
     cpu = report.wants_cpu and gpu.wants_cpu_flag(settings.comfyui_extra_args)
-    spec = comfyui_spec(
-        settings,
-        services.workspace,
-        lambda: services.comfyui.clients[0] if services.comfyui is not None else None,
-        cpu=cpu,
-        timings=timings or COMFYUI_TIMINGS,
-    )
+    layer = nodes.layer if nodes is not None else None
+
+    def make_spec() -> ProcessSpec:  # at every (re)start: the volume's nodes may have changed
+        node_args = services.nodes.whitelist_args(services.nodes.left_out(layer)) if layer else []
+        return comfyui_spec(
+            settings,
+            services.workspace,
+            lambda: services.comfyui.clients[0] if services.comfyui is not None else None,
+            cpu=cpu,
+            timings=timings or COMFYUI_TIMINGS,
+            extend_env=layer.environment if layer is not None else None,
+            node_args=node_args,
+        )
+
+    spec = make_spec()
 
     async def precheck() -> tuple[State, str] | None:
         if not settings.comfyui_installed:
@@ -376,6 +403,7 @@ async def _start_comfyui(
         log_dir=services.workspace.logs,
         precheck=precheck,
         echo=stderr_echo() if echo else None,
+        refresh=make_spec,
     )
     supervisor.add(service)
     service.start()
@@ -437,6 +465,8 @@ async def _shutdown(
             jobs.append(services.comfyui.stop_events())
         if services.presets is not None:
             jobs.append(services.presets.close())
+        if services.node_tasks is not None:
+            jobs.append(services.node_tasks.close())
         if server is not None:
             jobs.append(server.stop())
         await asyncio.gather(*jobs, return_exceptions=True)

@@ -6,6 +6,7 @@ tokens). Values set here take precedence over the environment for what they cove
     hf_token, civitai_token      tokens for gated downloads (never shown back in full)
     startup_presets              preset ids installed in the background at each start
     download_parallel_files      files downloaded at the same time (1-16)
+    model_hosts                  more hosts a workflow's model URLs may use (added to MODEL_HOSTS)
 
 `apply(settings)` returns the effective `Settings` (the downloads use that), so a token saved
 in the dashboard works without a restart of the pod.
@@ -23,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from .downloads.hosts import parse_hosts
 from .errors import InvalidInput
 from .model_paths import atomic_write_text
 from .settings import PRESET_ID_RE, Secret, Settings
@@ -38,6 +40,7 @@ class UserSettings:
     civitai_token: str = ""
     startup_presets: list[str] = field(default_factory=list)
     download_parallel_files: int | None = None
+    model_hosts: list[str] = field(default_factory=list)
 
     def to_yaml(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -49,6 +52,8 @@ class UserSettings:
             out["startup_presets"] = list(self.startup_presets)
         if self.download_parallel_files is not None:
             out["download_parallel_files"] = self.download_parallel_files
+        if self.model_hosts:
+            out["model_hosts"] = list(self.model_hosts)
         return out
 
 
@@ -86,6 +91,7 @@ def load(path: Path) -> UserSettings:
             "civitai_token": raw.get("civitai_token", ""),
             "startup_presets": raw.get("startup_presets", []),
             "download_parallel_files": raw.get("download_parallel_files"),
+            "model_hosts": raw.get("model_hosts", []),
         }
     )
     if errors:
@@ -136,6 +142,18 @@ def validate(raw: dict[str, Any]) -> tuple[UserSettings, dict[str, str]]:
                 out.download_parallel_files = num
             else:
                 errors["download_parallel_files"] = "use a number from 1 to 16"
+    hosts = raw.get("model_hosts") or []
+    if not isinstance(hosts, str | list) or (
+        isinstance(hosts, list) and not all(isinstance(h, str) for h in hosts)
+    ):
+        errors["model_hosts"] = "must be a list of host names"
+    else:
+        found, bad = parse_hosts(hosts)
+        if bad:
+            errors["model_hosts"] = (
+                "not host names: " + ", ".join(bad[:5]) + " (e.g. huggingface.co, no URLs)"
+            )
+        out.model_hosts = list(found)
     return out, errors
 
 
@@ -153,6 +171,7 @@ def merge_form(current: UserSettings, form: dict[str, Any]) -> tuple[UserSetting
     raw: dict[str, Any] = {
         "startup_presets": form.get("startup_presets", ""),
         "download_parallel_files": form.get("download_parallel_files"),
+        "model_hosts": form.get("model_hosts", ""),
     }
     for key in ("hf_token", "civitai_token"):
         typed = str(form.get(key) or "").strip()
@@ -182,6 +201,9 @@ def apply(settings: Settings, values: UserSettings) -> Settings:
         changes["civitai_token"] = Secret(values.civitai_token)
     if values.download_parallel_files is not None:
         changes["download_parallel_files"] = values.download_parallel_files
+    if values.model_hosts:
+        hosts = list(settings.model_hosts)
+        changes["model_hosts"] = tuple(hosts + [h for h in values.model_hosts if h not in hosts])
     if values.startup_presets:
         merged = list(settings.preset_download)
         merged += [p for p in values.startup_presets if p not in merged]

@@ -15,7 +15,9 @@ from pathlib import Path
 from .errors import WorkspaceError
 from .model_paths import GENERATED_NAME, MODEL_FOLDERS, USER_NAME, write_generated
 
-TOP_FOLDERS = ("models", "output", "workflows", "uploads", "config", "cache", "logs")
+TOP_FOLDERS = ("models", "output", "uploads", "config", "cache", "logs", "custom_nodes")
+#: ComfyUI's user folder (`--user-directory`); its `default/workflows` is what the editor saves.
+USER_WORKFLOWS = ("user", "default", "workflows")
 LOW_SPACE_BYTES = 10 * 1024**3
 
 
@@ -35,6 +37,7 @@ class LayoutReport:
     created: list[Path] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     disk: DiskUsage | None = None
+    moved_workflows: list[tuple[Path, Path]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -49,7 +52,13 @@ class Workspace:
 
     models = property(lambda self: self.root / "models")
     output = property(lambda self: self.root / "output")
-    workflows = property(lambda self: self.root / "workflows")
+    user = property(lambda self: self.root / "user")
+    #: the one list of saved workflows: ComfyUI's own (what its editor saves and opens)
+    workflows = property(lambda self: self.root.joinpath(*USER_WORKFLOWS))
+    #: where the dashboard kept workflows before; moved into `workflows` at start (migrate.py)
+    legacy_workflows = property(lambda self: self.root / "workflows")
+    custom_nodes = property(lambda self: self.root / "custom_nodes")
+    python = property(lambda self: self.root / "python")
     uploads = property(lambda self: self.root / "uploads")
     config = property(lambda self: self.root / "config")
     cache = property(lambda self: self.root / "cache")
@@ -77,6 +86,7 @@ class Workspace:
     def required_dirs(self) -> list[Path]:
         dirs = [self.root / name for name in TOP_FOLDERS]
         dirs += [self.models / name for name in MODEL_FOLDERS]
+        dirs += [self.root.joinpath(*USER_WORKFLOWS[:i]) for i in range(1, len(USER_WORKFLOWS) + 1)]
         return dirs
 
     def ensure(self) -> LayoutReport:
@@ -152,12 +162,16 @@ class Workspace:
         return DiskUsage(total=usage.total, used=usage.used, free=usage.free)
 
     def write_model_paths(self) -> Path:
-        return write_generated(self.config, self.models)
+        return write_generated(self.config, self.models, self.custom_nodes)
 
     def init(self) -> LayoutReport:
-        """Layout + generated yaml: what `comfyui-docker init` and the start phase do."""
+        """Layout + generated yaml + the old workflows folder moved: what `init` and the start do."""
+        from .workflows.saved import move_legacy
+
         report = self.ensure()
         self.write_model_paths()
+        moved = move_legacy(self.legacy_workflows, self.workflows)
+        report.moved_workflows = moved
         return report
 
     def folder_counts(self) -> dict[str, int]:

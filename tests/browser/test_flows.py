@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -168,6 +170,59 @@ def test_workflow_upload_check_and_install(page: Any, stack: LiveApp, tmp_path: 
     # The only failed request is the refused run above.
     assert [e for e in page.watch.errors if "status of 400" not in e] == [], page.watch.failed
     assert [f for f in page.watch.failed if "/run" not in f] == []
+
+
+def test_workflow_urls_show_their_host_and_ask_first(
+    page: Any, stack: LiveApp, model_host: Any, tmp_path: Path
+) -> None:
+    """A workflow's own model URLs: the host is shown, a host that is not allowed is refused,
+    and nothing downloads before the user says yes to the hosts named."""
+    data = os.urandom(64 * 1024)
+    url = model_host.add("/from_workflow.safetensors", data)
+    wf = {
+        "nodes": [
+            {"id": 1, "type": "Note", "properties": {"models": [
+                {"name": "from_workflow.safetensors", "directory": "loras", "url": url},
+                {"name": "elsewhere.safetensors", "directory": "loras", "url": "http://10.9.9.9/e.safetensors"},
+            ]}},
+        ]
+    }  # fmt: skip
+    path = tmp_path / "urls.json"
+    path.write_text(json.dumps(wf))
+    # the local test host is allowed by its address, from the Settings page
+    page.goto(stack.url + "/settings")
+    page.fill("#model_hosts", "127.0.0.1")
+    page.click("#settings-form button[type=submit]")
+    page.locator("#settings-notice").wait_for()
+    page.goto(stack.url + "/workflows")
+    page.set_input_files("#wf-file", str(path))
+    row = page.locator('.wf-row[data-name="urls.json"]')
+    row.wait_for()
+    row.locator(".check-btn").click()
+    box = row.locator(".missing-box")
+    box.get_by_text("from 127.0.0.1").wait_for()
+    box.get_by_title("10.9.9.9 is not an allowed model host").wait_for()
+    assert box.get_by_text("not an allowed host").nth(0).is_hidden()  # the allowed one has none
+    page.watch.shot("flow-workflow-urls")
+    asked: list[str] = []
+    page.once("dialog", lambda d: (asked.append(d.message), d.dismiss()))
+    row.locator(".install-missing-btn").click()
+    page.wait_for_timeout(300)
+    target = stack.settings.workspace_root / "models" / "loras" / "from_workflow.safetensors"
+    assert asked and "127.0.0.1" in asked[0] and "10.9.9.9" not in asked[0]
+    assert not target.exists()  # said no: nothing fetched
+    page.once("dialog", lambda d: d.accept())
+    row.locator(".install-missing-btn").click()
+    box.get_by_text("loras/from_workflow.safetensors").wait_for()
+    deadline = time.monotonic() + 30
+    while not target.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert target.read_bytes() == data
+    assert not (target.parent / "elsewhere.safetensors").exists()
+    page.goto(stack.url + "/settings")
+    page.fill("#model_hosts", "")
+    page.click("#settings-form button[type=submit]")
+    page.locator("#settings-notice").wait_for()
 
 
 def test_install_preset_progress_reaches_100(page: Any, stack: LiveApp) -> None:

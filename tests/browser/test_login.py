@@ -51,3 +51,18 @@ def test_login_and_logout(page: Any, secured: LiveApp) -> None:
     assert "/login" in page.url
     page.watch.shot("flow-logged-out")
     assert [e for e in page.watch.errors if "401" not in e] == [], page.watch.failed
+
+
+def test_log_out_everywhere_from_settings(page: Any, secured: LiveApp) -> None:
+    page.goto(secured.url + "/login?next=/settings")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(secured.url + "/settings")
+    cookie = next(c for c in page.context.cookies() if c["name"] == "cd_session")
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.click("#logout-everywhere")
+    page.wait_for_url("**/login**")
+    # the session is over on the server: the old cookie, put back, opens nothing
+    page.context.add_cookies([cookie])
+    page.goto(secured.url + "/settings")
+    assert "/login" in page.url

@@ -3,7 +3,7 @@
 Covers the subset the bake file uses: blocks with labels, attributes, strings with `${...}`
 templates, lists, objects, attribute access, `==`/`!=`, `cond ? a : b`, calls of `concat`,
 `equal`, `notequal`, `replace`, `join`, `lookup`, `merge` and of the file's own `function` blocks;
-then bake's rules: variables (an environment value overrides a default), `inherits` (args merged),
+then bake's rules: variables (an environment value overrides a default), `inherits` (args and labels merged),
 `matrix` (every combination, named by `name`), groups naming matrix blocks. Anything else is a
 ParseError, so the file cannot drift outside what is checked here without a test failing.
 """
@@ -308,6 +308,7 @@ def _str(value: Any) -> str:
 
 # ---- bake -------------------------------------------------------------------------------------
 TARGET_KEYS = {"context", "dockerfile", "target", "platforms", "args", "tags", "labels"}
+MAPS = ("args", "labels")  # merged along `inherits`, key by key
 
 
 def bake_print(text: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -364,14 +365,15 @@ def bake_print(text: str, env: Mapping[str, str] | None = None) -> dict[str, Any
         out: dict[str, Any] = {"context": ".", "dockerfile": "Dockerfile"}
         for parent in raw.get("inherits", []):
             base = resolve(parent, (*seen, name))
-            out.update({k: v for k, v in base.items() if k != "args"})
-            out["args"] = {**out.get("args", {}), **base.get("args", {})}
+            out.update({k: v for k, v in base.items() if k not in MAPS})
+            for key in MAPS:
+                out[key] = {**out.get(key, {}), **base.get(key, {})}
         for key, value in raw.items():
             if key == "inherits":
                 continue
             if key not in TARGET_KEYS:
                 raise ParseError(f"target {name}: attribute {key!r} is not checked here")
-            out[key] = {**out.get("args", {}), **value} if key == "args" else value
+            out[key] = {**out.get(key, {}), **value} if key in MAPS else value
         return out
 
     targets = {name: resolve(name) for name in raw_targets}

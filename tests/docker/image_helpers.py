@@ -114,7 +114,9 @@ class Uvicorn:
     def __init__(self, app: Any, port: int) -> None:
         import uvicorn
 
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", proxy_headers=False
+        )
         self.server = uvicorn.Server(config)
         self.port = port
         self.thread = threading.Thread(target=self.server.run, name="uvicorn-test", daemon=True)

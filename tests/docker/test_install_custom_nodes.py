@@ -1,8 +1,9 @@
 """docker/install-custom-nodes.sh for real: git repos on disk, wheels made here, uv offline.
 
-What the image build relies on: each node checked out at exactly its pinned commit, all
-requirements resolved together (so two nodes cannot silently undo each other), and a conflict
-failing the build with uv's explanation instead of breaking ComfyUI at run time.
+What the image build relies on: each node fetched at exactly its pinned commit (or, for
+`make image-check`, a local checkout refused unless it is at that commit), all requirements
+resolved together (so two nodes cannot silently undo each other), and a conflict failing the
+build with uv's explanation instead of breaking ComfyUI at run time.
 """
 
 from __future__ import annotations
@@ -105,16 +106,35 @@ def lists(tmp_path: Path, **content: list[str]) -> Path:
     return folder
 
 
-def run(
-    env: dict[str, str], tmp_path: Path, variant: str, folder: Path, *extra: Path
+def script(env: dict[str, str], *args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SCRIPT), *map(str, args)], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def install(
+    env: dict[str, str], tmp_path: Path, variant: str, folder: Path, sources: Path, *extra: Path
 ) -> subprocess.CompletedProcess[str]:
+    layer_pins = tmp_path / "torch-layer.txt"
+    layer_pins.write_text("cdt_torch==2.9.1\n")
     constraints = tmp_path / "constraints.txt"
     constraints.write_text("cdt_torch==2.9.1\n")
     dest = tmp_path / "custom_nodes"
-    return subprocess.run(
-        [str(SCRIPT), variant, str(folder), str(dest), env["VENV_PY"], str(constraints), *map(str, extra)],
-        env=env, capture_output=True, text=True, timeout=120,
+    return script(
+        env, "install", variant, folder, dest, sources, env["VENV_PY"], layer_pins, constraints,
+        env["UV_FIND_LINKS"], *extra,
     )  # fmt: skip
+
+
+def run(
+    env: dict[str, str], tmp_path: Path, variant: str, folder: Path, *extra: Path
+) -> subprocess.CompletedProcess[str]:
+    """As the published build does: fetch at the pins, then install from what was fetched."""
+    sources = tmp_path / "sources"
+    fetched = script(env, "fetch", variant, folder, sources)
+    if fetched.returncode != 0:
+        return fetched
+    return install(env, tmp_path, variant, folder, sources, *extra)
 
 
 def installed(env: dict[str, str], name: str) -> str | None:
@@ -130,7 +150,7 @@ def installed(env: dict[str, str], name: str) -> str | None:
 
 
 def test_nodes_at_their_pins_with_requirements_resolved_together(env: dict[str, str], tmp_path: Path) -> None:
-    manager = node_repo(tmp_path, "ComfyUI-Manager", "")
+    manager = node_repo(tmp_path, "SomeNode", "")
     a = node_repo(tmp_path, "NodeA", "cdt_a>=1\n", later="cdt_a==1.0\n")
     b = node_repo(tmp_path, "NodeB", "cdt_b\n")
     big = node_repo(tmp_path, "NodeFull", "cdt_a\n")
@@ -142,7 +162,7 @@ def test_nodes_at_their_pins_with_requirements_resolved_together(env: dict[str, 
     proc = run(env, tmp_path, "standard", folder, comfy_reqs)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     dest = tmp_path / "custom_nodes"
-    assert sorted(p.name for p in dest.iterdir()) == ["ComfyUI-Manager", "NodeA", "NodeB"]  # not full's
+    assert sorted(p.name for p in dest.iterdir()) == ["NodeA", "NodeB", "SomeNode"]  # not full's
     assert git(dest / "NodeA", "rev-parse", "HEAD") == a[1]  # the pin, not the newer commit
     assert (dest / "NodeA" / "requirements.txt").read_text() == "cdt_a>=1\n"
     # one resolution: NodeA alone would take cdt_a 3.0, NodeB needs <3, so 2.0 satisfies both
@@ -185,3 +205,37 @@ def test_unknown_variant(env: dict[str, str], tmp_path: Path) -> None:
     proc = run(env, tmp_path, "huge", lists(tmp_path))
     assert proc.returncode == 2
     assert "unknown VARIANT 'huge'" in proc.stderr
+    # dev is built as full (its layers are full's): the installer has no variant of its own for it
+    assert script(env, "fetch", "dev", lists(tmp_path), tmp_path / "s").returncode == 2
+
+
+def test_a_local_checkout_must_be_at_the_pin(env: dict[str, str], tmp_path: Path) -> None:
+    """`make image-check` gives local checkouts: one at another commit is refused by the build."""
+    url, pinned = node_repo(tmp_path, "NodeA", "cdt_a\n", later="cdt_a==1.0\n")
+    sources = tmp_path / "local"
+    sources.mkdir()
+    git(sources, "clone", "-q", url, "NodeA")  # at the newer commit
+    proc = install(env, tmp_path, "minimal", lists(tmp_path, minimal=[f"{url} {pinned}"]), sources)
+    assert proc.returncode == 1
+    assert f"the list pins {pinned}" in proc.stderr
+    git(sources / "NodeA", "checkout", "-q", pinned)
+    proc = install(env, tmp_path, "minimal", lists(tmp_path, minimal=[f"{url} {pinned}"]), sources)
+    assert proc.returncode == 0, proc.stderr
+    assert installed(env, "cdt_a") == "3.0"
+
+
+def test_a_missing_local_checkout_is_named(env: dict[str, str], tmp_path: Path) -> None:
+    url, pinned = node_repo(tmp_path, "NodeA", "")
+    (tmp_path / "empty").mkdir()
+    proc = install(env, tmp_path, "minimal", lists(tmp_path, minimal=[f"{url} {pinned}"]), tmp_path / "empty")
+    assert proc.returncode == 1
+    assert "NodeA: no git checkout" in proc.stderr and pinned in proc.stderr
+
+
+def test_a_git_url_requirement_is_refused(env: dict[str, str], tmp_path: Path) -> None:
+    """Installed from a branch tip at every build: neither pinned nor reproducible."""
+    node = node_repo(tmp_path, "NodeGit", "cdt_a\ngit+https://example.invalid/x.git\n")
+    proc = run(env, tmp_path, "minimal", lists(tmp_path, minimal=[" ".join(node)]))
+    assert proc.returncode == 1
+    assert "installs from a git URL" in proc.stderr
+    assert installed(env, "cdt_a") is None

@@ -209,8 +209,9 @@ async def test_our_credentials_never_reach_comfyui(
         f"cd_session={session}; theme=dark": "theme=dark",
         f"theme=dark;cd_csrf={csrf};cd_session={session}": "theme=dark",
         f"cd_session={session}; cd_csrf={csrf}": None,
+        f"theme=dark; cd_device=d.e.v; cd_session={session}; cd_csrf={csrf}": "theme=dark",
         # more of ours than nginx cuts out (a cookie tossed in by a sibling subdomain): no Cookie at all
-        f"cd_session=x; cd_session={session}; theme=dark; cd_csrf={csrf}": None,
+        f"cd_session=x; cd_session={session}; theme=dark; cd_csrf={csrf}; cd_device=d": None,
         f"xcd_session=keep; theme=dark; cd_session={session}": "xcd_session=keep; theme=dark",
     }
     for sent, expected in cases.items():

@@ -19,19 +19,46 @@ def settings_for(tmp_path: Path, password: str) -> Settings:
     )
 
 
-def test_password_turns_on_auth_request(tmp_path: Path) -> None:
+def test_comfyui_port_always_asks_the_dashboard(tmp_path: Path) -> None:
     with_pw = settings_for(tmp_path, "pw")
     text = nginx.render(with_pw, Workspace(with_pw.workspace_root), tmp_path / "run", user_line="")
-    assert "auth_request /_cd_auth;" in text
-    assert "proxy_pass http://cd_dashboard/auth/verify;" in text
-    assert "return 302 /login?next=$login_next;" in text
+    port = text[text.index("# ---- ComfyUI") :]
+    assert "auth_request /_cd_auth;" in port
+    assert "proxy_pass http://cd_dashboard/auth/verify;" in port
+    assert "return 302 /login?next=$login_next;" in port
+    assert "error_page 401 = @cd_login;" in port and "error_page 403 = @cd_refused;" in port
     without = settings_for(tmp_path, "")
     open_text = nginx.render(without, Workspace(without.workspace_root), tmp_path / "run", user_line="")
-    assert "auth_request /_cd_auth;" not in open_text  # ComfyUI's port is open
+    open_port = open_text[open_text.index("# ---- ComfyUI") :]
+    # without a password it asks too: known host names only, nothing cross-site
+    assert "auth_request /_cd_auth;" in open_port and "@cd_login" not in open_port
+    assert "error_page 401 = @cd_refused;" in open_port
     assert "no ACCESS_PASSWORD" in open_text
-    # /api/comfyui/ on the dashboard's port asks the dashboard either way (its Origin check holds
-    # without a password too)
     assert "auth_request /_cd_auth_api;" in open_text
+    for conf in (port, open_port):
+        auth = location(conf, "= /_cd_auth")
+        # the WebSocket check needs the Upgrade header; a client cannot pick the dashboard's scope
+        assert "proxy_set_header X-Original-Upgrade $http_upgrade;" in auth
+        assert 'proxy_set_header X-Auth-Scope "";' in auth
+        comfy = location(conf, "/")
+        for line in (
+            'proxy_set_header Authorization "";',
+            "proxy_set_header Cookie $cd_cookie;",
+            "add_header X-Frame-Options DENY always;",
+            "add_header Content-Security-Policy \"frame-ancestors 'none'\" always;",
+        ):
+            assert line in comfy, line
+        login = location(conf, "= /login")
+        assert "client_max_body_size 8k;" in login
+
+
+def test_forwarded_addresses_are_set_not_appended(tmp_path: Path) -> None:
+    s = settings_for(tmp_path, "pw")
+    text = nginx.render(s, Workspace(s.workspace_root), tmp_path / "run", user_line="")
+    assert "$proxy_add_x_forwarded_for" not in text
+    assert text.count("proxy_set_header X-Real-IP $remote_addr;") == text.count("proxy_set_header Host")
+    dashboard = text[text.index("# ---- dashboard") : text.index("# ---- ComfyUI")]
+    assert "client_max_body_size 8k;" in location(dashboard, "= /login")
 
 
 def location(text: str, head: str) -> str:

@@ -192,7 +192,9 @@ async def test_comfyui_down_shows_the_dashboard_page(
             assert "ComfyUI" in body
             assert "502 Bad Gateway" not in body  # not nginx's bare error page
         async with client.post(
-            f"{running.comfyui}/prompt", json={"prompt": {}}, headers=cookie(session)
+            f"{running.comfyui}/prompt",
+            json={"prompt": {}},
+            headers={**cookie(session), "Origin": running.comfyui},  # as ComfyUI's page sends it
         ) as resp:
             assert resp.status == 503  # a POST gets the page by GET, never a 405
         async with client.get(f"{running.comfyui}/system_stats", headers=JSON) as resp:

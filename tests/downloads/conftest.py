@@ -46,6 +46,26 @@ def other_host() -> Iterator[ModelHost]:
         yield h
 
 
+def _server_tls(cert: tuple[Path, Path]) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(*cert)
+    return ctx
+
+
+@pytest.fixture
+def tls_host(tls_cert: tuple[Path, Path]) -> Iterator[ModelHost]:
+    """The model host over https, as 127.0.0.1 (tokens are only sent over https)."""
+    with ModelHost("127.0.0.1", ssl_context=_server_tls(tls_cert)) as h:
+        yield h
+
+
+@pytest.fixture
+def tls_other_host(tls_cert: tuple[Path, Path]) -> Iterator[ModelHost]:
+    """A second https host name (the certificate names 127.0.0.1 and localhost)."""
+    with ModelHost("localhost", ssl_context=_server_tls(tls_cert)) as h:
+        yield h
+
+
 @pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as s:
@@ -81,11 +101,13 @@ def make_fetcher(
 ) -> Fetcher:
     sleeps = Sleeps()
     free = kw.pop("free_space", None)
+    guard = kw.pop("guard", None)
     fetcher = Fetcher(
         session,
         tokens=lambda h: (tokens or {}).get(h),
         options=options(**kw),
         sleep=sleeps,
+        guard=guard,  # type: ignore[arg-type]
         **({"free_space": free} if free else {}),  # type: ignore[arg-type]
     )
     fetcher.sleeps = sleeps  # type: ignore[attr-defined]
@@ -105,7 +127,7 @@ def tls_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
          "-keyout", str(key), "-out", str(cert)],
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip

@@ -159,39 +159,55 @@ async def test_wrong_size_is_a_mismatch(
 
 
 async def test_token_is_sent_to_its_host_and_never_follows_a_redirect(
-    host: ModelHost, other_host: ModelHost, session: aiohttp.ClientSession, tmp_path: Path
+    tls_host: ModelHost, tls_other_host: ModelHost, tls_session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     data = blob(SIZE)
-    cdn_url = other_host.add("/cdn/m", data)
-    url = host.add("/resolve/m", b"", f"redirect:{cdn_url}")
-    fetcher = make_fetcher(session, tokens={"127.0.0.1": "hf_secret"})
+    cdn_url = tls_other_host.add("/cdn/m", data)
+    url = tls_host.add("/resolve/m", b"", f"redirect:{cdn_url}")
+    fetcher = make_fetcher(tls_session, tokens={"127.0.0.1": "hf_secret"})
     await fetcher.fetch(url, tmp_path / "m.bin", sha256=sha(data))
     assert (tmp_path / "m.bin").read_bytes() == data
-    assert host.requests_for("/resolve/m")[0].headers.get("authorization") == "Bearer hf_secret"
-    cdn = other_host.requests_for("/cdn/m")
+    assert tls_host.requests_for("/resolve/m")[0].headers.get("authorization") == "Bearer hf_secret"
+    cdn = tls_other_host.requests_for("/cdn/m")
     assert cdn and all("authorization" not in r.headers for r in cdn)
 
 
 async def test_redirect_to_the_same_host_keeps_its_token(
-    host: ModelHost, session: aiohttp.ClientSession, tmp_path: Path
+    tls_host: ModelHost, tls_session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     data = blob(1000)
-    host.add("/real", data, require_token="t0k")
-    url = host.add("/alias", b"", f"redirect:{host.url('/real')}")
-    await make_fetcher(session, tokens={"127.0.0.1": "t0k"}).fetch(url, tmp_path / "m.bin")
+    tls_host.add("/real", data, require_token="t0k")
+    url = tls_host.add("/alias", b"", f"redirect:{tls_host.url('/real')}")
+    await make_fetcher(tls_session, tokens={"127.0.0.1": "t0k"}).fetch(url, tmp_path / "m.bin")
     assert (tmp_path / "m.bin").read_bytes() == data
 
 
-async def test_gated_file_names_the_token_and_licence_page(
-    host: ModelHost, session: aiohttp.ClientSession, tmp_path: Path
+async def test_a_token_never_travels_over_plain_http(
+    host: ModelHost, tls_host: ModelHost, tls_session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
-    url = host.add("/gated", blob(1000), require_token="right")
+    """`http://huggingface.co/...`, or an https URL redirecting to http, would send it in clear."""
+    data = blob(1000)
+    plain = host.add("/m", data)
+    await make_fetcher(tls_session, tokens={"127.0.0.1": "hf_secret"}).fetch(plain, tmp_path / "a.bin")
+    url = tls_host.add("/resolve/m", b"", f"redirect:{plain}")
+    await make_fetcher(tls_session, tokens={"127.0.0.1": "hf_secret"}).fetch(url, tmp_path / "b.bin")
+    assert tls_host.requests_for("/resolve/m")[0].headers.get("authorization") == "Bearer hf_secret"
+    assert host.requests_for("/m") and all("authorization" not in r.headers for r in host.requests_for("/m"))
+    assert (tmp_path / "b.bin").read_bytes() == data
+
+
+async def test_gated_file_names_the_token_and_licence_page(
+    tls_host: ModelHost, tls_session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    url = tls_host.add("/gated", blob(1000), require_token="right")
     with pytest.raises(GatedModel) as info:
-        await make_fetcher(session).fetch(url, tmp_path / "g.bin", licence_url="https://huggingface.co/org/m")
+        await make_fetcher(tls_session).fetch(
+            url, tmp_path / "g.bin", licence_url="https://huggingface.co/org/m"
+        )
     assert info.value.status == 403
     assert info.value.hint == "set HF_TOKEN and accept the licence at https://huggingface.co/org/m"
     with pytest.raises(GatedModel) as info:
-        await make_fetcher(session, tokens={"127.0.0.1": "wrong"}).fetch(url, tmp_path / "g.bin")
+        await make_fetcher(tls_session, tokens={"127.0.0.1": "wrong"}).fetch(url, tmp_path / "g.bin")
     assert (info.value.hint or "").startswith("check that HF_TOKEN is valid")
     assert listing(tmp_path) == []
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from comfyui_docker.catalog import FileSpec
+from comfyui_docker.downloads.guard import UrlGuard
 from comfyui_docker.downloads.installer import LockOptions
 from comfyui_docker.downloads.service import PresetService
 from comfyui_docker.errors import DiskFull, InvalidInput, PresetNotFound, TaskNotFound
@@ -21,6 +22,8 @@ from fakes.model_host import ModelHost
 
 from .conftest import KIB, MIB, blob, options, sha
 
+#: workflow downloads from the test host: 127.0.0.1 is allowed because it is listed by address
+LOCAL_HOST = UrlGuard(hosts=("127.0.0.1",))
 VAE = blob(200 * KIB, seed=1)
 MODEL_A = blob(400 * KIB, seed=2)
 MODEL_B = blob(300 * KIB, seed=3)
@@ -80,6 +83,7 @@ def make_service(ws: Workspace, host: ModelHost) -> Callable[..., PresetService]
         kw.setdefault("space_margin", 0)
         kw.setdefault("lock_options", LockOptions(stale_after=2, heartbeat=0.2, poll=0.05))
         kw.setdefault("progress_interval", 0.05)
+        kw.setdefault("url_guard", LOCAL_HOST)  # the model host is 127.0.0.1, listed by address
         return PresetService(settings, ws, kw.pop("bus", EventBus()), shipped_catalog=text, **kw)
 
     return make
@@ -360,3 +364,58 @@ async def test_catalog_loaded_before_start_is_parsed_and_reported_once(
             assert not [r for r in caplog.records if "preset catalog" in r.getMessage()]
         finally:
             await svc.close()
+
+
+# ---- never through a symbolic link out of the models folder -------------------------------------
+async def install_at(svc: PresetService, host: ModelHost, path: str) -> Any:
+    url = host.add("/" + path.replace("/", "_"), blob(4096))
+    task = await svc.install_files("workflow:links", [FileSpec(path=path, url=url)])
+    return await svc.wait(task.id)
+
+
+async def test_a_folder_linked_out_of_the_models_folder_is_refused(
+    service: PresetService,
+    host: ModelHost,
+    ws: Workspace,
+    tmp_path: Path,
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (ws.models / "loras").rmdir()
+    (ws.models / "loras").symlink_to(outside)
+    task = await install_at(service, host, "loras/evil/x.safetensors")
+    assert task.state == "failed"
+    assert "outside the models folder" in task.error["message"]
+    assert list(outside.iterdir()) == []  # not even the sub-folder was made there
+    # elsewhere on the volume is outside models/ too
+    (ws.models / "vae").rmdir()
+    (ws.models / "vae").symlink_to(ws.root / "output")
+    task = await install_at(service, host, "vae/x.safetensors")
+    assert task.state == "failed" and not (ws.root / "output" / "x.safetensors.part").exists()
+
+
+async def test_a_part_file_planted_as_a_link_is_not_written_through(
+    service: PresetService,
+    host: ModelHost,
+    ws: Workspace,
+    tmp_path: Path,
+) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (ws.models / "checkpoints" / "x.safetensors.part").symlink_to(victim)
+    task = await install_at(service, host, "checkpoints/x.safetensors")
+    assert task.state == "failed" and "symbolic link" in task.error["message"]
+    assert victim.read_text() == "keep me"
+    assert not (ws.models / "checkpoints" / "x.safetensors").exists()
+
+
+async def test_a_link_inside_the_models_folder_still_works(
+    service: PresetService,
+    host: ModelHost,
+    ws: Workspace,
+) -> None:
+    (ws.models / "loras" / "mine").mkdir()
+    (ws.models / "loras" / "alias").symlink_to(ws.models / "loras" / "mine")
+    task = await install_at(service, host, "loras/alias/x.safetensors")
+    assert task.state == "done", task.error
+    assert (ws.models / "loras" / "mine" / "x.safetensors").stat().st_size == 4096

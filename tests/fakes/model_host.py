@@ -15,11 +15,13 @@ faults consumed one per request:
 
 `rate` caps every connection's bytes per second (as CDNs do). `require_token` makes a path
 answer 401 without `Authorization: Bearer <token>`. Every request is recorded in `requests`.
+With `ssl_context` it serves https (tokens only ever travel over https).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -45,8 +47,16 @@ class Seen:
 
 
 class ModelHost:
-    def __init__(self, host: str = "127.0.0.1", *, rate: float | None = None, ranges: bool = True) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        *,
+        rate: float | None = None,
+        ranges: bool = True,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.host = host
+        self.ssl_context = ssl_context
         self.port = 0
         self.rate = rate
         self.ranges = ranges
@@ -71,7 +81,8 @@ class ModelHost:
         self.files[path].faults.extend(faults)
 
     def url(self, path: str) -> str:
-        return f"http://{self.host}:{self.port}{path}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}{path}"
 
     def requests_for(self, path: str) -> list[Seen]:
         return [r for r in self.requests if r.path == path]
@@ -103,7 +114,9 @@ class ModelHost:
         loop = asyncio.new_event_loop()
         self._loop = loop
         asyncio.set_event_loop(loop)
-        self._server = loop.run_until_complete(asyncio.start_server(self._client, self.host, self.port))
+        self._server = loop.run_until_complete(
+            asyncio.start_server(self._client, self.host, self.port, ssl=self.ssl_context)
+        )
         self.port = self._server.sockets[0].getsockname()[1]
         self._ready.set()
         try:

@@ -24,6 +24,6 @@ async def client(settings: Settings, ws_root: Path) -> AsyncIterator[httpx.Async
     transport = httpx.ASGITransport(app=app)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://testserver") as c,
+        httpx.AsyncClient(transport=transport, base_url="http://localhost") as c,
     ):
         yield c

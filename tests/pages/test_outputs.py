@@ -167,3 +167,62 @@ async def test_outputs_page_and_routes(client: httpx.AsyncClient, ws_root: Path)
     assert not (out / "b.png").exists()
     none = await client.post("/outputs/delete", data={}, headers={"HX-Request": "true"})
     assert none.status_code == 400
+
+
+def _bomb(size: int) -> bytes:
+    """`size` zero bytes, zlib-compressed without ever holding them (a decompression bomb)."""
+    packer = zlib.compressobj(9)
+    block = bytes(1 << 20)
+    return b"".join(packer.compress(block) for _ in range(size >> 20)) + packer.flush()
+
+
+def test_a_png_text_bomb_is_not_inflated(tmp_path: Path) -> None:
+    """388 KB of zTXt used to inflate to 735 MB (and take 6 s) on /outputs/meta."""
+    import tracemalloc
+
+    bomb = _bomb(128 << 20)
+    assert len(bomb) < 1 << 20
+    ihdr = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    png = outputs.PNG_SIGNATURE + _chunk(b"IHDR", ihdr)
+    png += _chunk(b"zTXt", b"prompt\x00\x00" + bomb)
+    png += _chunk(b"iTXt", b"workflow\x00\x01\x00en\x00\x00" + bomb)
+    png += _chunk(b"tEXt", b"note\x00kept")
+    png += _chunk(b"IDAT", zlib.compress(b"\x00\x00\x00\x00")) + _chunk(b"IEND", b"")
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png)
+    tracemalloc.start()
+    try:
+        found = outputs.png_text(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert found == {"note": "kept"}
+    assert peak < 3 * outputs.MAX_TEXT_BYTES
+    # just under the limit still reads
+    fine = tmp_path / "fine.png"
+    fine.write_bytes(make_png({}, ztxt={"prompt": "x" * (outputs.MAX_TEXT_BYTES - 1)}))
+    assert len(outputs.png_text(fine)["prompt"]) == outputs.MAX_TEXT_BYTES - 1
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "media", "disposition"),
+    [
+        ("evil.html", b"<script>alert(document.cookie)</script>", "application/octet-stream", "attachment"),
+        ("evil.svg", b"<svg onload='alert(1)'/>", "application/octet-stream", "attachment"),
+        ("notes.txt", b"hello", "application/octet-stream", "attachment"),
+        ("cat.png", make_png({"a": "b"}), "image/png", "inline"),
+        ("clip.mp4", b"\x00\x00\x00\x18ftypmp42", "video/mp4", "inline"),
+    ],
+)  # fmt: skip
+async def test_output_files_only_show_media_inline(
+    client: httpx.AsyncClient, ws_root: Path, name: str, body: bytes, media: str, disposition: str
+) -> None:
+    """ComfyUI's /upload/image?type=output writes any file into the output folder: an .html or
+    .svg served inline on the dashboard's origin would run its script with the user's session."""
+    (ws_root / "output" / name).write_bytes(body)
+    r = await client.get(f"/outputs/file/{name}")
+    assert r.status_code == 200 and r.content == body
+    assert r.headers["content-type"].split(";")[0] == media
+    assert r.headers["content-disposition"].startswith(disposition)
+    assert r.headers["content-security-policy"].startswith("sandbox")
+    assert r.headers["x-content-type-options"] == "nosniff"

@@ -127,3 +127,55 @@ def test_broken_user_settings_do_not_stop_the_start(settings: Settings, ws_root:
 
     (ws_root / "config" / "user_settings.yaml").write_text("- not a mapping\n")
     assert Services.create(settings).settings == settings
+
+
+async def test_settings_lists_sessions_and_logs_out_everywhere(tmp_path: Path) -> None:
+    from comfyui_docker.web.app import create_app
+
+    settings = Settings.from_env(
+        {"WORKSPACE_ROOT": str(tmp_path / "ws"), "ACCESS_PASSWORD": "pw-for-sessions"}, cwd=tmp_path
+    )
+    app = create_app(settings)
+    app.state.services.workspace.init()
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://localhost") as c,
+    ):
+        for _ in range(2):
+            c.cookies.clear()
+            r = await c.post("/login", data={"password": "pw-for-sessions", "next": "/settings"})
+            assert r.status_code == 303
+        page = (await c.get("/settings")).text
+        assert '<span id="session-count">2</span> browsers' in page
+        assert 'hx-delete="/api/auth/sessions"' in page
+        r = await c.delete(
+            "/api/auth/sessions", headers={"hx-request": "true", "x-csrf-token": c.cookies["cd_csrf"]}
+        )
+        assert r.status_code == 200 and r.headers["hx-redirect"] == "/login"
+        assert (await c.get("/settings", headers={"accept": "text/html"})).status_code == 303
+
+
+async def test_model_hosts_are_added_from_settings_and_removed_again(
+    client: httpx.AsyncClient, ws_root: Path
+) -> None:
+    bad = await client.post(
+        "/settings", data={"model_hosts": "https://models.example/x"}, headers={"HX-Request": "true"}
+    )
+    assert bad.status_code == 422 and "not host names" in bad.text
+    ok = await client.post(
+        "/settings", data={"model_hosts": "Models.Example.org, 192.168.1.5"}, headers={"HX-Request": "true"}
+    )
+    assert ok.status_code == 200
+    saved = us.load(ws_root / "config" / "user_settings.yaml")
+    assert saved.model_hosts == ["models.example.org", "192.168.1.5"]
+    wf = {"nodes": [{"id": 1, "type": "Note", "properties": {"models": [
+        {"name": "a.safetensors", "directory": "loras", "url": "https://cdn.models.example.org/a.safetensors"},
+    ]}}]}  # fmt: skip
+    missing = (await client.post("/api/models/missing", json={"workflow": wf})).json()["missing"]
+    assert missing[0]["install"]["allowed"] is True
+    await client.post("/settings", data={"model_hosts": ""}, headers={"HX-Request": "true"})
+    missing = (await client.post("/api/models/missing", json={"workflow": wf})).json()["missing"]
+    assert missing[0]["install"]["allowed"] is False  # gone at once, no restart needed
+    page = (await client.get("/settings")).text
+    assert "huggingface.co, hf.co, civitai.com" in page

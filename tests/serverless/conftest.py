@@ -81,6 +81,10 @@ class Worker:
                 continue
         raise AssertionError("no ComfyUI child")
 
+    def temp_files(self) -> set[Path]:
+        """Everything under the worker's TMPDIR (ComfyUI's database lives there, by design)."""
+        return set(self.tmp.rglob("*"))
+
     def rss(self) -> int:
         return int(psutil.Process(self.proc.pid).memory_info().rss)
 
@@ -106,6 +110,8 @@ def worker_env(base: Path, comfyui_root: Path = FAKE_ROOT, **extra: str) -> dict
         "COMFYUI_INTERNAL_PORT": str(free_port()),
         "TMPDIR": str(base / "tmp"),
         "PYTHONDONTWRITEBYTECODE": "1",
+        # ComfyUI sees an allow-listed environment: the fake's switches must be named
+        "COMFYUI_PASS_ENV": "FAKE_COMFYUI_STEP_SECONDS,FAKE_COMFYUI_START_DELAY,FAKE_COMFYUI_MODE",
         **extra,
     }
 

@@ -197,13 +197,14 @@ def test_twenty_jobs_leave_no_temp_files_and_a_flat_rss(worker: Worker) -> None:
     for i in range(5):  # warm up: first imports, connection pools, caches
         assert worker.runsync(job(i))["status"] == "COMPLETED"
     before = worker.rss()
+    temp_before = worker.temp_files()
     for i in range(5, 25):
         answer = worker.runsync(job(i))
         assert answer["status"] == "COMPLETED", answer
         assert decoded_size(answer["output"]["images"][0]) == (16, 16)
     grown = worker.rss() - before
     assert grown < 8 * 1024 * 1024, f"RSS grew by {grown / 1024**2:.1f} MiB over 20 jobs"
-    assert list(worker.tmp.iterdir()) == []
+    assert worker.temp_files() == temp_before  # nothing left behind by 20 jobs
     assert list((worker.workspace / "uploads").iterdir()) == []
 
 

@@ -123,6 +123,7 @@ def test_outputs_go_to_s3_through_the_sdks_helper(tmp_path: Path, stopper: list[
         )
         worker = launch(tmp_path, env)
         stopper.append(worker)
+        temp_before = worker.temp_files()
         answer = worker.runsync({"workflow": api_graph(33, 22, prefix="sl/s3")})
         assert answer["status"] == "COMPLETED", answer
         (image,) = answer["output"]["images"]
@@ -135,7 +136,7 @@ def test_outputs_go_to_s3_through_the_sdks_helper(tmp_path: Path, stopper: list[
         assert url.path.startswith(f"/{time.strftime('%m-%y')}/{answer['id']}/") and url.path.endswith(".png")
         assert png.size_of(stored.body) == (33, 22) and stored.content_type == "image/png"
         assert "secret-test" not in worker.log()
-        assert list(worker.tmp.iterdir()) == []
+        assert worker.temp_files() == temp_before  # the copies made for the upload are gone
 
 
 def test_install_missing_downloads_from_a_preset_on_the_volume(tmp_path: Path, stopper: list[Worker]) -> None:

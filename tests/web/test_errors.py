@@ -105,3 +105,40 @@ async def test_openapi_documents_error_statuses(client) -> None:
     assert {"400", "404", "409", "503", "507"} <= set(install)
     login = spec["paths"]["/login"]["post"]["responses"]
     assert {"303", "401", "429"} <= set(login)
+
+
+async def test_a_method_a_fixed_path_does_not_take_is_405_not_422(client) -> None:
+    """DELETE /api/presets/tasks matched the template /api/presets/{preset_id} and failed its
+    pattern (422); /api/presets/tasks is its own resource, which takes GET only."""
+    for method, path, allowed in [
+        ("DELETE", "/api/presets/tasks", "GET"),
+        ("GET", "/api/presets/install", "POST"),
+        ("DELETE", "/api/queue/interrupt", "POST"),
+    ]:
+        r = await client.request(method, path)
+        assert r.status_code == 405, (method, path, r.text)
+        assert r.headers["allow"] == allowed
+    assert (await client.delete("/api/presets/lowercase")).status_code == 422  # a real bad id
+
+
+async def test_the_schema_lists_the_methods_the_proxy_takes_and_workflow_name_patterns(client) -> None:
+    schema = (await client.get("/openapi.json")).json()
+    assert set(schema["paths"]["/api/comfyui/{path}"]) == {"get", "post", "put", "patch", "delete"}
+    for path, ops in schema["paths"].items():
+        if path.startswith("/api/workflows/{name}"):
+            for op in ops.values():
+                name = next(p for p in op["parameters"] if p["name"] == "name")
+                assert name["schema"]["pattern"].startswith("^"), (path, op)
+
+
+async def test_the_schema_documents_what_the_middleware_answers(client) -> None:
+    schema = (await client.get("/openapi.json")).json()
+    for path, ops in schema["paths"].items():
+        for method, op in ops.items():
+            responses = op["responses"]
+            if "requestBody" in op:
+                assert "413" in responses, (method, path)  # the body limit
+            if "401" in responses and path != "/auth/verify":
+                assert "429" in responses, (method, path)  # wrong tokens: the backoff
+            if path != "/health":
+                assert "403" in responses, (method, path)  # an unknown host without a password

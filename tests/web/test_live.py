@@ -310,7 +310,7 @@ async def test_proxy_headers_gzip_and_credentials(tmp_path, live, free_port) -> 
                 data=b"payload",
                 headers={
                     "Authorization": f"Bearer {token}",
-                    "Cookie": "cd_session=abc; other=kept",
+                    "Cookie": "cd_session=abc; cd_device=d.e.v; other=kept",
                     "X-Custom": "forwarded",
                     "Accept-Encoding": "gzip",
                 },

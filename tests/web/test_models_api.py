@@ -149,7 +149,13 @@ async def test_missing_models_in_every_folder_type(client, app_svc) -> None:
     assert folders == set(MODEL_FOLDERS) - {"vae"}
     assert body["total"] == len(MODEL_FOLDERS) - 1 == body["installable"]
     for m in body["missing"]:
-        assert m["install"] == {"kind": "url", "url": m["url"]}
+        assert m["install"] == {
+            "kind": "url",
+            "url": m["url"],
+            "host": "huggingface.co",
+            "allowed": True,
+            "why": None,
+        }
 
 
 async def test_missing_models_api_prompt_every_loader_input(client, app_svc) -> None:
@@ -195,3 +201,24 @@ async def test_missing_models_bad_input(client) -> None:
         "/api/models/missing", content=b"{not json", headers={"content-type": "application/json"}
     )
     assert r.status_code == 422 and r.json()["error"]["code"] == "malformed_json"
+
+
+async def test_folder_listing_stays_on_the_volume_and_ends(client, app_svc, tmp_path: Path) -> None:
+    """A link loop used to hang the listing and grow memory; a link to /etc listed /etc."""
+    loras = app_svc[1].workspace.models / "loras"
+    put(app_svc[1], "loras/real.safetensors")
+    (loras / "loop").symlink_to(loras)  # loras/loop/loop/loop/...
+    (loras / "deep").mkdir()
+    (loras / "deep" / "back").symlink_to(loras / "deep")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.safetensors").write_bytes(b"x")
+    (loras / "etc").symlink_to(outside)
+    (loras / "passwd.safetensors").symlink_to("/etc/passwd")
+    vae = app_svc[1].workspace.models / "vae"
+    (vae / "v.safetensors").write_bytes(b"v")
+    (loras / "shared_vae.safetensors").symlink_to(vae / "v.safetensors")  # on the volume: listed
+    body = (await client.get("/api/models/loras")).json()
+    names = sorted(f["name"] for f in body["files"])
+    assert names == ["real.safetensors", "shared_vae.safetensors"]  # each folder once, nothing off the volume
+    assert "truncated" not in body

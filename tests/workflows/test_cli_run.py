@@ -316,7 +316,10 @@ def model_host(tmp_path: Path) -> Iterator[str]:
 
 
 def test_install_missing_downloads_then_runs(
-    comfy: dict[str, Any], model_host: str, capsys: pytest.CaptureFixture[str]
+    comfy: dict[str, Any],
+    model_host: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     workflow = {
         "last_node_id": 4,
@@ -371,11 +374,24 @@ def test_install_missing_downloads_then_runs(
         ],
         "links": [[1, 2, 0, 3, 0, "LATENT"], [2, 1, 2, 3, 1, "VAE"], [3, 3, 0, 4, 0, "IMAGE"]],
     }
-    code = main(
-        ["run", str(_write(comfy["tmp"] / "wf.json", workflow)), "-q", "--install-missing", "--timeout", "30"]
-    )
-    err = capsys.readouterr().err
+    argv = [
+        "run",
+        str(_write(comfy["tmp"] / "wf.json", workflow)),
+        "-q",
+        "--install-missing",
+        "--timeout",
+        "30",
+    ]
     installed = comfy["ws"].models / "checkpoints" / "tiny.safetensors"
+    # a workflow's URL on a host that is not an allowed model host (here: loopback) is refused
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "127.0.0.1 is not an allowed model host" in err and "MODEL_HOSTS" in err
+    assert not installed.exists()
+    # listed by address, the local host is allowed
+    monkeypatch.setenv("MODEL_HOSTS", "huggingface.co,127.0.0.1")
+    code = main(argv)
+    err = capsys.readouterr().err
     assert installed.read_bytes() == b"tiny but not a model" * 10, err
     assert "installed checkpoints/tiny.safetensors" in err
     # ComfyUI then really tries the file: it is no model, and says so (as a real ComfyUI 0.33 does)

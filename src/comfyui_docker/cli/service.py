@@ -40,9 +40,9 @@ def _token(settings: Settings) -> str | None:
         return settings.api_token.get()
     if not settings.access_password:
         return None
-    from ..web.auth import Auth
+    from ..web.auth import api_token_for
 
-    return Auth(settings).api_token()
+    return api_token_for(settings)
 
 
 def _call(

@@ -26,6 +26,7 @@ from typing import Any
 import aiohttp
 
 from ..errors import ChecksumMismatch, DownloadError
+from .guard import UrlGuard
 from .http import (
     RangeIgnored,
     RangeNotSatisfiable,
@@ -68,8 +69,12 @@ class Fetcher:
         options: FetchOptions | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         free_space: FreeSpace = free_space,
+        guard: UrlGuard | None = None,
     ) -> None:
+        """`guard`: the URLs are a workflow's (see guard.py); `session` must then resolve host
+        names through `GuardedResolver`."""
         self.session = session
+        self.guard = guard
         self.tokens = tokens
         self.options = options or FetchOptions()
         self.sleep = sleep
@@ -85,7 +90,7 @@ class Fetcher:
         progress: Progress | None = None,
         licence_url: str | None = None,
     ) -> FetchResult:
-        conn = Connection(self.session, self.tokens, self.options, self.sleep, self.free_space)
+        conn = Connection(self.session, self.tokens, self.options, self.sleep, self.free_space, self.guard)
         job = _Job(conn, url, dest, size, sha256, progress or (lambda n: None), licence_url)
         return await job.run()
 

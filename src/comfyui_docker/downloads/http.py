@@ -2,7 +2,10 @@
 
 aiohttp would follow redirects with the original headers, so a Hugging Face token would reach
 the CDN it redirects to. Here every hop gets the token of its own host only
-(`token_for_host`), and a hop to another host never carries the previous one's.
+(`token_for_host`), and a hop to another host never carries the previous one's. A token only
+ever travels over https: an `http://huggingface.co/...` URL, or a redirect to one, gets none.
+With a `guard` (URLs a workflow declared, see guard.py) the declared URL's host must be allowed
+and no hop may name an internal address.
 
 Statuses become typed errors: 401/403 -> GatedModel (which token, where to accept the
 licence), 404/410 -> UrlNotFound; 429 and 5xx -> Transient (retried, honouring Retry-After).
@@ -20,6 +23,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from ..errors import DownloadError, GatedModel, UrlNotFound
+from .guard import UrlGuard
 
 MAX_REDIRECTS = 10
 USER_AGENT = "comfyui-docker"
@@ -88,17 +92,22 @@ async def open_response(
     licence_url: str | None = None,
     original_url: str | None = None,
     read_bufsize: int | None = None,
+    guard: UrlGuard | None = None,
 ) -> tuple[aiohttp.ClientResponse, str]:
     """GET `url` (optionally a byte range), following redirects; return (response, final URL).
 
     The response has status 200 or 206 and is not yet read; the caller releases it.
     """
+    if guard is not None:
+        guard.check(original_url or url, declared=True)
     current = url
     for _hop in range(MAX_REDIRECTS + 1):
+        if guard is not None:
+            guard.check(current, declared=False)
         headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
         if start is not None:
             headers["Range"] = f"bytes={start}-{'' if end is None else end}"
-        token = tokens(host_of(current))
+        token = tokens(host_of(current)) if urlsplit(current).scheme == "https" else None
         if token:
             headers["Authorization"] = f"Bearer {token}"
         try:
@@ -127,7 +136,7 @@ async def open_response(
         if status in (401, 403):
             host = host_of(shown)
             env = token_env_for(host)
-            had = bool(tokens(host))
+            had = bool(tokens(host)) and urlsplit(current).scheme == "https"
             where = f" and accept the licence at {licence_url}" if licence_url else ""
             action = f"check that {env} is valid" if had else f"set {env}"
             raise GatedModel(

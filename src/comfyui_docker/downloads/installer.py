@@ -15,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..catalog.schema import FileSpec
-from ..errors import ChecksumMismatch, DiskFull, DownloadError
+from ..errors import ChecksumMismatch, DiskFull, DownloadError, InvalidInput
 from ..workspace import Workspace
 from .fetch import Fetcher
 from .journal import Journal
@@ -123,8 +124,17 @@ class Installer:
             self.ws.cache / "locks" / name, stale_after=o.stale_after, heartbeat=o.heartbeat, poll=o.poll
         )
 
-    async def run(self, task: Task, files: list[FileSpec], licence_url: str | None = None) -> None:
-        """Bring every file of `files` onto the volume; raises the first failure."""
+    async def run(
+        self,
+        task: Task,
+        files: list[FileSpec],
+        licence_url: str | None = None,
+        *,
+        fetcher: Fetcher | None = None,
+    ) -> None:
+        """Bring every file of `files` onto the volume; raises the first failure. `fetcher`:
+        another fetcher for these files (the guarded one, for a workflow's URLs)."""
+        via = fetcher or self.fetcher
         p = plan(self.ws, self.journal, files)
         task.files = [FileProgress(f.path, f.url, f.size) for f in files]
         by_path = {fp.path: fp for fp in task.files}
@@ -137,7 +147,8 @@ class Installer:
         check_space(self.ws, p.need_bytes, self.free_space, self.space_margin)
         self.reporter.state(task, "downloading")
         jobs = [
-            asyncio.create_task(self._one(task, spec, by_path[spec.path], licence_url)) for spec in p.missing
+            asyncio.create_task(self._one(task, spec, by_path[spec.path], licence_url, via))
+            for spec in p.missing
         ]
         try:
             for job in asyncio.as_completed(jobs):
@@ -147,7 +158,9 @@ class Installer:
                 job.cancel()
             await asyncio.gather(*jobs, return_exceptions=True)
 
-    async def _one(self, task: Task, spec: FileSpec, fp: FileProgress, licence_url: str | None) -> None:
+    async def _one(
+        self, task: Task, spec: FileSpec, fp: FileProgress, licence_url: str | None, fetcher: Fetcher
+    ) -> None:
         async with self.parallel:
             lock = self.lock_for(spec)
             await lock.acquire()
@@ -158,7 +171,7 @@ class Installer:
                 if await self._adopt(spec):
                     self._mark_present(task, spec, fp)
                     return
-                await self._download(task, spec, fp, lock, licence_url)
+                await self._download(task, spec, fp, lock, licence_url, fetcher)
             finally:
                 await lock.release()
 
@@ -191,10 +204,37 @@ class Installer:
         self.journal.record_file(spec.path, spec.url, st.st_size, digest, st.st_mtime_ns)
         return True
 
-    async def _download(
-        self, task: Task, spec: FileSpec, fp: FileProgress, lock: VolumeLock, licence_url: str | None
-    ) -> None:
+    def _target(self, spec: FileSpec) -> Path:
+        """Where `spec` is written, proven to stay under models/ even through symbolic links: a
+        folder that links out of the volume's models folder (models/loras -> /etc) is refused
+        before anything is created in it."""
+        models = os.path.realpath(self.ws.models)
         dest = self.ws.models / spec.path
+        existing = dest.parent
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        for folder in (existing, dest.parent):
+            real = os.path.realpath(folder)
+            if real != models and not real.startswith(models + os.sep):
+                raise InvalidInput(
+                    f"models/{spec.path}: {folder} leads to {real}, outside the models folder",
+                    hint="downloads never write through a link out of the volume; remove the link",
+                    path=spec.path,
+                )
+            if folder == existing:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+        return dest
+
+    async def _download(
+        self,
+        task: Task,
+        spec: FileSpec,
+        fp: FileProgress,
+        lock: VolumeLock,
+        licence_url: str | None,
+        fetcher: Fetcher,
+    ) -> None:
+        dest = self._target(spec)
         known = self.journal.url_hash(spec.url)
         expected_sha = spec.sha256 or (known[1] if known else None)
         expected_size = spec.exact_size if spec.size_exact else (known[0] if known else None)
@@ -204,7 +244,7 @@ class Installer:
             self.reporter.progress(task, fp, n)
 
         fetch = asyncio.create_task(
-            self.fetcher.fetch(
+            fetcher.fetch(
                 spec.url,
                 dest,
                 size=expected_size,

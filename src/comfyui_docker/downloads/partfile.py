@@ -14,6 +14,9 @@ progress (bytes per piece, as it was when the flush began) is saved beside the p
 `<name>.part.state`, then the hashed range is dropped from the page cache
 (`POSIX_FADV_DONTNEED`). After a crash, resume starts from the saved state: only bytes that
 reached the disk count.
+
+The part and its state file are opened with `O_NOFOLLOW`: a symbolic link planted under either
+name is never written through (the installer checks the folder itself, installer.py).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ..errors import DownloadError
 
 READ_BACK = 8 * 1024 * 1024
 Buffer = bytes | bytearray | memoryview
@@ -55,6 +60,19 @@ class Piece:
 
 
 MIN_PIECE = 1024 * 1024
+
+
+def _open_no_link(path: Path, flags: int) -> int:
+    try:
+        return os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DownloadError(
+                f"{path} is a symbolic link: a download never writes through one",
+                hint="remove the link, then install again",
+                path=str(path),
+            ) from None
+        raise
 
 
 def plan_range(start: int, end: int, piece_size: int, connections: int) -> list[Piece]:
@@ -134,13 +152,13 @@ class PartFile:
 
     def open(self, pieces: list[Piece], total: int | None, meta: dict[str, Any], *, truncate: bool) -> None:
         self._hash_idle()
-        flags = os.O_RDWR | os.O_CREAT
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
         if truncate:
             flags |= os.O_TRUNC
-        self.fd = os.open(self.path, flags, 0o644)
+        self.fd = _open_no_link(self.path, flags)
         if self.direct_io and self.dfd is None:
             try:
-                self.dfd = os.open(self.path, os.O_WRONLY | os.O_DIRECT)
+                self.dfd = os.open(self.path, os.O_WRONLY | os.O_DIRECT | os.O_NOFOLLOW)
             except OSError:
                 self.direct_io = False  # not on this file system: page cache it is
         self.pieces, self.total, self.meta = pieces, total, meta
@@ -162,7 +180,9 @@ class PartFile:
     def save_state(self, state: dict[str, Any] | None = None) -> None:
         state = state or self._state()
         tmp = self.state_path.with_name(self.state_path.name + ".tmp")
-        tmp.write_text(json.dumps(state), encoding="utf-8")
+        fd = _open_no_link(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(state))
         os.replace(tmp, self.state_path)
 
     def _state(self) -> dict[str, Any]:

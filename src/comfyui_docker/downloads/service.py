@@ -1,9 +1,12 @@
 """PresetService: the one facade the dashboard, the CLI and the start-up code use for presets.
 
 It owns the catalog (shipped + the user's presets.yaml), the journal on the volume, the fetcher
-(one shared aiohttp session) and the install tasks. Tasks run in the background on the event
-loop; their state and progress go to the event bus. `close()` stops them without marking them
-cancelled, so the next `start()` resumes them from their `.part` files.
+(one shared aiohttp session) and the install tasks. Files a workflow names (`install_files`, a
+"files" task) go through a second, guarded fetcher: allowed model hosts only, never an internal
+address (guard.py; `url_guard` replaces the guard built from the settings, for tests). Tasks
+run in the background on the event loop; their state and progress go to the event bus.
+`close()` stops them without marking them cancelled, so the next `start()` resumes them from
+their `.part` files.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from ..model_paths import canonical_folder
 from ..settings import Settings
 from ..workspace import Workspace
 from .fetch import Fetcher, FetchOptions, free_space
+from .guard import GuardedResolver, UrlGuard
 from .http import token_env_for
 from .installer import Installer, LockOptions, check_space, error_dict, file_is_present, plan, remove_files
 from .journal import UNFINISHED, Journal
@@ -77,6 +81,7 @@ class PresetService:
         space_margin: int = 1 * GIB,
         progress_interval: float = 0.25,
         shipped_catalog: str | None = None,
+        url_guard: UrlGuard | None = None,
     ) -> None:
         self._settings = settings
         self._options_from_settings = fetch_options is None
@@ -102,6 +107,9 @@ class PresetService:
         self._installer: Installer | None = None
         self._reporter = Reporter(bus, self._save, interval=progress_interval, wall=clock)
         self._owner = process_identity()
+        self._url_guard = url_guard
+        self._guarded_http: aiohttp.ClientSession | None = None
+        self._guarded_fetcher: Fetcher | None = None
 
     @property
     def settings(self) -> Settings:
@@ -118,6 +126,28 @@ class PresetService:
             self._parallel = asyncio.Semaphore(value.download_parallel_files)
             if self._installer is not None:
                 self._installer.parallel = self._parallel
+        if self._guarded_fetcher is not None:
+            self._guarded_fetcher.guard = self.url_guard
+
+    @property
+    def url_guard(self) -> UrlGuard:
+        """Where a workflow's model URLs may download from (MODEL_HOSTS + Settings)."""
+        return self._url_guard or UrlGuard(self.settings.model_hosts)
+
+    def _workflow_fetcher(self) -> Fetcher:
+        """The fetcher for URLs a workflow names: its own session resolves every host name
+        through the guard, so no connection reaches an internal address."""
+        if self._guarded_fetcher is None:
+            resolver = GuardedResolver(lambda: self.url_guard)
+            self._guarded_http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=resolver))
+            self._guarded_fetcher = Fetcher(
+                self._guarded_http,
+                tokens=self._token,
+                options=self.fetch_options,
+                free_space=self.free_space,
+                guard=self.url_guard,
+            )
+        return self._guarded_fetcher
 
     # ---- life cycle -------------------------------------------------------------------
     def load_catalog(self) -> Catalog:
@@ -185,6 +215,9 @@ class PresetService:
         if self._own_http and self.http is not None:
             await self.http.close()
             self.http = None
+        if self._guarded_http is not None:
+            await self._guarded_http.close()
+            self._guarded_http = self._guarded_fetcher = None
 
     # ---- catalog ----------------------------------------------------------------------
     def get(self, preset_id: str) -> Preset:
@@ -353,7 +386,8 @@ class PresetService:
         assert self._installer is not None
         rep = self._reporter
         try:
-            await self._installer.run(task, files, licence)
+            fetcher = self._workflow_fetcher() if task.kind == "files" else None
+            await self._installer.run(task, files, licence, fetcher=fetcher)
             rep.state(task, "verifying")
             missing = [f.path for f in files if not self._exists(f)]
             if missing:
@@ -389,12 +423,14 @@ class PresetService:
         return self._queue(preset.id, chosen, "preset", files, preset.licence_url)
 
     async def install_files(self, label: str, files: list[FileSpec]) -> Task:
+        """Download files a workflow names: only from the allowed model hosts (UrlRefused)."""
         if not files:
             raise InvalidInput("no files to download")
         for spec in files:
             why = check_path(spec.path) or check_url(spec.url)
             if why:
                 raise InvalidInput(f"{spec.path}: {why}")
+            self.url_guard.check(spec.url, declared=True)
         return self._queue(label, None, "files", list(files), None)
 
     def _queue(

@@ -29,6 +29,7 @@ import aiohttp
 
 from ..errors import DiskFull, DownloadError
 from .bodytap import ALIGN, BlockPool, BodyTap, Chunk
+from .guard import UrlGuard
 from .http import RetryPolicy, TokenLookup, Transient, open_response
 from .partfile import Buffer, PartFile, Piece
 
@@ -79,6 +80,7 @@ class Connection:
     options: FetchOptions
     sleep: Callable[[float], Awaitable[Any]]
     free_space: FreeSpace
+    guard: UrlGuard | None = None  # a workflow's URLs: allowed hosts, no internal address
 
 
 class Transfer:
@@ -204,6 +206,7 @@ class Transfer:
             licence_url=self.licence_url,
             original_url=self.url,
             read_bufsize=self.opt.read_bufsize,
+            guard=self.conn.guard,
         )
         if not use_final:
             self.final_url = final

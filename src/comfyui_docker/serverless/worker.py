@@ -158,7 +158,7 @@ class Runtime:
         services.supervisor = supervisor
         try:
             try:
-                await boot_comfyui(
+                _, nodes = await boot_comfyui(
                     services,
                     supervisor,
                     echo_children=self.echo_children,
@@ -171,6 +171,9 @@ class Runtime:
             from .jobs import DOWN
 
             self.runner = await self._build(services, supervisor, _gateway, _make_presets)
+            from ..nodes.startup import start_background
+
+            start_background(services, nodes)  # what the custom-nodes phase left (ComfyUI restarts when idle)
             comfyui = supervisor.get("comfyui")
             waiting = asyncio.ensure_future(comfyui.wait_state(State.RUNNING, *DOWN, timeout=7 * 86400))
             stopping = asyncio.ensure_future(self._stop.wait())

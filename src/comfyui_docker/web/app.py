@@ -8,8 +8,10 @@ app owns: the proxy's HTTP client, the system sampler and the one background tas
 system status.
 
 Middleware, outermost first: CORS (only when CORS_ORIGINS is set; same-origin otherwise) ->
-auth (login, Bearer, CSRF; see auth.py) -> catch-all (500 in the one error shape) -> the prepared
-preset list (`GET /api/presets`, see api/preset_list.py) -> routes.
+security headers (no framing) -> HEAD answered as GET (both headers.py) -> auth (login, Bearer,
+CSRF, Host; see auth/) -> body limit (20 MB, 8 KiB for the login form; body.py) -> catch-all
+(500 in the one error shape) -> the prepared preset list (`GET /api/presets`, see
+api/preset_list.py) -> routes.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from . import errors, proxy
 from .api.preset_list import PreparedLists, PresetListFastPath, invalidate_on_events
 from .api.system import SystemSampler, publish_loop
 from .auth import CSRF_HEADER, Auth, AuthMiddleware
+from .body import BodyLimitMiddleware
+from .headers import HeadAsGetMiddleware, SecurityHeadersMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +97,7 @@ async def _lifespan_for(app: FastAPI, svc: Services, own_services: bool) -> Asyn
         if owned_gateway:
             svc.comfyui = None
         await app.state.proxy_session.close()
+        app.state.auth.sessions.close()
         if owned_presets:
             for name in ("close", "stop", "aclose"):
                 func = getattr(svc.presets, name, None)
@@ -138,7 +143,10 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     # innermost first: the preset list fast path runs after the login check and inside the catch-all
     app.add_middleware(PresetListFastPath, lists=app.state.preset_cache, services=svc)
     errors.install(app)
+    app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(AuthMiddleware, auth=app.state.auth)
+    app.add_middleware(HeadAsGetMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -150,7 +158,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
 
     from . import auth as auth_routes
     from . import ws
-    from .api import comfyui, health, logs, models, presets, run, workflows
+    from .api import comfyui, health, logs, models, nodes, presets, run, workflows
     from .api import system as system_api
     from .pages import router as pages_router
 
@@ -159,6 +167,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(presets.router)
     app.include_router(models.router)
     app.include_router(workflows.router)
+    app.include_router(nodes.router)
     app.include_router(system_api.router)
     app.include_router(comfyui.router)
     app.include_router(run.router)
@@ -166,4 +175,5 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(ws.router)
     app.include_router(proxy.router)
     app.include_router(pages_router)
+    errors.document_common_answers(app)
     return app

@@ -147,6 +147,7 @@ def workflows(svc: Services) -> WorkflowService:
         models_root=svc.workspace.models,
         gateway=svc.comfyui,
         presets=svc.presets,
+        model_hosts=svc.settings.model_hosts,
     )
 
 

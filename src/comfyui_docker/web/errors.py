@@ -145,10 +145,13 @@ def _html_page(status: int, message: str, hint: str | None) -> str:
 
 async def _app_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AppError)
-    headers = None
+    headers: dict[str, str] = {}
     retry = exc.details.get("retry_after") if exc.details else None
     if retry is not None:
-        headers = {"Retry-After": str(int(retry))}
+        headers["Retry-After"] = str(int(retry))
+    allow = exc.details.get("allow") if exc.details else None
+    if allow:
+        headers["Allow"] = ", ".join(allow)
     if exc.status >= 500:
         log.warning("%s %s -> %s %s", request.method, request.url.path, exc.status, exc.message)
     return error_response(
@@ -180,6 +183,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 def allowed_methods(request: Request) -> set[str]:
     """Every method some route accepts on this path (one route per method here, so Starlette's
     own `Allow` lists only the first)."""
+    static, templated = _methods_by_kind(request)
+    # a fixed path (/api/presets/tasks) is its own resource, even where a template also matches
+    return static or templated
+
+
+def _methods_by_kind(request: Request) -> tuple[set[str], set[str]]:
+    """(methods of fixed-path routes, methods of templated routes) matching this path."""
     from fastapi.routing import iter_route_contexts
     from starlette.routing import Match
 
@@ -194,8 +204,18 @@ def allowed_methods(request: Request) -> set[str]:
         if match != Match.NONE:
             methods = getattr(route, "methods", None) or ()
             (templated if "{" in str(route.path) else static).update(methods)
-    # a fixed path (/api/presets/tasks) is its own resource, even where a template also matches
-    return static or templated
+    return static, templated
+
+
+def _wrong_method_on_a_fixed_path(request: Request, fields: list[dict[str, Any]]) -> set[str] | None:
+    """`DELETE /api/presets/tasks` matches the template `/api/presets/{preset_id}` and fails its
+    pattern (422); but /api/presets/tasks is its own resource, taking GET only: that is a 405."""
+    if not fields or any(f["loc"][:1] != ["path"] for f in fields):
+        return None
+    static, _ = _methods_by_kind(request)
+    if static and request.method not in static:
+        return static
+    return None
 
 
 def _clean_validation(errors: Any) -> list[dict[str, Any]]:
@@ -209,6 +229,14 @@ def _clean_validation(errors: Any) -> list[dict[str, Any]]:
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     fields = _clean_validation(exc.errors())
+    allowed = _wrong_method_on_a_fixed_path(request, fields)
+    if allowed is not None:
+        return error_response(
+            request,
+            405,
+            f"{request.method} is not allowed on {request.url.path}",
+            headers={"allow": ", ".join(sorted(allowed))},
+        )
     first = fields[0] if fields else None
     if first is not None:
         where = ".".join(p for p in first["loc"] if p not in ("body",)) or "body"
@@ -267,6 +295,35 @@ class CatchAllMiddleware:
                 hint="try again; if it persists, look at workspace/logs/dashboard.log",
             )
             await response(scope, receive, send)
+
+
+def document_common_answers(app: FastAPI) -> None:
+    """Add to the OpenAPI schema what the middleware answers on every route, so the schema says
+    what the API does: 413 where a body is taken (web/body.py), 429 where a wrong Bearer token can
+    be sent (the backoff), 403 everywhere but /health (an unknown host without a password)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        for path, operations in schema.get("paths", {}).items():
+            for op in operations.values():
+                responses = op.setdefault("responses", {})
+                extra = []
+                if "requestBody" in op:
+                    extra.append(413)
+                if "401" in responses and path != "/auth/verify":
+                    extra.append(429)
+                if path != "/health":
+                    extra.append(403)
+                for status, entry in error_responses(*extra).items():
+                    raw = {k: v for k, v in entry.items() if k != "model"}  # the schema's own form
+                    responses.setdefault(str(status), raw)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def install(app: FastAPI) -> None:

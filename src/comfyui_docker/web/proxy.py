@@ -26,7 +26,7 @@ from starlette.websockets import WebSocketDisconnect
 from yarl import URL
 
 from ..errors import ServiceUnavailable
-from .auth import CSRF_COOKIE, SESSION_COOKIE, deny_websocket
+from .auth import CSRF_COOKIE, DEVICE_COOKIE, SESSION_COOKIE, deny_websocket
 from .deps import ServicesDep, comfyui_status, require_comfyui
 from .errors import COMMON_ERRORS, error_responses
 from .pump import until_first_done
@@ -94,7 +94,7 @@ def forward_request_headers(request: Request) -> list[tuple[str, str]]:
         kept = {
             name: value
             for name, value in cookie_parser("; ".join(cookies)).items()
-            if name not in (SESSION_COOKIE, CSRF_COOKIE)
+            if name not in (SESSION_COOKIE, CSRF_COOKIE, DEVICE_COOKIE)
         }
         if kept:
             out.append(("cookie", "; ".join(f"{k}={v}" for k, v in kept.items())))
@@ -183,7 +183,7 @@ for _method in METHODS:
         methods=[_method],
         operation_id=f"comfyui_proxy_{_method.lower()}",
         summary=f"ComfyUI's API, proxied ({_method}, streamed)",
-        include_in_schema=_method in ("GET", "POST"),
+        include_in_schema=_method not in ("HEAD", "OPTIONS"),  # those two: as GET, and CORS
         responses={
             200: {"description": "Whatever ComfyUI answered (status, headers and body kept)"},
             **error_responses(*COMMON_ERRORS, 404, 503),

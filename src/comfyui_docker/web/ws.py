@@ -6,7 +6,8 @@ Messages are the bus's JSON shape `{"type", "ts", "data"}`:
 The first message is `{"type": "hello", "data": {"comfyui": {...}, "tasks": [...], ...}}`, a
 snapshot so a page needs no extra request. `?types=task_state,download_progress` limits what is
 sent. A client may send `{"type": "ping"}` and gets `{"type": "pong"}`. Authentication and the
-origin check happen before the socket is accepted (see `auth.py`).
+origin check happen before the socket is accepted (see `auth/`). `log_line` text goes through the
+same redaction as `/api/logs` (this runtime's password and tokens masked).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from typing import Any
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
+from ..events import Event, LogLine
 from ..services import Services
+from .api.logs import redact
 from .deps import comfyui_status
 from .pump import until_first_done
 
@@ -51,6 +54,13 @@ def hello(svc: Services, websocket: WebSocket) -> dict[str, Any]:
     }
 
 
+def message_of(event: Event, svc: Services, token: str | None) -> dict[str, Any]:
+    message = event.to_message()
+    if isinstance(event, LogLine):
+        message["data"] = {**message["data"], "line": redact(event.line, svc, token)}
+    return message
+
+
 @router.websocket("/ws")
 async def events(websocket: WebSocket) -> None:
     svc: Services = websocket.app.state.services
@@ -61,10 +71,12 @@ async def events(websocket: WebSocket) -> None:
         await websocket.accept()
         await websocket.send_text(json.dumps(hello(svc, websocket), default=str))
 
+        token = websocket.app.state.auth.api_token()
+
         async def sender() -> None:
             while True:
                 event = await sub.get()
-                await websocket.send_text(json.dumps(event.to_message(), default=str))
+                await websocket.send_text(json.dumps(message_of(event, svc, token), default=str))
 
         async def receiver() -> None:
             while True:

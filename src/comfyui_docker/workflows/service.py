@@ -4,8 +4,10 @@
              convert it with ComfyUI's node definitions, apply `--set` / form overrides
     missing  the model files it needs that are not on the volume (nor in ComfyUI's own lists,
              when its definitions were just fetched), each with the presets and URL that provide it
-    install_missing   start the downloads: the providing preset, else the workflow's URL
-             (`install_and_wait`: and wait until they are verified on the volume)
+             (a URL with its host, and why it is refused when that host is not an allowed model
+             host: `model_hosts`, MODEL_HOSTS + Settings, see downloads/guard.py)
+    install_missing   start the downloads: the providing preset, else the workflow's URL when its
+             host is allowed (`install_and_wait`: and wait until they are verified on the volume)
     submit   queue it through the gateway (or `run`: and follow it to its saved outputs)
 
 ComfyUI's rejections come back as PromptRejected whose `missing` models carry their presets, so
@@ -24,7 +26,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..catalog.schema import FileSpec
 from ..comfyui import ComfyUIGateway, PromptRejected, RunResult, Submitted
 from ..comfyui.runner import EventSink
-from ..errors import AppError, InvalidInput, NotFound, ServiceUnavailable
+from ..downloads.hosts import DEFAULT_MODEL_HOSTS
+from ..errors import AppError, InvalidInput, NotFound, ServiceUnavailable, UrlRefused
 from ..model_inputs import ModelRef
 from .convert import is_api_format, to_prompt
 from .object_info import ObjectInfoStore
@@ -33,6 +36,7 @@ from .refs import is_present, model_refs, prompt_models
 from .widgets import combo_choices, input_specs
 
 if TYPE_CHECKING:  # the template package is read only when a template is asked for
+    from .saved import SavedWorkflows
     from .templates import TemplateLibrary
 
 TEMPLATE_PREFIX = "template:"
@@ -95,19 +99,32 @@ class Prepared:
 class MissingModel:
     ref: ModelRef
     providers: tuple[str, ...] = ()
+    refusal: str | None = None  # why the workflow's URL may not be fetched (host not allowed...)
 
     @property
     def path(self) -> str:
         return f"{self.ref.folder}/{self.ref.name}"
 
     @property
-    def install(self) -> dict[str, str] | None:
-        """How to get it: the first preset that provides it, else the URL the workflow gives."""
+    def install(self) -> dict[str, Any] | None:
+        """How to get it: the first preset that provides it, else the URL the workflow gives,
+        with its host and whether that host is an allowed model host."""
         if self.providers:
             return {"kind": "preset", "preset_id": self.providers[0]}
         if self.ref.url:
-            return {"kind": "url", "url": self.ref.url}
+            host = _host(self.ref.url)
+            return {
+                "kind": "url",
+                "url": self.ref.url,
+                "host": host,
+                "allowed": self.refusal is None,
+                "why": self.refusal,
+            }
         return None
+
+    @property
+    def refused(self) -> bool:
+        return not self.providers and bool(self.ref.url) and self.refusal is not None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -122,6 +139,16 @@ class MissingModel:
 class Installation:
     tasks: list[InstallTask] = field(default_factory=list)
     unresolved: list[MissingModel] = field(default_factory=list)
+    refused: list[MissingModel] = field(default_factory=list)  # URLs on hosts that are not allowed
+
+
+def _host(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:
+        return ""
 
 
 def check_workflow(data: object, source: str = "the workflow") -> dict[str, Any]:
@@ -168,14 +195,22 @@ class WorkflowService:
         presets: ModelSources | None = None,
         templates: TemplateLibrary | None = None,
         fixed_definitions: dict[str, Any] | None = None,
+        model_hosts: Sequence[str] = DEFAULT_MODEL_HOSTS,
+        saved: SavedWorkflows | None = None,
     ) -> None:
-        """`fixed_definitions` (a saved /object_info) replace ComfyUI's own when given."""
+        """`fixed_definitions` (a saved /object_info) replace ComfyUI's own when given;
+        `model_hosts`: where a workflow's own URLs may download from (MODEL_HOSTS + Settings);
+        `saved`: the volume's saved workflows, found by name by `load`."""
+        from ..downloads.guard import UrlGuard
+
         self.store = definitions
         self.models_root = models_root
+        self.url_guard = UrlGuard(tuple(model_hosts))
         self.gateway = gateway
         self.presets = presets
         self._templates = templates
         self._fixed = fixed_definitions
+        self.saved = saved
 
     # ---- loading -----------------------------------------------------------------------------
     def template(self, name: str) -> Workflow:
@@ -190,7 +225,9 @@ class WorkflowService:
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            raise NotFound(f"{path} does not exist") from None
+            raise NotFound(
+                f"{path} does not exist", hint="give a file, template:<name> or the name of a saved workflow"
+            ) from None
         except (OSError, UnicodeDecodeError) as exc:
             raise InvalidInput(f"cannot read {path}: {exc}") from None
         try:
@@ -202,10 +239,14 @@ class WorkflowService:
         return Workflow(data, path.name)
 
     def load(self, source: str) -> Workflow:
-        """A file, or `template:<name>` (a file of that name wins). For the CLI: reads any path."""
-        if source.startswith(TEMPLATE_PREFIX) and not Path(source).exists():
+        """A file, `template:<name>` (a file of that name wins), or a saved workflow by name
+        (`portrait`, `people/portrait.json`) when no such file exists. For the CLI: reads any path."""
+        path = Path(source)
+        if source.startswith(TEMPLATE_PREFIX) and not path.exists():
             return self.template(source.removeprefix(TEMPLATE_PREFIX))
-        return self.load_file(Path(source))
+        if self.saved is not None and not path.exists():
+            path = self.saved.find(source) or path
+        return self.load_file(path)
 
     def accept(self, data: object, label: str = "the workflow") -> Workflow:
         """A workflow sent in a request (checked: UI format or API prompt)."""
@@ -267,7 +308,9 @@ class WorkflowService:
                 continue
             if live is not None and _listed_by_comfyui(ref, prompt, live):
                 continue
-            out.append(MissingModel(ref, self._providers(ref)))
+            providers = self._providers(ref)
+            refusal = None if providers or not ref.url else self.url_guard.refusal(ref.url, declared=True)
+            out.append(MissingModel(ref, providers, refusal))
         return out
 
     def _saved_definitions(self) -> dict[str, Any] | None:
@@ -298,6 +341,8 @@ class WorkflowService:
             how = item.install
             if how is None:
                 done.unresolved.append(item)
+            elif item.refused:
+                done.refused.append(item)
             elif how["kind"] == "preset":
                 if how["preset_id"] not in started:
                     started.add(how["preset_id"])
@@ -316,6 +361,13 @@ class WorkflowService:
             raise NotFound(
                 f"no download URL is known for {', '.join(unresolved)}",
                 hint="install a preset that provides it, or copy the file into the volume's models folder",
+            )
+        refused = [m for m in missing if m.refused]
+        if refused:
+            raise UrlRefused(
+                f"refused to download {', '.join(m.path for m in refused)}: {refused[0].refusal}",
+                hint="a workflow may only name files on the allowed model hosts (MODEL_HOSTS, or "
+                "Settings > Model hosts); internal addresses are never fetched",
             )
         started = await self.install_missing(missing, label=label)
         assert self.presets is not None  # install_missing refused otherwise

@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from ...errors import Conflict, ServiceUnavailable
 from ...services import Services
 from ..auth import templates
-from ..deps import GatewayDep, ServicesDep, comfyui_status
+from ..deps import GatewayDep, ServicesDep, comfyui_status, gateway
 from ..errors import COMMON_ERRORS, error_responses
 from .logs import redact, tail_lines
 
@@ -91,9 +91,11 @@ async def interrupt(comfyui: GatewayDep) -> dict[str, str]:
     responses=_ERR_UP,
 )
 async def delete_pending(
-    prompt_id: Annotated[str, Path(pattern=PROMPT_ID)], comfyui: GatewayDep
+    prompt_id: Annotated[str, Path(pattern=PROMPT_ID)], svc: ServicesDep
 ) -> dict[str, str]:
-    await comfyui.delete(prompt_id)
+    # the gateway after the id is checked: DELETE /api/queue/interrupt is a 405 (a POST-only
+    # path), not ComfyUI's 503 (errors.py turns the id's 422 into that 405)
+    await gateway(svc).delete(prompt_id)
     return {"status": "deleted", "prompt_id": prompt_id}
 
 

@@ -8,8 +8,15 @@
     POST   /api/models/install-missing     {workflow} -> install the providing presets / URLs
                                            (both: workflows/service.py, the workflow use case)
 
+A URL a workflow names is offered (`install.kind == "url"`) with its `host` and whether that host
+is `allowed` (MODEL_HOSTS + Settings, downloads/guard.py); install-missing downloads only from
+allowed hosts and lists the rest under `refused` with the reason. The dashboard shows the hosts
+and asks before downloading.
+
 A file entry: `name` (relative to its folder, `/` for sub-folders), `size`, `mtime` (epoch s),
 `owners` (ids of the catalog presets that name this file) and `partial` for a `.part` download.
+Listings follow symbolic links only while they stay on the volume, enter each folder once and
+stop at 20,000 files (`truncated: true`).
 Deleting a file that an installed preset needs answers 409 unless `force=true`.
 """
 
@@ -79,28 +86,57 @@ def _within(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
-def _list_folder(base: Path) -> list[dict[str, Any]]:
+MAX_FILES = 20_000  # a listing stops here (`truncated`)
+MAX_DEPTH = 16
+
+
+def _list_folder(base: Path, volume: Path) -> tuple[list[dict[str, Any]], bool]:
+    """The files under `base`, and whether the listing stopped at MAX_FILES.
+
+    Symbolic links are followed only while they stay on the volume (a link to /etc is neither
+    listed nor entered); each real folder is entered once (a link loop ends there); depth and
+    count are bounded."""
     files: list[dict[str, Any]] = []
-    if not base.is_dir():
-        return files
-    for dirpath, dirnames, filenames in os.walk(base, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        rel_dir = os.path.relpath(dirpath, base)
-        for fname in filenames:
-            if fname.startswith("."):
+    real_volume = os.path.realpath(volume)
+    if not base.is_dir() or not _within(os.path.realpath(base), real_volume):
+        return files, False
+    seen: set[tuple[int, int]] = set()
+    stack: list[tuple[str, str, int]] = [(str(base), "", 0)]
+    while stack:
+        folder, rel_dir, depth = stack.pop()
+        try:
+            st = os.stat(folder)
+            if (st.st_dev, st.st_ino) in seen:
                 continue
-            full = os.path.join(dirpath, fname)
+            seen.add((st.st_dev, st.st_ino))
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            rel = entry.name if not rel_dir else f"{rel_dir}/{entry.name}"
             try:
-                st = os.stat(full)
+                if entry.is_symlink() and not _within(os.path.realpath(entry.path), real_volume):
+                    continue  # leads off the volume
+                if entry.is_dir():
+                    if depth < MAX_DEPTH:
+                        stack.append((entry.path, rel, depth + 1))
+                    continue
+                if not entry.is_file():
+                    continue
+                info = entry.stat()
             except OSError:
-                continue  # a dangling symlink
-            rel = fname if rel_dir == "." else f"{rel_dir}/{fname}"
-            entry: dict[str, Any] = {"name": rel, "size": st.st_size, "mtime": int(st.st_mtime)}
-            if fname.endswith(".part"):
-                entry["partial"] = True
-            files.append(entry)
+                continue  # a dangling link
+            item: dict[str, Any] = {"name": rel, "size": info.st_size, "mtime": int(info.st_mtime)}
+            if entry.name.endswith(".part"):
+                item["partial"] = True
+            files.append(item)
+            if len(files) >= MAX_FILES:
+                files.sort(key=lambda f: f["name"].lower())
+                return files, True
     files.sort(key=lambda f: f["name"].lower())
-    return files
+    return files, False
 
 
 async def _owners(svc: Services, folder: str, name: str) -> list[str]:
@@ -127,10 +163,15 @@ async def _installed_owners(svc: Services, folder: str, name: str) -> list[str]:
 
 
 async def _folder_view(svc: Services, folder: str) -> dict[str, Any]:
-    files = await asyncio.to_thread(_list_folder, svc.workspace.models / folder)
+    files, truncated = await asyncio.to_thread(
+        _list_folder, svc.workspace.models / folder, svc.workspace.root
+    )
     for f in files:
         f["owners"] = [] if f.get("partial") else await _owners(svc, folder, f["name"])
-    return {"files": files, "count": len(files), "bytes": sum(f["size"] for f in files)}
+    view = {"files": files, "count": len(files), "bytes": sum(f["size"] for f in files)}
+    if truncated:
+        view["truncated"] = True
+    return view
 
 
 def _disk(svc: Services) -> dict[str, Any]:
@@ -238,8 +279,8 @@ async def missing(body: MissingRequest, workflows: WorkflowsDep) -> dict[str, An
 
 @router.post(
     "/install-missing",
-    summary="Install what a workflow is missing (its presets, or the URLs it names)",
-    responses=error_responses(400, 404, 409, 503, 507),
+    summary="Install what a workflow is missing (its presets, or the URLs it names on allowed hosts)",
+    responses=error_responses(400, 404, 409, 413, 503, 507),
 )
 async def install_missing(
     body: InstallMissingRequest, request: Request, svc: ServicesDep, workflows: WorkflowsDep
@@ -253,5 +294,9 @@ async def install_missing(
     return {
         "tasks": [task.to_dict() for task in done.tasks],
         "unresolved": [m.to_dict() for m in done.unresolved],
+        "refused": [
+            {"folder": m.ref.folder, "name": m.ref.name, "url": m.ref.url, "why": m.refusal}
+            for m in done.refused
+        ],
         "missing": len(items),
     }

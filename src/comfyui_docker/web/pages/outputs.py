@@ -42,17 +42,46 @@ async def outputs_page(request: Request, page: Annotated[int, Query(ge=1, le=100
     return _gallery(request, page)
 
 
+#: What is shown in the browser; anything else in the output folder (ComfyUI's
+#: /upload/image?type=output takes any file: .html, .svg...) is only ever downloaded.
+INLINE_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".webp": "image/webp",
+    ".gif": "image/gif",
+    ".bmp": "image/bmp",
+    ".mp4": "video/mp4",
+    ".webm": "video/webm",
+    ".mov": "video/quicktime",
+    ".mkv": "video/x-matroska",
+    ".wav": "audio/wav",
+    ".mp3": "audio/mpeg",
+    ".flac": "audio/flac",
+    ".ogg": "audio/ogg",
+}
+
+
 @router.get("/outputs/file/{rel:path}", response_model=None)
 async def output_file(request: Request, rel: str, download: bool = False) -> Response:
+    """An output file: images, videos and audio inline with their own type; any other file as an
+    `application/octet-stream` download. Always under `Content-Security-Policy: sandbox`, so even a
+    file that a browser would render runs no script on the dashboard's origin."""
     try:
         path = gallery.resolve(services(request).workspace.output, rel)
     except AppError as exc:
         return _error(request, exc)
+    media = INLINE_TYPES.get(path.suffix.lower())
     return FileResponse(
         path,
+        media_type=media or "application/octet-stream",
         filename=path.name,
-        content_disposition_type="attachment" if download else "inline",
-        headers={"Cache-Control": "private, max-age=60", "X-Content-Type-Options": "nosniff"},
+        content_disposition_type="inline" if media and not download else "attachment",
+        headers={
+            "Cache-Control": "private, max-age=60",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "sandbox; default-src 'none'; img-src 'self'; media-src 'self'",
+        },
     )
 
 

@@ -42,18 +42,35 @@ def _preset_ids(svc: Services) -> list[str]:
     return []
 
 
+def _sessions(request: Request) -> list[dict[str, Any]]:
+    """The logged-in browsers of this volume (server-side sessions), newest first."""
+    auth = request.app.state.auth
+    if not auth.enabled:
+        return []
+    result = getattr(request.state, "auth_result", None)
+    return list(auth.sessions.list(getattr(result, "session_id", None)))
+
+
+def _env_hosts(request: Request, effective: tuple[str, ...]) -> list[str]:
+    """The hosts from the environment (MODEL_HOSTS), before the ones saved here are added."""
+    base = request.app.state.settings.model_hosts
+    return [h for h in effective if h in base] or list(base)
+
+
 def _context(
     request: Request, svc: Services, values: user_settings.UserSettings, **extra: Any
 ) -> dict[str, Any]:
     s = svc.settings
     token = api_token(request) if s.password_set else ""
     return {
+        "sessions": _sessions(request),
         "title": "Settings",
         "values": values,
         "masked": {k: user_settings.mask(getattr(values, k)) for k in ("hf_token", "civitai_token")},
         "env_tokens": {"hf_token": bool(s.hf_token), "civitai_token": bool(s.civitai_token)},
         "env_presets": s.startup_presets,
         "default_parallel": s.download_parallel_files,
+        "env_hosts": _env_hosts(request, s.model_hosts),
         "api_token": token,
         "api_token_masked": user_settings.mask(token),
         "preset_ids": _preset_ids(svc),
@@ -89,10 +106,11 @@ async def settings_save(request: Request) -> HTMLResponse:
         ctx = _context(request, svc, current, errors=errors, submitted=form)
         return render(request, "settings.html", ctx, block="settings_form", status_code=422)
     user_settings.save(svc.workspace.user_settings, values)
-    svc.update_settings(user_settings.apply(svc.settings, values))
+    # applied over the environment's settings, so a removed token or host is gone at once
+    svc.update_settings(user_settings.apply(request.app.state.settings, values))
     notice = (
-        f"Saved to {svc.workspace.user_settings}. Tokens apply to the next download; "
-        "start-up presets and parallel downloads at the next start."
+        f"Saved to {svc.workspace.user_settings}. Tokens and model hosts apply to the next "
+        "download; start-up presets and parallel downloads at the next start."
     )
     ctx = _context(request, svc, values, notice=notice)
     return render(request, "settings.html", ctx, block="settings_form")

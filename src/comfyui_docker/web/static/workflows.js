@@ -75,18 +75,30 @@
     const r = await cd.api("/api/models/missing", { method: "POST", json: { workflow: wf } });
     w.missing = r.missing || [];
   },
+  installable(m) {
+    return !!m.install && (m.install.kind !== "url" || m.install.allowed);
+  },
+  source(m) {
+    if (!m.install) return "no known source";
+    if (m.install.kind === "preset") return "preset " + m.install.preset_id;
+    return "from " + (m.install.host || "its URL");
+  },
   async installMissing(w) {
+    // A workflow from the internet chooses these URLs: say where they lead before fetching anything.
+    const hosts = [...new Set(w.missing.filter((m) => this.installable(m) && m.install.kind === "url").map((m) => m.install.host))];
+    if (hosts.length && !confirm(`Download this workflow's model files from ${hosts.join(", ")}?`)) return;
     const r = await cd.api("/api/models/install-missing", { method: "POST", json: { workflow: w.workflow } });
     w.tasks = (r.tasks || []).map((t) => t.id || t.task_id);
-    for (const m of w.missing) if (m.install) this.progress[m.folder + "/" + m.name] = "queued";
+    for (const m of w.missing) if (this.installable(m)) this.progress[m.folder + "/" + m.name] = "queued";
     if (r.unresolved && r.unresolved.length) cd.toast(`${r.unresolved.length} model(s) have no known source`);
+    if (r.refused && r.refused.length) cd.toast(`${r.refused.length} model(s) not downloaded: ${r.refused[0].why}`);
   },
   taskUpdate(t) {
     const id = t.task_id || t.id;
     for (const w of this.items) {
       if (!(w.tasks || []).includes(id) || !w.missing) continue;
       const label = t.state === "done" ? "installed" : (t.state || "downloading") + (t.bytes_total ? " " + cd.pct(t.bytes_done, t.bytes_total) + " %" : "");
-      for (const m of w.missing) if (m.install) this.progress[m.folder + "/" + m.name] = label;
+      for (const m of w.missing) if (this.installable(m)) this.progress[m.folder + "/" + m.name] = label;
       if (t.state === "done") this.check(w);
     }
   },

@@ -21,6 +21,7 @@ from aiohttp import WSMsgType, web
 from .executor import Executor, Hub, QueueItem, now_ms
 from .folders import FolderTable
 from .nodes import RunContext, fill_dynamic
+from .userdata import UserData
 from .validate import validate_prompt
 
 log = logging.getLogger("fake_comfy")
@@ -464,6 +465,7 @@ class FakeComfy:
             ("GET", "/features", self.features),
             ("GET", "/jobs", self.jobs),
             ("GET", "/ws", self.websocket),
+            *UserData(self.cfg.user_dir).routes(),
         ]
         for method, path, handler in routes:
             app.router.add_route(method, path, handler)
