@@ -16,6 +16,7 @@ prove a file on the volume is found without a running ComfyUI.
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,8 +194,9 @@ def atomic_write_text(path: Path, text: str, mode: int = 0o644) -> bool:
             return False
     except (FileNotFoundError, UnicodeDecodeError, IsADirectoryError):
         pass
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    # a random name, not the PID: two pods on one network volume often run the runtime as the same PID
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)

@@ -110,12 +110,19 @@ class Workspace:
                 )
             try:
                 root.mkdir()
+            except FileExistsError:
+                pass  # another runtime on this volume made it a moment ago; checked below
             except OSError as exc:
                 raise WorkspaceError(
                     f"cannot create {root}: {exc.strerror}",
                     hint="check the volume is mounted writable",
                 ) from None
-            report.created.append(root)
+            else:
+                report.created.append(root)
+        if not root.is_dir():
+            raise WorkspaceError(
+                f"{root} is a file, not a folder", hint="move it away or set WORKSPACE_ROOT to a folder"
+            )
         for path in self.required_dirs():
             try:
                 path.mkdir()

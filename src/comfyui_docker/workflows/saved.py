@@ -136,6 +136,8 @@ def move_legacy(old: Path, new: Path) -> list[tuple[Path, Path]]:
         target = _free_name(new, entry)
         try:
             os.rename(entry, target)
+        except FileNotFoundError:
+            continue  # another runtime on this volume moved it first
         except OSError:
             shutil.move(str(entry), str(target))  # another file system: copy, then delete
         moved.append((entry, target))
