@@ -107,6 +107,7 @@ async def test_running_comfyui_is_ready(tmp_path: Path) -> None:
         "configuration",
         "volume check",
         "gpu preflight",
+        "custom nodes",
         "comfyui",
         "preset catalog",
         "dashboard",

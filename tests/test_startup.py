@@ -87,11 +87,12 @@ def test_start_serves_dashboard_then_comfyui_and_stops_cleanly_on_sigterm(
     wait_for(lambda: get(base + "/health")[0] == 200, 30)
     status, ready = wait_for(lambda: (r := get(base + "/health/ready"))[1]["ready"] and r, 30)
     assert status == 200 and ready["comfyui"]["state"] == "running"
-    assert [t["name"] for t in ready["timings"]][:5] == [
+    assert [t["name"] for t in ready["timings"]][:6] == [
         "environment",
         "configuration",
         "volume check",
         "gpu preflight",
+        "custom nodes",
         "comfyui",
     ]
     comfy = json.loads(

@@ -119,3 +119,21 @@ def test_ensure_does_not_walk_existing_files(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr(Path, "rglob", boom)
     monkeypatch.setattr(Path, "iterdir", boom)
     ws.init()
+
+
+def test_runtimes_starting_together_on_a_new_volume(tmp_path: Path) -> None:
+    """Two pods on one new network volume: both create the layout at once, neither fails."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    for round_ in range(10):
+        root = tmp_path / f"ws{round_}"
+        legacy = root / "workflows"  # the old folder, moved into ComfyUI's own at the first start
+        if round_ % 2:
+            legacy.mkdir(parents=True)
+            for i in range(5):
+                (legacy / f"w{i}.json").write_text("{}")
+        with ThreadPoolExecutor(6) as pool:
+            results = list(pool.map(lambda _: Workspace(root).init(), range(6)))
+        assert len(results) == 6 and (root / "models").is_dir()
+        moved = sorted(p.name for p in Workspace(root).workflows.iterdir())
+        assert moved == ([f"w{i}.json" for i in range(5)] if round_ % 2 else [])

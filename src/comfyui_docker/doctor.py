@@ -75,7 +75,7 @@ def run_checks(settings: Settings, *, probe: bool = True) -> list[Finding]:
     gen = ws.generated_yaml
     if not gen.is_file():
         out.append(Finding("fail", "model paths", f"{gen} is missing", "run `comfyui-docker init`"))
-    elif gen.read_text(encoding="utf-8") != render_yaml(ws.models):
+    elif gen.read_text(encoding="utf-8") != render_yaml(ws.models, ws.custom_nodes):
         out.append(
             Finding(
                 "warn",

@@ -8,7 +8,9 @@
     │   ├── PresetNotFound
     │   └── TaskNotFound
     ├── Conflict                  the thing exists or is busy                              409
+    │   └── RequirementConflict   a node's requirements conflict with the image's packages
     ├── InvalidInput              malformed request, bad path, bad parameter               400
+    ├── MethodNotAllowed          the path's resource does not take this method            405
     ├── PayloadTooLarge           upload over the limit                                    413
     ├── UnsupportedMediaType      a body in a content type the route does not take         415
     ├── Unauthorized / Forbidden  login missing or refused                                 401 / 403
@@ -19,7 +21,9 @@
         ├── UrlNotFound           404: the URL is dead                                     404
         ├── ChecksumMismatch      size or sha256 differs from what was expected            502
         ├── UrlRefused            a workflow URL: host not allowed, or an internal address 403
-        └── DiskFull              not enough free space (numbers included)                 507
+        ├── DiskFull              not enough free space (numbers included)                 507
+        ├── FetchError            a node's git URL or archive could not be fetched         502
+        └── NodeInstallError      a node's requirements (pip) or install.py failed         502
 
 The web layer renders every AppError as one JSON shape (`{"error": {...}}`) or as a page.
 """
@@ -87,9 +91,20 @@ class Conflict(AppError):
     code = "conflict"
 
 
+class RequirementConflict(Conflict):
+    code = "requirement_conflict"
+
+
 class InvalidInput(AppError):
     status = 400
     code = "invalid_input"
+
+
+class MethodNotAllowed(AppError):
+    """The path names a resource that does not take this method (`details.allow` lists those it takes)."""
+
+    status = 405
+    code = "method_not_allowed"
 
 
 class PayloadTooLarge(AppError):
@@ -149,3 +164,11 @@ class UrlRefused(DownloadError):
 class DiskFull(DownloadError):
     status = 507
     code = "disk_full"
+
+
+class FetchError(DownloadError):
+    code = "node_fetch_failed"
+
+
+class NodeInstallError(DownloadError):
+    code = "node_install_failed"

@@ -89,6 +89,20 @@ class SystemStatus(Event):
 
 
 @dataclass(frozen=True)
+class NodeTaskState(Event):
+    """A custom-node task (install, update, remove, requirements) moved on: a line of its output,
+    or its state (running, done, failed)."""
+
+    type: ClassVar[str] = "node_task"
+    task_id: str
+    action: str
+    name: str
+    state: str
+    line: str = ""
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class LogLine(Event):
     type: ClassVar[str] = "log_line"
     source: str

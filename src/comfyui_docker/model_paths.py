@@ -16,6 +16,7 @@ prove a file on the volume is found without a running ComfyUI.
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +99,7 @@ EXTRA_FOLDERS: tuple[str, ...] = (
 )
 
 YAML_SECTION = "comfyui_docker"
+NODES_SECTION = "comfyui_docker_custom_nodes"
 GENERATED_NAME = "extra_model_paths.yaml"
 USER_NAME = "extra_model_paths.user.yaml"
 
@@ -145,8 +147,13 @@ def canonical_folder(name: str) -> str | None:
     return None
 
 
-def render_yaml(models_dir: Path) -> str:
-    """The text of the generated yaml: one section, base_path = the volume's models folder."""
+def render_yaml(models_dir: Path, custom_nodes_dir: Path | None = None) -> str:
+    """The text of the generated yaml: one section, base_path = the volume's models folder.
+
+    With `custom_nodes_dir`, a second section makes it ComfyUI's first custom-node folder
+    (`is_default` puts a section's folders first, for every key in it: hence its own section).
+    ComfyUI-Manager installs into that first folder, so its nodes land on the volume.
+    """
     lines = [
         _HEADER,
         f"{YAML_SECTION}:",
@@ -166,6 +173,13 @@ def render_yaml(models_dir: Path) -> str:
     lines.append("  # custom-node folders (not ComfyUI types; the nodes that use them look them up)")
     for folder in EXTRA_FOLDERS:
         lines.append(f"  {folder}: {folder}")
+    if custom_nodes_dir is not None:
+        lines += [
+            "# custom nodes on the volume: first in ComfyUI's list, so ComfyUI-Manager installs there",
+            f"{NODES_SECTION}:",
+            "  is_default: true",
+            f"  custom_nodes: {_quote(str(custom_nodes_dir))}",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -180,8 +194,9 @@ def atomic_write_text(path: Path, text: str, mode: int = 0o644) -> bool:
             return False
     except (FileNotFoundError, UnicodeDecodeError, IsADirectoryError):
         pass
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    # a random name, not the PID: two pods on one network volume often run the runtime as the same PID
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -194,10 +209,10 @@ def atomic_write_text(path: Path, text: str, mode: int = 0o644) -> bool:
     return True
 
 
-def write_generated(config_dir: Path, models_dir: Path) -> Path:
+def write_generated(config_dir: Path, models_dir: Path, custom_nodes_dir: Path | None = None) -> Path:
     """Write `config/extra_model_paths.yaml` atomically (only when its content changed)."""
     path = config_dir / GENERATED_NAME
-    atomic_write_text(path, render_yaml(models_dir))
+    atomic_write_text(path, render_yaml(models_dir, custom_nodes_dir))
     return path
 
 

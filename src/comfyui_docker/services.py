@@ -26,6 +26,8 @@ if TYPE_CHECKING:  # aiohttp and the workflow tools are imported after ComfyUI's
     from .catalog.schema import FileSpec
     from .comfyui import ComfyUIGateway
     from .gpu import GpuReport
+    from .nodes.service import NodeService
+    from .nodes.tasks import NodeTasks
     from .supervisor.manager import Status
     from .workflows.object_info import ObjectInfoStore
 
@@ -98,6 +100,10 @@ class Presets(Protocol):
 
     async def uninstall(self, preset_id: str) -> list[str]: ...
 
+    async def close(self) -> None:
+        """Stop its downloads (they stay resumable); its owner calls it at shutdown."""
+        ...
+
 
 class Supervision(Protocol):
     """What the dashboard and the health report need of the supervisor (supervisor.Supervisor)."""
@@ -125,6 +131,8 @@ class Services:
     comfyui: ComfyUIGateway | None = None  # the one way to ComfyUI (comfyui/gateway.py)
     object_info: ObjectInfoStore | None = None  # ComfyUI's node definitions, kept on the volume
     gpu: GpuReport | None = None  # the GPU preflight's last report (start-up fills it)
+    nodes: NodeService | None = None  # custom nodes (made by the custom-nodes phase or the API)
+    node_tasks: NodeTasks | None = None  # their installs, run in the background
 
     @classmethod
     def create(cls, settings: Settings) -> Services:

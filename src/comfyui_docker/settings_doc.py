@@ -1,9 +1,11 @@
-"""The README's settings table, written from `settings.SPECS` (where each setting is declared).
+"""The README's settings tables, written from `settings.SPECS` (where each setting is declared)
+and `serverless.config.SPECS` (the settings only a serverless worker reads).
 
     python -m comfyui_docker.settings_doc [--check] [README.md]     (`make docs` runs it)
 
-Rewrites what lies between the two markers in the file; `--check` changes nothing and exits 1
-when the file differs from what the specs say (the test suite checks the same).
+Rewrites what lies between each pair of markers in the file (the serverless table's are
+optional); `--check` changes nothing and exits 1 when the file differs from what the specs say
+(the test suite checks the same).
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ from .settings import SPECS, Spec
 
 START = "<!-- settings-table: generated from settings.SPECS by `make docs`; edit the specs, not the table -->"
 END = "<!-- /settings-table -->"
+SERVERLESS_START = (
+    "<!-- serverless-settings-table: generated from serverless.config.SPECS by `make docs`; "
+    "edit the specs, not the table -->"
+)
+SERVERLESS_END = "<!-- /serverless-settings-table -->"
 
 
 def row(spec: Spec[Any]) -> str:
@@ -35,14 +42,26 @@ def table(specs: Iterable[Spec[Any]] = SPECS) -> str:
     return "\n".join(lines) + "\n"
 
 
-def splice(text: str, body: str) -> str:
+def splice(text: str, body: str, start_marker: str = START, end_marker: str = END) -> str:
     """`text` with what lies between the markers replaced by `body`."""
-    start = text.find(START)
-    end = text.find(END, start)
+    start = text.find(start_marker)
+    end = text.find(end_marker, start)
     if start < 0 or end < 0:
-        raise ValueError(f"the settings table markers are missing; put {START!r} and {END!r} around it")
-    head = text[: start + len(START)]
+        raise ValueError(
+            f"the settings table markers are missing; put {start_marker!r} and {end_marker!r} around it"
+        )
+    head = text[: start + len(start_marker)]
     return f"{head}\n\n{body}\n{text[end:]}"
+
+
+def render(text: str) -> str:
+    """`text` with every settings table rewritten (the serverless one where its markers are)."""
+    from .serverless.config import SPECS as SERVERLESS_SPECS
+
+    text = splice(text, table())
+    if SERVERLESS_START in text:
+        text = splice(text, table(SERVERLESS_SPECS), SERVERLESS_START, SERVERLESS_END)
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         text = args.readme.read_text(encoding="utf-8")
-        new = splice(text, table())
+        new = render(text)
     except (OSError, ValueError) as exc:
         print(f"error: {args.readme}: {exc}", file=sys.stderr)
         return 2

@@ -6,14 +6,19 @@ Phases, each timed (`services.timings`) and logged with its duration:
     configuration    volume layout + extra_model_paths.yaml (Workspace.init; no recursive scan)
     volume check     free space, the user's own yaml (a broken one is not passed to ComfyUI)
     gpu preflight    NVML + torch's CUDA build (gpu.py); mismatch -> ComfyUI `blocked`, no GPU -> --cpu
+    custom nodes     the volume's nodes: their requirements in the package layer (nodes/startup.py),
+                     time-bounded; a node whose install failed is left out, the rest goes on later
     comfyui          spawn the supervised child (not_installed when there is no ComfyUI); it boots in
                      its own process while we go on (no added ComfyUI latency)
     preset catalog   the shared aiohttp session and the ComfyUI gateway, PresetService + catalog
     dashboard        uvicorn serving create_app(settings, services) in this loop: answers from here on;
-                     then ComfyUI's WebSocket relayed onto the bus (+ torch check)
+                     then ComfyUI's WebSocket relayed onto the bus (+ torch check),
+                     and the node requirements the custom-nodes phase left, in the background
     nginx            the supervised nginx in front (ENABLE_NGINX)
     sshd             an SSH server for PUBLIC_KEY only (RunPod), keys only
     downloads        resume unfinished installs, queue PRESET_DOWNLOAD & co.
+
+The phases up to `comfyui` are `boot_comfyui`, which `comfyui-docker serverless` runs too.
 
 ComfyUI is spawned as early as its command line is known: aiohttp, the ComfyUI gateway and the web
 app are imported only after the spawn, so their import time overlaps ComfyUI's own boot. The
@@ -53,6 +58,7 @@ if TYPE_CHECKING:  # imported after ComfyUI is spawned: aiohttp costs ~0.2-0.5 s
 
     from .comfyui import ComfyUIGateway
     from .downloads.service import PresetService
+    from .nodes.startup import StartPlan
 
 log = logging.getLogger("comfyui_docker.start")
 STOP_BUDGET = 9.0  # docker stop sends SIGKILL after 10 s
@@ -218,35 +224,13 @@ async def run(
     server: _Server | None = None
     presets: PresetService | None = None
     try:
-        with phase("environment") as p:
-            configure(settings.log_level, None)
-            p.detail = f"Python {sys.version.split()[0]}, workspace {settings.workspace_root}"
-        with phase("configuration") as p:
-            report = services.workspace.init()
-            configure(settings.log_level, services.workspace.logs)
-            p.detail = (
-                f"{len(report.created)} folder(s) created, {services.workspace.generated_yaml.name} written"
-            )
-        with phase("volume check") as p:
-            for problem in report.problems:
-                log.warning("volume: %s", problem)
-            usable, problems = check_user_yaml(services.workspace.user_yaml)
-            for prob in problems:
-                log.warning("%s%s", services.workspace.user_yaml.name, prob)
-            free = report.disk.free if report.disk else 0
-            p.detail = f"{free / 1024**3:.1f} GiB free" + (
-                "" if usable or not problems else ", user yaml unusable"
-            )
-        with phase("gpu preflight") as p:
-            check = preflight or (lambda s: gpu.preflight(s.comfyui_python, nvml=gpu.missing_nvml()))
-            report_gpu = await check(settings)
-            services.gpu = report_gpu
-            p.detail = f"{report_gpu.verdict}: {report_gpu.message}"
-            if report_gpu.verdict in ("no_gpu", "warning", "error"):
-                log.warning("GPU: %s (%s)", report_gpu.message, report_gpu.hint)
-        with phase("comfyui") as p:
-            await _start_comfyui(services, supervisor, report_gpu, echo_children, comfyui_timings)
-            p.detail = supervisor.status("comfyui").state.value
+        report_gpu, nodes = await boot_comfyui(
+            services,
+            supervisor,
+            preflight=preflight,
+            echo_children=echo_children,
+            comfyui_timings=comfyui_timings,
+        )
         with phase("preset catalog") as p:
             _gateway(services)  # one aiohttp session, shared by the downloads and the gateway
             try:
@@ -270,6 +254,9 @@ async def run(
             p.detail = f"http://{host}:{port}"
             # ComfyUI's events onto the bus, once the dashboard answers (ComfyUI needs seconds)
             relaying = _start_events(services, supervisor, settings, report_gpu)
+            from .nodes.startup import start_background
+
+            start_background(services, nodes)
         if settings.enable_nginx:
             with phase("nginx") as p:
                 try:
@@ -303,10 +290,62 @@ async def run(
         return 1
     finally:
         log.info("stopping")
-        await _shutdown(services, supervisor, presets, relaying, server)
+        await _shutdown(services, supervisor, relaying, server)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     return 0
+
+
+async def boot_comfyui(
+    services: Services,
+    supervisor: Supervisor,
+    *,
+    preflight: Callable[[Settings], Awaitable[gpu.GpuReport]] | None = None,
+    echo_children: bool = True,
+    comfyui_timings: Timings | None = None,
+    log_file: str = "dashboard.log",
+) -> tuple[gpu.GpuReport, StartPlan]:
+    """The phases every mode shares (`start` and `serverless`), up to ComfyUI spawned:
+    environment, configuration, volume check, gpu preflight, custom nodes, comfyui. Logs go to
+    `log_file`. Returns the GPU verdict and what the custom-nodes phase left for the background
+    (`nodes.startup.start_background`, once the gateway exists)."""
+    from .nodes.startup import run_phase
+
+    settings = services.settings
+    phase = Phases(services)
+    with phase("environment") as p:
+        configure(settings.log_level, None, file_name=log_file)
+        p.detail = f"Python {sys.version.split()[0]}, workspace {settings.workspace_root}"
+    with phase("configuration") as p:
+        report = services.workspace.init()
+        configure(settings.log_level, services.workspace.logs, file_name=log_file)
+        p.detail = (
+            f"{len(report.created)} folder(s) created, {services.workspace.generated_yaml.name} written"
+        )
+    with phase("volume check") as p:
+        for problem in report.problems:
+            log.warning("volume: %s", problem)
+        usable, problems = check_user_yaml(services.workspace.user_yaml)
+        for prob in problems:
+            log.warning("%s%s", services.workspace.user_yaml.name, prob)
+        free = report.disk.free if report.disk else 0
+        p.detail = f"{free / 1024**3:.1f} GiB free" + (
+            "" if usable or not problems else ", user yaml unusable"
+        )
+    with phase("gpu preflight") as p:
+        check = preflight or (lambda s: gpu.preflight(s.comfyui_python, nvml=gpu.missing_nvml()))
+        report_gpu = await check(settings)
+        services.gpu = report_gpu
+        p.detail = f"{report_gpu.verdict}: {report_gpu.message}"
+        if report_gpu.verdict in ("no_gpu", "warning", "error"):
+            log.warning("GPU: %s (%s)", report_gpu.message, report_gpu.hint)
+    with phase("custom nodes") as p:
+        nodes = await run_phase(services)
+        p.detail = nodes.detail
+    with phase("comfyui") as p:
+        await _start_comfyui(services, supervisor, report_gpu, echo_children, comfyui_timings, nodes)
+        p.detail = supervisor.status("comfyui").state.value
+    return report_gpu, nodes
 
 
 async def _start_comfyui(
@@ -315,6 +354,7 @@ async def _start_comfyui(
     report: gpu.GpuReport,
     echo: bool,
     timings: Timings | None = None,
+    nodes: StartPlan | None = None,
 ) -> None:
     settings = services.settings
     if not settings.comfyui_installed:
@@ -330,13 +370,22 @@ async def _start_comfyui(
         service.hold(State.NOT_INSTALLED, not_installed_detail(settings))
         return
     cpu = report.wants_cpu and gpu.wants_cpu_flag(settings.comfyui_extra_args)
-    spec = comfyui_spec(
-        settings,
-        services.workspace,
-        lambda: services.comfyui.clients[0] if services.comfyui is not None else None,
-        cpu=cpu,
-        timings=timings or COMFYUI_TIMINGS,
-    )
+    layer = nodes.layer if nodes is not None else None
+
+    def make_spec() -> ProcessSpec:  # at every (re)start: the volume's nodes may have changed
+        nodes = services.nodes
+        node_args = nodes.whitelist_args(nodes.left_out(layer)) if layer and nodes else []
+        return comfyui_spec(
+            settings,
+            services.workspace,
+            lambda: services.comfyui.clients[0] if services.comfyui is not None else None,
+            cpu=cpu,
+            timings=timings or COMFYUI_TIMINGS,
+            extend_env=layer.environment if layer is not None else None,
+            node_args=node_args,
+        )
+
+    spec = make_spec()
 
     async def precheck() -> tuple[State, str] | None:
         if not settings.comfyui_installed:
@@ -351,6 +400,7 @@ async def _start_comfyui(
         log_dir=services.workspace.logs,
         precheck=precheck,
         echo=stderr_echo() if echo else None,
+        refresh=make_spec,
     )
     supervisor.add(service)
     service.start()
@@ -404,18 +454,16 @@ async def _deep_check(services: Services, settings: Settings) -> None:
 
 
 async def _shutdown(
-    services: Services,
-    supervisor: Supervisor,
-    presets: PresetService | None,
-    relaying: bool,
-    server: _Server | None,
+    services: Services, supervisor: Supervisor, relaying: bool, server: _Server | None
 ) -> None:
     async def everything() -> None:
         jobs: list[Awaitable[Any]] = [supervisor.stop()]
         if relaying and services.comfyui is not None:
             jobs.append(services.comfyui.stop_events())
-        if presets is not None:
-            jobs.append(presets.close())
+        if services.presets is not None:
+            jobs.append(services.presets.close())
+        if services.node_tasks is not None:
+            jobs.append(services.node_tasks.close())
         if server is not None:
             jobs.append(server.stop())
         await asyncio.gather(*jobs, return_exceptions=True)

@@ -15,7 +15,9 @@ from pathlib import Path
 from .errors import WorkspaceError
 from .model_paths import GENERATED_NAME, MODEL_FOLDERS, USER_NAME, write_generated
 
-TOP_FOLDERS = ("models", "output", "workflows", "uploads", "config", "cache", "logs")
+TOP_FOLDERS = ("models", "output", "uploads", "config", "cache", "logs", "custom_nodes")
+#: ComfyUI's user folder (`--user-directory`); its `default/workflows` is what the editor saves.
+USER_WORKFLOWS = ("user", "default", "workflows")
 LOW_SPACE_BYTES = 10 * 1024**3
 
 
@@ -35,6 +37,7 @@ class LayoutReport:
     created: list[Path] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     disk: DiskUsage | None = None
+    moved_workflows: list[tuple[Path, Path]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -56,8 +59,26 @@ class Workspace:
         return self.root / "output"
 
     @property
+    def user(self) -> Path:
+        return self.root / "user"
+
+    @property
     def workflows(self) -> Path:
+        """The one list of saved workflows: ComfyUI's own (what its editor saves and opens)."""
+        return self.root.joinpath(*USER_WORKFLOWS)
+
+    @property
+    def legacy_workflows(self) -> Path:
+        """Where the dashboard kept workflows before; moved into `workflows` at start (migrate.py)."""
         return self.root / "workflows"
+
+    @property
+    def custom_nodes(self) -> Path:
+        return self.root / "custom_nodes"
+
+    @property
+    def python(self) -> Path:
+        return self.root / "python"
 
     @property
     def uploads(self) -> Path:
@@ -97,6 +118,7 @@ class Workspace:
     def required_dirs(self) -> list[Path]:
         dirs = [self.root / name for name in TOP_FOLDERS]
         dirs += [self.models / name for name in MODEL_FOLDERS]
+        dirs += [self.root.joinpath(*USER_WORKFLOWS[:i]) for i in range(1, len(USER_WORKFLOWS) + 1)]
         return dirs
 
     def ensure(self) -> LayoutReport:
@@ -120,18 +142,19 @@ class Workspace:
                 )
             try:
                 root.mkdir()
-                report.created.append(root)
-            except FileExistsError:  # made at the same moment by another pod sharing the volume
-                if not root.is_dir():
-                    raise WorkspaceError(
-                        f"{root} is a file, not a folder",
-                        hint="move it away or set WORKSPACE_ROOT to a folder",
-                    ) from None
+            except FileExistsError:
+                pass  # another runtime on this volume made it a moment ago; checked below
             except OSError as exc:
                 raise WorkspaceError(
                     f"cannot create {root}: {exc.strerror}",
                     hint="check the volume is mounted writable",
                 ) from None
+            else:
+                report.created.append(root)
+        if not root.is_dir():
+            raise WorkspaceError(
+                f"{root} is a file, not a folder", hint="move it away or set WORKSPACE_ROOT to a folder"
+            )
         for path in self.required_dirs():
             try:
                 path.mkdir()
@@ -178,12 +201,16 @@ class Workspace:
         return DiskUsage(total=usage.total, used=usage.used, free=usage.free)
 
     def write_model_paths(self) -> Path:
-        return write_generated(self.config, self.models)
+        return write_generated(self.config, self.models, self.custom_nodes)
 
     def init(self) -> LayoutReport:
-        """Layout + generated yaml: what `comfyui-docker init` and the start phase do."""
+        """Layout + generated yaml + the old workflows folder moved: what `init` and the start do."""
+        from .workflows.saved import move_legacy
+
         report = self.ensure()
         self.write_model_paths()
+        moved = move_legacy(self.legacy_workflows, self.workflows)
+        report.moved_workflows = moved
         return report
 
     def folder_counts(self) -> dict[str, int]:

@@ -17,6 +17,7 @@ SECTIONS = {
     "generate": "/generate",
     "models": "/models",
     "workflows": "/workflows",
+    "nodes": "/nodes",
     "settings": "/settings",
     "pro": "/pro",
 }

@@ -4,6 +4,7 @@ fake; a real one with the marker)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from comfyui_docker.comfyui import (
 from comfyui_docker.errors import InvalidInput, NotFound, ServiceUnavailable
 from comfyui_docker.events import EventBus, GenerationEvent
 from fakes.comfyui_root.fake_comfy import png
-from fakes.comfyui_root.launch import Comfy
+from fakes.comfyui_root.launch import Comfy, http, run_comfyui
 
 GRAPH = {
     "1": {
@@ -108,12 +109,14 @@ async def test_rejections_and_errors_are_typed(client: ComfyUIClient) -> None:
         _ = [c async for c in client.view(OutputFile("../../etc/passwd"))]
 
 
-def _slow(frames: int) -> dict[str, Any]:
-    """A graph the fake ComfyUI runs for about frames x 10 ms (ColorTransfer steps per frame)."""
+def _slow(frames: int, color: int = 7) -> dict[str, Any]:
+    """A graph the fake ComfyUI runs for about frames x 10 ms (ColorTransfer steps per frame).
+    Give each run its own `color`: a prompt that once finished is answered from ComfyUI's cache
+    (a real ComfyUI may finish one before an interrupt lands)."""
     return {
         "1": {
             "class_type": "EmptyImage",
-            "inputs": {"width": 64, "height": 64, "batch_size": frames, "color": 7},
+            "inputs": {"width": 64, "height": 64, "batch_size": frames, "color": color},
         },
         "2": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 1}},
         "3": {
@@ -133,7 +136,7 @@ def _slow(frames: int) -> dict[str, Any]:
 
 async def test_queue_delete_interrupt_through_the_gateway(client: ComfyUIClient) -> None:
     gateway = ComfyUIGateway(client)
-    running = await gateway.submit(_slow(300))
+    running = await gateway.submit(_slow(3000))
     pending = await gateway.submit(_slow(2))
     await asyncio.sleep(0.2)
     queue = await gateway.queue()
@@ -176,11 +179,59 @@ async def test_run_follows_to_the_saved_files_or_a_readable_failure(
 
     stopper = asyncio.create_task(stop_soon())
     with pytest.raises(ExecutionFailed, match=r"interrupted at node 3 \(Slow, ColorTransfer\)"):
-        await gateway.run(_slow(300), timeout_s=30)
+        await gateway.run(_slow(1000, color=8), timeout_s=30)
     await stopper
     with pytest.raises(ExecutionFailed, match=r"no result after 0\.3 s"):
-        await gateway.run(_slow(300), timeout_s=0.3)
+        await gateway.run(_slow(3000, color=9), timeout_s=0.3)
     await gateway.interrupt()
+
+
+async def test_api_keys_in_extra_data_stay_out_of_queue_and_history(
+    client: ComfyUIClient, comfy: Comfy
+) -> None:
+    """ComfyUI hands `api_key_comfy_org` to API nodes only: /history keeps the rest of extra_data."""
+    gateway = ComfyUIGateway(client)
+    graph = {**GRAPH, "2": {**GRAPH["2"], "inputs": {**GRAPH["2"]["inputs"], "filename_prefix": "keys/t"}}}
+    result = await gateway.run(graph, timeout_s=30, extra_data={"api_key_comfy_org": "k-123", "mine": 7})
+    status, _, body = http("GET", f"{comfy.url}/history/{result.prompt_id}")
+    assert status == 200
+    extra = json.loads(body)[result.prompt_id]["prompt"][3]
+    assert extra["mine"] == 7 and "api_key_comfy_org" not in extra
+    assert b"k-123" not in body
+
+
+async def test_upload_stores_input_files_as_comfyui_answers(client: ComfyUIClient, comfy: Comfy) -> None:
+    """POST /upload/image through the gateway, the cases of the up_*.json recordings."""
+    gateway = ComfyUIGateway(client)
+    first = png.encode(8, 6, 0x102030, {})
+    other = png.encode(9, 7, 0x405060, {})
+    stored = await gateway.upload("up-pic.png", first, overwrite=False)
+    assert stored == OutputFile("up-pic.png", "", "input")
+    assert (comfy.layout.input / "up-pic.png").read_bytes() == first
+    assert (await gateway.upload("up-pic.png", first, overwrite=False)).filename == "up-pic.png"  # same bytes
+    renamed = await gateway.upload("up-pic.png", other, overwrite=False)
+    assert renamed.filename == "up-pic (1).png"
+    assert (comfy.layout.input / "up-pic (1).png").read_bytes() == other
+    assert (await gateway.upload("up-pic.png", other)).filename == "up-pic.png"  # overwrite is the default
+    assert (comfy.layout.input / "up-pic.png").read_bytes() == other
+    deep = await gateway.upload("up-pic.png", first, subfolder="up/dir")
+    assert deep == OutputFile("up-pic.png", "up/dir", "input")
+    assert (comfy.layout.input / "up" / "dir" / "up-pic.png").read_bytes() == first
+    chunks = [c async for c in gateway.view(deep)]
+    assert b"".join(chunks) == first
+    with pytest.raises(InvalidInput, match="refused the upload"):
+        await gateway.upload("up-pic.png", first, subfolder="../../etc")
+
+
+async def test_run_reads_the_outputs_once_comfyui_has_recorded_them(tmp_path: Path) -> None:
+    """ComfyUI records a prompt in /history after its execution_success frame (before the final
+    `executing` with node null): a run must not read /history in between (no outputs there yet)."""
+    with run_comfyui(tmp_path, env={"FAKE_COMFYUI_MODE": "history_lag:0.4"}) as lagging:
+        async with aiohttp.ClientSession() as session:
+            gateway = ComfyUIGateway(ComfyUIClient(session, lagging.url))
+            result = await gateway.run(GRAPH, out_dir=tmp_path / "out", timeout_s=30)
+    assert [f.name for f in result.files] == ["test_00001_.png"]
+    assert png.size_of(result.files[0].read_bytes()) == (32, 24)
 
 
 async def test_definitions_and_readiness_through_the_gateway(client: ComfyUIClient) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 from bake_hcl import bake_print, expand
@@ -261,14 +262,36 @@ def test_cache_mounts_for_apt_and_uv(dockerfile: Dockerfile) -> None:
             assert "--mount=type=cache,target=/root/.cache/uv" in run
 
 
-def test_startup_script_only_hands_over() -> None:
-    lines = [
-        ln.strip()
-        for ln in (DOCKER / "startup.sh").read_text().splitlines()
-        if ln.strip() and not ln.startswith("#")
-    ]
-    assert lines == ["set -eu", 'exec comfyui-docker start "$@"']
+def test_startup_script_hands_over_by_mode(tmp_path: Path) -> None:
+    """startup.sh execs `comfyui-docker start` (a pod) or `serverless` (MODE=serverless) with the
+    container's arguments; another MODE stops with what to write instead."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "comfyui-docker"
+    fake.write_text('#!/bin/sh\necho "comfyui-docker $*"\n')
+    fake.chmod(0o755)
+
+    def run(mode: str | None) -> subprocess.CompletedProcess[str]:
+        env = {"PATH": f"{bin_dir}:/usr/bin:/bin", **({"MODE": mode} if mode is not None else {})}
+        script = str(DOCKER / "startup.sh")
+        return subprocess.run([script, "--rp_serve_api", "x y"], env=env, capture_output=True, text=True)
+
+    assert run(None).stdout == "comfyui-docker start --rp_serve_api x y\n"
+    assert run("").stdout == "comfyui-docker start --rp_serve_api x y\n"
+    assert run("pod").stdout == "comfyui-docker start --rp_serve_api x y\n"
+    assert run("serverless").stdout == "comfyui-docker serverless --rp_serve_api x y\n"
+    bad = run("worker")
+    assert (
+        bad.returncode == 2 and "MODE=worker is not known: use pod (the default) or serverless" in bad.stderr
+    )
     assert (DOCKER / "startup.sh").stat().st_mode & 0o111
+
+
+def test_the_dashboards_venv_has_the_runpod_sdk(dockerfile: Dockerfile) -> None:
+    """MODE=serverless needs the `serverless` extra in both uv syncs (dependencies, then project)."""
+    syncs = [i.args for i in dockerfile.stages["dashboard-builder"].all("RUN") if "uv sync" in i.args]
+    assert len(syncs) == 2 and all("--extra serverless" in run for run in syncs)
+    assert "import comfyui_docker.web.app, comfyui_docker.cli, runpod.serverless" in syncs[1]
 
 
 # ---- custom node lists ----------------------------------------------------------------------

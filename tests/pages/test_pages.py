@@ -13,7 +13,7 @@ from comfyui_docker.settings import Settings
 from comfyui_docker.web.app import create_app
 from comfyui_docker.web.pages.static import STATIC
 
-SECTIONS = ["/", "/outputs", "/generate", "/models", "/workflows", "/settings", "/pro"]
+SECTIONS = ["/", "/outputs", "/generate", "/models", "/workflows", "/nodes", "/settings", "/pro"]
 BUDGET = 50 * 1024
 BUILT = (STATIC / "app.css").is_file() and (STATIC / "vendor" / "htmx.min.js").is_file()
 needs_build = pytest.mark.skipif(
@@ -28,7 +28,7 @@ async def test_section_full_page(client: httpx.AsyncClient, path: str) -> None:
     assert r.headers["vary"] == "HX-Request"
     html = r.text
     assert html.startswith("<!doctype html>")
-    for href in ("/outputs", "/generate", "/models", "/workflows", "/settings", "/pro"):
+    for href in ("/outputs", "/generate", "/models", "/workflows", "/nodes", "/settings", "/pro"):
         assert f'href="{href}"' in html
     assert 'aria-current="page"' in html
     assert 'id="no-password-warning"' in html  # no ACCESS_PASSWORD in these settings

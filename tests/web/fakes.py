@@ -153,6 +153,9 @@ class FakePresets:
         self.installed.discard(preset_id)
         return [f["path"] for f in preset["files"]]
 
+    async def close(self) -> None:
+        self.calls.append(("close", None))
+
     def installed_state(self, preset_id: str) -> str:
         self.get(preset_id)
         return "installed" if preset_id in self.installed else "not_installed"

@@ -53,6 +53,23 @@ async def test_save_rename_delete(client) -> None:
     assert (await client.delete("/api/workflows/c.json")).status_code == 404
 
 
+async def test_action_paths_are_never_workflow_names(client, app_svc) -> None:
+    """`x/download` is the download of `x`: a PUT there is a method the download does not take
+    (405 with Allow), not a save of a workflow `x/download.json`; `…/download.json` is a name."""
+    assert (await client.put("/api/workflows/x.json", json=UI)).status_code == 200
+    for method, path, allow in [
+        ("PUT", "/api/workflows/x/download", "GET, HEAD"),
+        ("DELETE", "/api/workflows/x/rename", "POST"),
+        ("GET", "/api/workflows/x/run", "POST"),
+    ]:
+        r = await client.request(method, path, json=UI)
+        assert r.status_code == 405, (method, path, r.text)
+        assert r.headers["allow"] == allow and r.json()["error"]["code"] == "method_not_allowed"
+    assert not (app_svc[1].workspace.workflows / "x").exists()
+    assert (await client.put("/api/workflows/x/download.json", json=UI)).status_code == 200
+    assert (await client.get("/api/workflows/x/download.json")).json() == UI
+
+
 BAD_NAMES = [
     "..%2F..%2Fconfig%2Fuser_settings.yaml",
     "%2e%2e%2fsecret.json",
@@ -86,7 +103,16 @@ async def test_traversal_names_refused_everywhere(client, app_svc, raw: str) -> 
 
 
 @pytest.mark.parametrize(
-    "name", ["../../evil.json", "/etc/cron.d/x.json", "a\\..\\b.json", "x\x00.json", "sub/x.json"]
+    "name",
+    [
+        "../../evil.json",
+        "/etc/cron.d/x.json",
+        "a\\..\\b.json",
+        "x\x00.json",
+        "sub/../x.json",
+        ".git/x.json",
+        "a//b.json",
+    ],
 )
 async def test_upload_names_refused(client, app_svc, name: str) -> None:
     files = {"file": (name, json.dumps(UI).encode(), "application/json")}
@@ -154,3 +180,37 @@ async def test_run_when_comfyui_not_ready_is_503_with_state(tmp_path: Path) -> N
         assert err["details"]["state"] == "starting" and "starting" in err["message"]
         r = await c.post("/api/generate", json={"workflow": API})
         assert r.status_code == 503
+
+
+async def test_subfolders_are_listed_read_saved_renamed_and_deleted(client, app_svc) -> None:
+    folder = app_svc[1].workspace.workflows
+    assert folder == app_svc[1].workspace.root / "user" / "default" / "workflows"  # ComfyUI's own
+    (folder / "people").mkdir()
+    (folder / "people" / "portrait.json").write_text(json.dumps(UI))
+    assert (await client.put("/api/workflows/a/b/deep.json", json=API)).status_code == 200
+    listed = [w["name"] for w in (await client.get("/api/workflows")).json()["workflows"]]
+    assert listed == ["a/b/deep.json", "people/portrait.json"]
+    assert (await client.get("/api/workflows/people/portrait.json")).json() == UI
+    assert (await client.get("/api/workflows/people%2Fportrait.json")).json() == UI
+    r = await client.get("/api/workflows/people/portrait.json/download")
+    assert r.headers["content-disposition"].startswith("attachment") and r.json() == UI
+    r = await client.post("/api/workflows/people/portrait.json/rename", json={"new_name": "archive/old"})
+    assert r.status_code == 200 and r.json()["name"] == "archive/old.json"
+    assert (folder / "archive" / "old.json").is_file() and not (folder / "people" / "portrait.json").exists()
+    r = await client.post("/api/workflows", json={"name": "x/y.json", "workflow": UI})
+    assert r.status_code == 201 and r.json()["name"] == "x/y.json"
+    assert (await client.delete("/api/workflows/a/b/deep.json")).json()["name"] == "a/b/deep.json"
+    r = await client.post("/api/workflows/x/../../y.json/rename", json={"new_name": "z"})
+    assert r.status_code in (400, 404)
+
+
+async def test_a_subfolder_link_out_of_the_volume_is_refused(tmp_path: Path) -> None:
+    app, svc = build(tmp_path / "ws")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "x.json").write_text(json.dumps(UI))
+    os.symlink(outside, svc.workspace.workflows / "linked")
+    async with client_for(app) as c:
+        assert (await c.get("/api/workflows/linked/x.json")).status_code == 400
+        assert (await c.put("/api/workflows/linked/new.json", json=UI)).status_code == 400
+    assert sorted(p.name for p in outside.iterdir()) == ["x.json"]

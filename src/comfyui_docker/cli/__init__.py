@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from ..errors import AppError, SettingsError
 
-COMMAND_MODULES = ("core", "service", "presets", "workflows")
+COMMAND_MODULES = ("core", "service", "presets", "workflows", "nodes", "serverless")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,7 +4,8 @@
     health [--json] [--ready]
                          asks the running dashboard (GET /health, GET /health/ready); exit 0 when it
                          answers and nothing is broken for good (ComfyUI not fatal/blocked); with
-                         --ready, only when ComfyUI is ready. For Docker's HEALTHCHECK.
+                         --ready, only when ComfyUI is ready. For Docker's HEALTHCHECK. With
+                         MODE=serverless (no dashboard): exit 0 when ComfyUI answers.
     restart              POST /api/service/comfyui/restart on the running dashboard
     logs [-n N] [--follow] [SOURCE]
                          the tail of workspace/logs/SOURCE.log (default comfyui)
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import urllib.error
@@ -70,8 +72,26 @@ def cmd_start(args: argparse.Namespace) -> int:
     return main(Settings.from_env())
 
 
+def _serverless_health(settings: Settings, args: argparse.Namespace) -> int:
+    """MODE=serverless runs no dashboard: healthy when ComfyUI answers on its loopback port."""
+    try:
+        url = settings.comfyui_url + "/system_stats"  # http://127.0.0.1:PORT, built by Settings
+        with urllib.request.urlopen(url, timeout=args.timeout) as resp:  # noqa: S310
+            ok = resp.status == 200
+    except (OSError, urllib.error.URLError):
+        ok = False
+    if args.json:
+        print(json.dumps({"live": ok, "ok": ok, "mode": "serverless", "comfyui": {"answers": ok}}, indent=2))
+    else:
+        state = "healthy: serverless worker, ComfyUI answers" if ok else "unhealthy: ComfyUI does not answer"
+        print(state)
+    return 0 if ok else 1
+
+
 def cmd_health(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
+    if os.environ.get("MODE") == "serverless" and not args.url:
+        return _serverless_health(settings, args)
     try:
         status, _ = _call(settings, "GET", "/health", args.timeout, args.url)
     except (OSError, urllib.error.URLError) as exc:

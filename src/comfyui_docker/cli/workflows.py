@@ -49,6 +49,7 @@ async def _use_case(
     from ..downloads.service import PresetService
     from ..events import EventBus
     from ..workflows.object_info import ObjectInfoStore, load_file
+    from ..workflows.saved import SavedWorkflows
     from ..workflows.service import WorkflowService
 
     workspace = Workspace(settings.workspace_root)
@@ -64,6 +65,7 @@ async def _use_case(
             presets=presets,
             fixed_definitions=fixed,
             model_hosts=settings.model_hosts,
+            saved=SavedWorkflows(workspace.workflows, workspace.root),
         )
         try:
             yield Uses(use, presets)
@@ -248,14 +250,22 @@ def cmd_templates(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add this area's sub-commands to the parser."""
     p = sub.add_parser("convert", help="print the API prompt of a workflow saved by ComfyUI's editor")
-    p.add_argument("workflow", metavar="WORKFLOW", help="a workflow .json file, or template:<name>")
+    p.add_argument(
+        "workflow",
+        metavar="WORKFLOW",
+        help="a workflow .json file, a saved workflow's name, or template:<name>",
+    )
     p.add_argument("--object-info", metavar="FILE", help="saved GET /object_info (.json or .json.gz)")
     p.add_argument("--url", help="ComfyUI's address (default: http://127.0.0.1:$COMFYUI_INTERNAL_PORT)")
     p.add_argument("-o", "--output", metavar="FILE", help="write the prompt to FILE instead of stdout")
     p.set_defaults(handler=cmd_convert)
 
     p = sub.add_parser("run", help="run a workflow on ComfyUI without a browser and save its outputs")
-    p.add_argument("workflow", metavar="WORKFLOW", help="a workflow .json file, or template:<name>")
+    p.add_argument(
+        "workflow",
+        metavar="WORKFLOW",
+        help="a workflow .json file, a saved workflow's name, or template:<name>",
+    )
     p.add_argument(
         "--set",
         action="append",

@@ -10,6 +10,7 @@ is ComfyUIError. Callers outside `comfyui/` go through the gateway, which picks 
 from __future__ import annotations
 
 import json
+import mimetypes
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import aiohttp
 
-from ..errors import InvalidInput, NotFound, ServiceUnavailable
+from ..errors import InvalidInput, NotFound, PayloadTooLarge, ServiceUnavailable
 from . import explain
 from .errors import ComfyUIError, unreachable
 from .shapes import HistoryEntry, JsonObject, OutputFile, Prompt, QueueSnapshot, Submitted, as_object
@@ -188,6 +189,45 @@ class ComfyUIClient:
                     yield block
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise unreachable(self.base_url, exc) from None
+
+    async def upload(
+        self, name: str, data: bytes, *, kind: str = "input", subfolder: str = "", overwrite: bool = True
+    ) -> OutputFile:
+        """`POST /upload/image` (multipart): store `data` as `name` in ComfyUI's `kind` folder
+        (input, temp or output). The answer names the stored file, which ComfyUI renames
+        (`pic (1).png`) when the name is taken by other bytes and `overwrite` is off."""
+        form = aiohttp.FormData()
+        content_type = mimetypes.guess_type(name)[0] or "image/png"
+        form.add_field("image", data, filename=name, content_type=content_type)
+        form.add_field("overwrite", "true" if overwrite else "false")
+        form.add_field("type", kind)
+        if subfolder:
+            form.add_field("subfolder", subfolder)
+        try:
+            async with self.session.post(
+                self.base_url + "/upload/image", data=form, timeout=self._timeout(self.timeouts.request)
+            ) as resp:
+                status, raw = resp.status, await resp.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise unreachable(self.base_url, exc) from None
+        if status == 400:
+            raise InvalidInput(
+                f"ComfyUI refused the upload of {name!r}",
+                hint="use a plain file name (no folders, no '..') and send the file's bytes",
+            )
+        if status == 413:
+            raise PayloadTooLarge(f"{name!r} is larger than ComfyUI accepts ({len(data)} bytes)")
+        if status != 200:
+            raise self._failed(status, "POST /upload/image", raw)
+        try:
+            body = as_object(json.loads(raw))
+        except ValueError:
+            body = {}
+        where = {"subfolder": body.get("subfolder"), "type": body.get("type") or kind}
+        stored = OutputFile.parse({"filename": body.get("name"), **where})
+        if stored is None:
+            raise ComfyUIError("ComfyUI's answer to POST /upload/image names no file")
+        return stored
 
     # ---- events ------------------------------------------------------------------------------
     def ws_url(self, client_id: str | None = None) -> str:

@@ -4,6 +4,7 @@
     run(prompt, out_dir)      submit and follow it to its end, saving its outputs (CLI, serverless)
     history(prompt_id)        its record, from the ComfyUI that holds it
     view(file, prompt_id)     stream an output file
+    upload(name, data)        store a file in ComfyUI's input folder (POST /upload/image)
     queue()                   running and pending prompts, of every ComfyUI
     interrupt(prompt_id)      stop it (or whatever runs, without an id)
     delete(prompt_id)         drop it from the pending queue
@@ -110,6 +111,14 @@ class ComfyUIGateway:
         """Stream `file`. Output files are on the shared volume; temp files live with the prompt's
         ComfyUI, so pass the prompt id for those."""
         return self.client_for(prompt_id).view(file)
+
+    async def upload(
+        self, name: str, data: bytes, *, kind: str = "input", subfolder: str = "", overwrite: bool = True
+    ) -> OutputFile:
+        """Store `data` as `name` in ComfyUI's input folder (or `kind`: temp, output) for LoadImage
+        and friends; returns the file as ComfyUI stored it. Every instance reads the same input
+        folder on the volume, so this goes to the one a new prompt goes to."""
+        return await self.pick().upload(name, data, kind=kind, subfolder=subfolder, overwrite=overwrite)
 
     async def queue(self) -> QueueSnapshot:
         snapshot = QueueSnapshot()

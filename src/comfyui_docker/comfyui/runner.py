@@ -102,7 +102,12 @@ class PromptRun:
     async def _follow(
         self, ws: aiohttp.ClientWebSocketResponse, prompt_id: str
     ) -> tuple[str, JsonObject] | None:
-        """Frames until the terminal one for `prompt_id`; None when the socket closes first."""
+        """Frames until the end of `prompt_id`; None when the socket closes first.
+
+        ComfyUI sends `execution_success`, then records the prompt in /history, then sends
+        `executing` with `node: null` (COMFYUI.md §3): a success ends at the latter, so that
+        /history holds the outputs when it is read. A failure ends at its terminal frame."""
+        success: tuple[str, JsonObject] | None = None
         while True:
             try:
                 msg = await ws.receive(timeout=self._left())
@@ -112,7 +117,7 @@ class PromptRun:
                 ) from None
             if msg.type != aiohttp.WSMsgType.TEXT:
                 if msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.ERROR):
-                    return None
+                    return None  # /history is polled until the prompt is recorded there
                 continue  # binary preview frames
             try:
                 frame = as_object(json.loads(msg.data))
@@ -136,7 +141,11 @@ class PromptRun:
             elif kind == "executed":
                 self.on_event("executed", {"node": str(data.get("node")), "output": data.get("output")})
             elif kind in TERMINAL and data.get("prompt_id") == prompt_id:
-                return kind, data
+                if kind != "execution_success":
+                    return kind, data
+                success = (kind, data)  # its outputs reach /history just after: wait for that
+            if kind == "executing" and data.get("node") is None and data.get("prompt_id") == prompt_id:
+                return success or ("execution_success", {})
 
     async def _poll_history(self, prompt_id: str) -> tuple[str, JsonObject]:
         self.on_event("ws_lost", {"prompt_id": prompt_id})

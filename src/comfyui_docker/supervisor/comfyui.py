@@ -7,6 +7,7 @@
         [--extra-model-paths-config WS/config/extra_model_paths.user.yaml]   (when usable)
         --database-url sqlite:///TMP/comfyui-docker/comfyui-PORT/comfyui.db
         [--enable-manager]                          (its pip package is in ComfyUI's venv)
+        [--disable-all-custom-nodes --whitelist-custom-nodes NAME...]  (a volume node left out)
         [--cpu]                                                               (no GPU, see gpu.py)
         COMFYUI_EXTRA_ARGS...
 
@@ -26,6 +27,10 @@ On top of it, ComfyUI's own venv comes first on PATH (nodes that run `pip`, `pyt
 console script of the venv find ComfyUI's), and, where the image ships one, applies the
 constraints file beside the venv to every pip and uv run (PIP_CONSTRAINT, UV_CONSTRAINT):
 ComfyUI-Manager cannot replace torch, its CUDA libraries or the image's one OpenCV.
+
+`extend_env` adds to that environment: the volume's package layer (nodes/layer.py:
+COMFYUI_DOCKER_PYTHON_LAYER, PIP_PREFIX, PIP_CONSTRAINT, UV_CONSTRAINT, its bin/ last on PATH).
+`node_args` are the custom-node flags of nodes/service.py (`whitelist_args`).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -131,7 +136,12 @@ def comfyui_environment(settings: Settings, base: Mapping[str, str]) -> dict[str
 
 
 def comfyui_args(
-    settings: Settings, workspace: Workspace, *, cpu: bool = False, warnings: list[str] | None = None
+    settings: Settings,
+    workspace: Workspace,
+    *,
+    cpu: bool = False,
+    warnings: list[str] | None = None,
+    node_args: Sequence[str] = (),
 ) -> list[str]:
     """ComfyUI's arguments after `main.py` (see the module docstring)."""
     args = ["--listen", "127.0.0.1", "--port", str(settings.comfyui_internal_port)]
@@ -150,6 +160,7 @@ def comfyui_args(
         log.warning(msg)
         if warnings is not None:
             warnings.append(msg)
+    args += list(node_args)
     if cpu:
         args.append("--cpu")
     args += list(settings.comfyui_extra_args)
@@ -164,6 +175,8 @@ def comfyui_spec(
     cpu: bool = False,
     timings: Timings = COMFYUI_TIMINGS,
     warnings: list[str] | None = None,
+    extend_env: Callable[[Mapping[str, str]], dict[str, str]] | None = None,
+    node_args: Sequence[str] = (),
 ) -> ProcessSpec:
     """The supervised ComfyUI: its own Python, run from COMFYUI_ROOT, ready when /system_stats is ours.
 
@@ -176,9 +189,10 @@ def comfyui_spec(
     argv = [
         str(settings.comfyui_python),
         "main.py",
-        *comfyui_args(settings, workspace, cpu=cpu, warnings=warnings),
+        *comfyui_args(settings, workspace, cpu=cpu, warnings=warnings, node_args=node_args),
     ]
     output = workspace.output
+    env = comfyui_environment(settings, comfyui_env(settings))
 
     async def probe() -> bool:
         current = client() if callable(client) else client
@@ -188,7 +202,7 @@ def comfyui_spec(
         name="comfyui",
         argv=argv,
         cwd=settings.comfyui_root,
-        env=comfyui_environment(settings, comfyui_env(settings)),
+        env=extend_env(env) if extend_env is not None else env,
         identity="main.py",
         probe=probe,
         timings=timings,

@@ -29,6 +29,8 @@ FATAL_LINES = 30
 
 #: Run before every start: None to go ahead, or (NOT_INSTALLED | BLOCKED, why) to hold.
 Precheck = Callable[[], Awaitable[tuple[State, str] | None]]
+#: Run before every spawn: the spec to start with (ComfyUI's argv follows the volume's nodes).
+Refresh = Callable[[], ProcessSpec]
 
 
 @dataclass(frozen=True)
@@ -69,9 +71,11 @@ class Service:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         echo: TextIO | None = None,
         precheck: Precheck | None = None,
+        refresh: Refresh | None = None,
     ) -> None:
         self.spec = spec
         self.precheck = precheck
+        self.refresh = refresh
         self.bus = bus
         self.factory = factory
         self.clock = clock
@@ -196,6 +200,13 @@ class Service:
 
     async def _one_life(self) -> str | None:
         """Spawn, wait for ready, then for the exit. Returns why it ended (None: cancelled)."""
+        if self.refresh is not None:
+            try:
+                self.spec = self.refresh()
+            except Exception as exc:  # keep the last spec rather than not starting at all
+                log.warning(
+                    "%s: cannot refresh its command line, using the last one: %s", self.spec.name, exc
+                )
         t = self.spec.timings
         try:
             self.child = await self.factory(self.spec)

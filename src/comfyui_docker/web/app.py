@@ -138,7 +138,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
 
     from . import auth as auth_routes
     from . import ws
-    from .api import comfyui, health, logs, models, presets, run, workflows
+    from .api import comfyui, health, logs, models, nodes, presets, run, workflows
     from .api import system as system_api
     from .pages import router as pages_router
 
@@ -147,6 +147,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(presets.router)
     app.include_router(models.router)
     app.include_router(workflows.router)
+    app.include_router(nodes.router)
     app.include_router(system_api.router)
     app.include_router(comfyui.router)
     app.include_router(run.router)

@@ -145,10 +145,13 @@ def _html_page(status: int, message: str, hint: str | None) -> str:
 
 async def _app_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AppError)
-    headers = None
+    headers: dict[str, str] = {}
     retry = exc.details.get("retry_after") if exc.details else None
     if retry is not None:
-        headers = {"Retry-After": str(int(retry))}
+        headers["Retry-After"] = str(int(retry))
+    allow = exc.details.get("allow") if exc.details else None
+    if allow:
+        headers["Allow"] = ", ".join(allow)
     if exc.status >= 500:
         log.warning("%s %s -> %s %s", request.method, request.url.path, exc.status, exc.message)
     return error_response(

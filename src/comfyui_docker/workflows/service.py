@@ -37,6 +37,7 @@ from .refs import is_present, model_refs, prompt_models
 from .widgets import combo_choices, input_specs
 
 if TYPE_CHECKING:  # the template package is read only when a template is asked for
+    from .saved import SavedWorkflows
     from .templates import TemplateLibrary
 
 TEMPLATE_PREFIX = "template:"
@@ -183,9 +184,11 @@ class WorkflowService:
         templates: TemplateLibrary | None = None,
         fixed_definitions: dict[str, Any] | None = None,
         model_hosts: Sequence[str] = DEFAULT_MODEL_HOSTS,
+        saved: SavedWorkflows | None = None,
     ) -> None:
         """`fixed_definitions` (a saved /object_info) replace ComfyUI's own when given;
-        `model_hosts`: where a workflow's own URLs may download from (MODEL_HOSTS + Settings)."""
+        `model_hosts`: where a workflow's own URLs may download from (MODEL_HOSTS + Settings);
+        `saved`: the volume's saved workflows, found by name by `load`."""
         from ..downloads.guard import UrlGuard
 
         self.store = definitions
@@ -195,6 +198,7 @@ class WorkflowService:
         self.presets = presets
         self._templates = templates
         self._fixed = fixed_definitions
+        self.saved = saved
 
     # ---- loading -----------------------------------------------------------------------------
     def template(self, name: str) -> Workflow:
@@ -209,7 +213,9 @@ class WorkflowService:
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            raise NotFound(f"{path} does not exist") from None
+            raise NotFound(
+                f"{path} does not exist", hint="give a file, template:<name> or the name of a saved workflow"
+            ) from None
         except (OSError, UnicodeDecodeError) as exc:
             raise InvalidInput(f"cannot read {path}: {exc}") from None
         try:
@@ -221,10 +227,14 @@ class WorkflowService:
         return Workflow(data, path.name)
 
     def load(self, source: str) -> Workflow:
-        """A file, or `template:<name>` (a file of that name wins). For the CLI: reads any path."""
-        if source.startswith(TEMPLATE_PREFIX) and not Path(source).exists():
+        """A file, `template:<name>` (a file of that name wins), or a saved workflow by name
+        (`portrait`, `people/portrait.json`) when no such file exists. For the CLI: reads any path."""
+        path = Path(source)
+        if source.startswith(TEMPLATE_PREFIX) and not path.exists():
             return self.template(source.removeprefix(TEMPLATE_PREFIX))
-        return self.load_file(Path(source))
+        if self.saved is not None and not path.exists():
+            path = self.saved.find(source) or path
+        return self.load_file(path)
 
     def accept(self, data: object, label: str = "the workflow") -> Workflow:
         """A workflow sent in a request (checked: UI format or API prompt)."""
@@ -384,15 +394,18 @@ class WorkflowService:
         out_dir: Path | None = None,
         timeout_s: float | None = None,
         on_event: EventSink | None = None,
+        extra_data: Mapping[str, object] | None = None,
     ) -> RunResult:
-        """Queue it and follow it to its end; its output files are saved into `out_dir`."""
+        """Queue it and follow it to its end; its output files are saved into `out_dir`.
+        `extra_data` goes to ComfyUI beside the editor's workflow (e.g. `api_key_comfy_org`)."""
+        extra = {**(prepared.extra_data() or {}), **(extra_data or {})}
         try:
             return await self._gateway().run(
                 prepared.prompt,
                 out_dir=out_dir,
                 timeout_s=timeout_s,
                 on_event=on_event,
-                extra_data=prepared.extra_data(),
+                extra_data=extra or None,
             )
         except PromptRejected as exc:
             self._name_sources(exc)

@@ -23,12 +23,16 @@ Behaviour switches (environment variables):
         ignore_sigterm      SIGTERM is ignored too (only SIGKILL stops it)
         exit_immediately    exit 1 at once, before reading any yaml
         bad_argv            listen, but /system_stats reports someone else's argv (a foreign server)
+        history_lag:S       record a finished prompt in /history S seconds after its
+                            execution_success frame (ComfyUI records it after that frame, before
+                            the final `executing` with node null; a slow disk makes the gap visible)
 
 Not imitated: `/view?preview=webp` and `channel=` (the file is served as stored), binary preview
 frames on the WebSocket, real model loading (a loader accepts any file whose safetensors header
 names a tensor; a broken header fails with safetensors' SafetensorError, a header without tensors
 as ComfyUI's CheckpointLoaderSimple/VAELoader fail; `.ckpt`/`.pt` files are read as safetensors
-too, where the real loader uses torch.load), custom nodes.
+too, where the real loader uses torch.load), running custom nodes: they are imported and listed as
+ComfyUI does (fake_comfy/custom_nodes.py), not run.
 
 Signals: SIGINT logs "Stopped server", wipes the temp folder and exits 0 - but only when SIGINT
 was not already ignored when the process started (Python keeps an inherited SIG_IGN, exactly the
@@ -50,6 +54,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from fake_comfy.custom_nodes import load_all  # noqa: E402
 from fake_comfy.folders import FolderTable  # noqa: E402
 from fake_comfy.nodes import load_object_info  # noqa: E402
 from fake_comfy.server import Config, EntryHandler, FakeComfy  # noqa: E402
@@ -74,6 +79,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--front-end-version", type=str, default=None)
     p.add_argument("--verbose", type=str, default="INFO", nargs="?", const="DEBUG")
     p.add_argument("--reserve-vram", type=float, default=None)
+    p.add_argument("--whitelist-custom-nodes", type=str, nargs="+", default=[])
     for flag in (
         "--cpu",
         "--disable-api-nodes",
@@ -98,6 +104,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--disable-all-custom-nodes",
         "--enable-cors-header",
         "--enable-manager",
+        "--disable-manager-ui",
     ):
         p.add_argument(flag, action="store_true")
     return p.parse_args(argv)
@@ -180,6 +187,15 @@ def main() -> None:
     for folder in (output_dir, input_dir):
         folder.mkdir(parents=True, exist_ok=True)
 
+    object_info = load_object_info(HERE / "object_info.json.gz")
+    if not args.disable_all_custom_nodes or args.whitelist_custom_nodes:
+        load_all(
+            folders.paths.get("custom_nodes", []),
+            object_info,
+            disable_all=args.disable_all_custom_nodes,
+            whitelist=args.whitelist_custom_nodes,
+        )
+
     cfg = Config(
         argv=list(sys.argv),
         output_dir=output_dir,
@@ -187,13 +203,14 @@ def main() -> None:
         temp_dir=temp_dir,
         user_dir=user_dir,
         folders=folders,
-        object_info=load_object_info(HERE / "object_info.json.gz"),
+        object_info=object_info,
         cpu=args.cpu,
         max_upload=int(args.max_upload_size * 1024 * 1024),
         metadata=not args.disable_metadata,
         step_seconds=float(os.environ.get("FAKE_COMFYUI_STEP_SECONDS", "0.01") or 0.01),
         foreign_argv="bad_argv" in mode,
         cors=bool(args.enable_cors_header),
+        history_lag=float(mode.get("history_lag") or 0),
         log_entries=entries,
     )
     crash_after = float(mode["crash_after"]) if "crash_after" in mode else None

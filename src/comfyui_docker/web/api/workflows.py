@@ -1,4 +1,5 @@
-"""Workflows API: JSON workflows in `workspace/workflows`, and running them through ComfyUI.
+"""Workflows API: the saved workflows (ComfyUI's own `user/default/workflows`, subfolders
+included: workflows/saved.py), and running them through ComfyUI.
 
     GET    /api/workflows                       {workflows: [{name, size, mtime}]}
     POST   /api/workflows                       upload: multipart `file` (+ `name`), or JSON
@@ -11,8 +12,8 @@
     POST   /api/workflows/{name}/run            {set?, client_id?} -> {prompt_id, number, ...}
                                                 (web/api/run.py: errors as POST /api/generate)
 
-Names are one plain file name ending in `.json` (letters, digits, space, `_-.()[]+,&@'`),
-never a path: traversal, absolute paths, NUL and hidden names are refused with 400. Bodies are
+Names are the path below that folder (`sub/flow.json`), each part a plain name (letters, digits,
+space, `_-.()[]+,&@'`): traversal, absolute paths, NUL and hidden names are refused with 400. Bodies are
 limited to 20 MB (413). The content must be a JSON object in the UI format (`nodes`) or an API
 prompt.
 """
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -30,23 +31,25 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
-from ...errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
+from ...errors import Conflict, InvalidInput, MethodNotAllowed, PayloadTooLarge
 from ...model_paths import atomic_write_text
 from ...services import Services
+from ...workflows.saved import MAX_DEPTH, PART_RE, SavedWorkflows
+from ...workflows.saved import check_name as check_name
 from ..deps import ServicesDep, WorkflowsDep
 from ..errors import COMMON_ERRORS, error_responses
 from .run import RunRequest, queue
 
 MAX_BYTES = 20 * 1024 * 1024
-NAME_PATTERN = r"^[\w][\w \-.()\[\]+,&@']{0,150}$"
-NAME_RE = re.compile(NAME_PATTERN)
+_PART = PART_RE.pattern.strip("^$")
+NAME_PATTERN = rf"^{_PART}(/{_PART}){{0,{MAX_DEPTH - 1}}}$"
 #: The `{name}` of every route here: documented with its pattern (".json" is added when missing;
-#: no "..", no folders); checked by `check_name`, which answers 400 with what to change.
+#: folders joined with "/", no ".."); checked by `check_name`, which answers 400 with what to change.
 WorkflowName = Annotated[
     str,
     PathParam(
-        description="A workflow file name, e.g. `my flow.json`",
-        json_schema_extra={"pattern": NAME_PATTERN, "maxLength": 151},
+        description="A workflow's path below the workflows folder, e.g. `my flow.json` or `video/wan.json`",
+        json_schema_extra={"pattern": NAME_PATTERN},
     ),
 ]
 
@@ -62,35 +65,24 @@ class RenameRequest(BaseModel):
     new_name: str = Field(max_length=200)
 
 
-def check_name(name: str) -> str:
-    """A safe workflow file name (".json" added when missing); InvalidInput otherwise."""
-    if not isinstance(name, str) or "\x00" in name:
-        raise InvalidInput("a workflow name cannot contain NUL bytes")
-    clean = name.strip()
-    if not clean.lower().endswith(".json"):
-        clean += ".json"
-    if "/" in clean or "\\" in clean or ".." in clean or clean.startswith(".") or not NAME_RE.match(clean):
-        raise InvalidInput(
-            f"'{name[:120]}' is not a valid workflow name",
-            hint="use letters, digits, spaces and - _ . ( ) only, no folders; it ends in .json",
-        )
-    return clean
+def saved(svc: Services) -> SavedWorkflows:
+    return SavedWorkflows(svc.workspace.workflows, svc.workspace.root)
 
 
-def _path(svc: Services, name: str, *, must_exist: bool = True) -> Any:
-    clean = check_name(name)
-    folder = svc.workspace.workflows
-    path = folder / clean
-    if os.path.realpath(path.parent) != os.path.realpath(folder):
-        raise InvalidInput(f"'{name}' leads outside the workflows folder")
-    if must_exist:
-        if path.is_symlink() and not os.path.realpath(path).startswith(
-            os.path.realpath(svc.workspace.root) + "/"
-        ):
-            raise InvalidInput(f"'{clean}' is a link that leads outside the volume")
-        if not path.is_file():
-            raise NotFound(f"no workflow named '{clean}'", hint="see GET /api/workflows", name=clean)
-    return path
+#: The last part of `/{name:path}/<action>`: such a path is the action's, never a workflow's own
+#: (a workflow named `download` is `…/download.json`).
+ACTIONS = {"download": ["GET", "HEAD"], "rename": ["POST"], "run": ["POST"]}
+
+
+def _not_an_action(request: Request, name: str) -> None:
+    """`PUT /api/workflows/x/download` is a method the download does not take (405), not a save."""
+    folder, _, last = name.rpartition("/")
+    if folder and last in ACTIONS:
+        raise MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}", allow=ACTIONS[last])
+
+
+def _path(svc: Services, name: str, *, must_exist: bool = True) -> Path:
+    return saved(svc).path(name, must_exist=must_exist)
 
 
 def parse_workflow(raw: bytes, source: str = "the upload") -> dict[str, Any]:
@@ -121,29 +113,18 @@ async def read_limited(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _info(path: Any) -> dict[str, Any]:
-    st = path.stat()
-    return {"name": path.name, "size": st.st_size, "mtime": int(st.st_mtime)}
-
-
 def _write(svc: Services, name: str, data: dict[str, Any], overwrite: bool) -> dict[str, Any]:
     path = _path(svc, name, must_exist=False)
     if path.exists() and not overwrite:
-        raise Conflict(f"a workflow named '{path.name}' exists", hint="pass overwrite=true or rename it")
-    svc.workspace.workflows.mkdir(parents=True, exist_ok=True)
+        raise Conflict(f"a workflow named '{name}' exists", hint="pass overwrite=true or rename it")
+    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False))
-    return _info(path)
+    return saved(svc).info(path)
 
 
-@router.get("", summary="Saved workflows")
+@router.get("", summary="Saved workflows (ComfyUI's, subfolders included)")
 async def list_workflows(svc: ServicesDep) -> dict[str, Any]:
-    folder = svc.workspace.workflows
-    items = []
-    if folder.is_dir():
-        for entry in sorted(folder.iterdir(), key=lambda p: p.name.lower()):
-            if entry.name.startswith(".") or entry.suffix.lower() != ".json" or not entry.is_file():
-                continue
-            items.append(_info(entry))
+    items = saved(svc).list()
     return {"workflows": items, "total": len(items)}
 
 
@@ -219,43 +200,56 @@ async def upload(
     )
 
 
-@router.get("/{name}", summary="One workflow (its JSON)", responses=error_responses(400, 404))
-async def read(name: WorkflowName, svc: ServicesDep) -> FileResponse:
-    path = _path(svc, name)
-    return FileResponse(path, media_type="application/json")
-
-
-@router.put("/{name}", summary="Save a workflow (create or replace)", responses=error_responses(400, 413))
-async def save(name: WorkflowName, request: Request, svc: ServicesDep) -> dict[str, Any]:
-    data = parse_workflow(await read_limited(request, MAX_BYTES), "the body")
-    return _write(svc, name, data, overwrite=True)
-
-
-@router.get("/{name}/download", summary="Download a workflow as a file", responses=error_responses(400, 404))
+@router.get(
+    "/{name:path}/download", summary="Download a workflow as a file", responses=error_responses(400, 404)
+)
 async def download(name: WorkflowName, svc: ServicesDep) -> FileResponse:
     path = _path(svc, name)
     return FileResponse(path, media_type="application/json", filename=path.name)
 
 
-@router.post("/{name}/rename", summary="Rename a workflow", responses=error_responses(400, 404, 409))
+@router.get("/{name:path}", summary="One workflow (its JSON)", responses=error_responses(400, 404, 405))
+async def read(name: WorkflowName, request: Request, svc: ServicesDep) -> FileResponse:
+    _not_an_action(request, name)
+    path = _path(svc, name)
+    return FileResponse(path, media_type="application/json")
+
+
+@router.put(
+    "/{name:path}",
+    summary="Save a workflow (create or replace)",
+    # 404: a name with a line break matches no route at all
+    responses=error_responses(400, 404, 405, 413),
+)
+async def save(name: WorkflowName, request: Request, svc: ServicesDep) -> dict[str, Any]:
+    _not_an_action(request, name)
+    data = parse_workflow(await read_limited(request, MAX_BYTES), "the body")
+    return _write(svc, name, data, overwrite=True)
+
+
+@router.post("/{name:path}/rename", summary="Rename a workflow", responses=error_responses(400, 404, 409))
 async def rename(name: WorkflowName, body: RenameRequest, svc: ServicesDep) -> dict[str, Any]:
     src = _path(svc, name)
     dst = _path(svc, body.new_name, must_exist=False)
     if dst.exists() and dst != src:
-        raise Conflict(f"a workflow named '{dst.name}' exists", hint="choose another name or delete it first")
+        raise Conflict(
+            f"a workflow named '{body.new_name}' exists", hint="choose another name or delete it first"
+        )
+    dst.parent.mkdir(parents=True, exist_ok=True)
     os.replace(src, dst)
-    return _info(dst)
+    return saved(svc).info(dst)
 
 
-@router.delete("/{name}", summary="Delete a workflow", responses=error_responses(400, 404))
-async def delete(name: WorkflowName, svc: ServicesDep) -> dict[str, Any]:
+@router.delete("/{name:path}", summary="Delete a workflow", responses=error_responses(400, 404, 405))
+async def delete(name: WorkflowName, request: Request, svc: ServicesDep) -> dict[str, Any]:
+    _not_an_action(request, name)
     path = _path(svc, name)
     path.unlink()
-    return {"status": "deleted", "name": path.name}
+    return {"status": "deleted", "name": saved(svc).name_of(path)}
 
 
 @router.post(
-    "/{name}/run",
+    "/{name:path}/run",
     summary="Queue a saved workflow in ComfyUI (the UI format is converted first)",
     responses=error_responses(400, 404, 502, 503),
 )

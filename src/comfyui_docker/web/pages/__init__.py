@@ -9,9 +9,9 @@ from fastapi import APIRouter
 
 router = APIRouter(include_in_schema=False)
 
-from . import generate, home, models, official, outputs, pro, settings, workflows  # noqa: E402
+from . import generate, home, models, nodes, official, outputs, pro, settings, workflows  # noqa: E402
 from .static import router as _static_router  # noqa: E402
 
-for _module in (home, outputs, generate, official, models, workflows, settings, pro):
+for _module in (home, outputs, generate, official, models, workflows, nodes, settings, pro):
     router.include_router(_module.router)
 router.include_router(_static_router)

@@ -32,6 +32,7 @@ NAV: tuple[tuple[str, str], ...] = (
     ("/generate", "Generate"),
     ("/models", "Models"),
     ("/workflows", "Workflows"),
+    ("/nodes", "Nodes"),
     ("/settings", "Settings"),
     ("/pro", "Pro"),
 )

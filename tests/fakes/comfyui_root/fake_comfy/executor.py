@@ -28,6 +28,7 @@ class QueueItem:
     prompt: dict[str, Any]
     extra_data: dict[str, Any]
     outputs: list[str]
+    sensitive: dict[str, Any] = field(default_factory=dict)  # API keys: never in /queue or /history
 
     def as_list(self) -> list[Any]:
         return [self.number, self.prompt_id, self.prompt, self.extra_data, self.outputs]
@@ -78,6 +79,7 @@ class Executor:
         self.interrupt_flag = False
         self.wakeup = asyncio.Event()
         self.number = 0
+        self.history_lag = 0.0  # seconds between execution_success and the /history record
 
     # ---- queue -----------------------------------------------------------------------------
     def remaining(self) -> int:
@@ -298,6 +300,8 @@ class Executor:
             self._finish(job, item, messages, {}, {}, "error", False, "failed")
             return
         await emit("execution_success", {"prompt_id": pid, "timestamp": now_ms()}, True)
+        if self.history_lag:  # ComfyUI records the prompt after that frame (task_done in its worker)
+            await asyncio.sleep(self.history_lag)
         self._finish(job, item, messages, outputs_ui, meta, "success", True, "completed")
 
     def _finish(

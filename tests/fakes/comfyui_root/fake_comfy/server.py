@@ -21,9 +21,12 @@ from aiohttp import WSMsgType, web
 from .executor import Executor, Hub, QueueItem, now_ms
 from .folders import FolderTable
 from .nodes import RunContext, fill_dynamic
+from .userdata import UserData
 from .validate import validate_prompt
 
 log = logging.getLogger("fake_comfy")
+#: extra_data keys ComfyUI keeps out of /queue and /history (execution.SENSITIVE_EXTRA_DATA_KEYS).
+SENSITIVE_EXTRA_DATA_KEYS = ("auth_token_comfy_org", "api_key_comfy_org")
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 MB = 1024 * 1024
 
@@ -86,6 +89,7 @@ class Config:
     step_seconds: float = 0.01
     foreign_argv: bool = False
     cors: bool = False  # --enable-cors-header: no origin check
+    history_lag: float = 0.0  # FAKE_COMFYUI_MODE=history_lag:S
     log_entries: deque[dict[str, str]] = field(default_factory=lambda: deque(maxlen=300))
 
 
@@ -94,6 +98,7 @@ class FakeComfy:
         self.cfg = cfg
         self.hub = Hub()
         self.executor = Executor(self.hub, self._context, self.info)
+        self.executor.history_lag = cfg.history_lag
 
     # ---- helpers ---------------------------------------------------------------------------
     def info(self, cls: str) -> dict[str, Any]:
@@ -215,8 +220,9 @@ class FakeComfy:
         extra = dict(body.get("extra_data") or {})
         if "client_id" in body:
             extra["client_id"] = body["client_id"]
+        sensitive = {key: extra.pop(key) for key in SENSITIVE_EXTRA_DATA_KEYS if key in extra}
         extra["create_time"] = now_ms()
-        await ex.put(QueueItem(number, prompt_id, prompt, extra, outputs))
+        await ex.put(QueueItem(number, prompt_id, prompt, extra, outputs, sensitive))
         return web.json_response({"prompt_id": prompt_id, "number": number, "node_errors": node_errors})
 
     async def get_queue(self, request: web.Request) -> web.Response:
@@ -459,6 +465,7 @@ class FakeComfy:
             ("GET", "/features", self.features),
             ("GET", "/jobs", self.jobs),
             ("GET", "/ws", self.websocket),
+            *UserData(self.cfg.user_dir).routes(),
         ]
         for method, path, handler in routes:
             app.router.add_route(method, path, handler)
