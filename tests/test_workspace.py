@@ -133,7 +133,7 @@ def test_runtimes_starting_together_on_a_new_volume(tmp_path: Path) -> None:
             for i in range(5):
                 (legacy / f"w{i}.json").write_text("{}")
         with ThreadPoolExecutor(6) as pool:
-            results = list(pool.map(lambda _: Workspace(root).init(), range(6)))
+            results = list(pool.map(lambda _, at=root: Workspace(at).init(), range(6)))
         assert len(results) == 6 and (root / "models").is_dir()
         moved = sorted(p.name for p in Workspace(root).workflows.iterdir())
         assert moved == ([f"w{i}.json" for i in range(5)] if round_ % 2 else [])
