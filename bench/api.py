@@ -271,7 +271,7 @@ class ProductNginx:
     the dashboard, exactly as in the image. Skipped when nginx is not installed."""
 
     def __init__(self, workdir: Path, workspace: str, dashboard_port: int, comfyui_port: int) -> None:
-        from comfyui_docker import nginx
+        from comfyui_docker.children import nginx
         from comfyui_docker.settings import Settings
         from comfyui_docker.workspace import Workspace
 
@@ -302,7 +302,7 @@ class ProductNginx:
     def start(
         cls, workdir: Path, workspace: str, dashboard_port: int, comfyui_port: int
     ) -> ProductNginx | None:
-        from comfyui_docker import nginx
+        from comfyui_docker.children import nginx
 
         try:
             nginx.find_binary()
@@ -422,7 +422,7 @@ async def bench_proxy(
 
 
 def nginx_buffering_now() -> tuple[str, ...]:
-    from comfyui_docker import nginx
+    from comfyui_docker.children import nginx
 
     return nginx.API_BUFFERING
 
@@ -456,7 +456,7 @@ async def main(quick: bool, only: str | None = None, buffering: str = "product")
     from fakes.comfyui_root.launch import run_comfyui
 
     if buffering != "product":
-        from comfyui_docker import nginx
+        from comfyui_docker.children import nginx
 
         nginx.API_BUFFERING = BUFFERING[buffering]
 

@@ -142,6 +142,23 @@ class Services:
         workspace = Workspace(settings.workspace_root)
         return cls(settings=effective(settings, workspace.user_settings), workspace=workspace)
 
+    def http_client(self) -> aiohttp.ClientSession:
+        """The shared aiohttp session, made on first use (`start` imports aiohttp after ComfyUI's
+        spawn); its owner closes it."""
+        if self.http is None:
+            import aiohttp
+
+            self.http = aiohttp.ClientSession()
+        return self.http
+
+    def gateway(self) -> ComfyUIGateway:
+        """The gateway to ComfyUI on the shared session, made on first use."""
+        if self.comfyui is None:
+            from .comfyui import ComfyUIClient, ComfyUIGateway
+
+            self.comfyui = ComfyUIGateway(ComfyUIClient(self.http_client(), self.settings.comfyui_url))
+        return self.comfyui
+
     def update_settings(self, settings: Settings) -> None:
         """Adopt new effective settings (saved in the dashboard): the next download uses them."""
         self.settings = settings

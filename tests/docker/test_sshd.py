@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from image_helpers import free_port, wait_port
 
-from comfyui_docker import sshd
+from comfyui_docker.children import sshd
 from comfyui_docker.settings import Settings
 from comfyui_docker.workspace import Workspace
 
@@ -189,17 +189,16 @@ def test_start_supervises_sshd_only_with_a_key(tmp_path: Path, host_keys: Path) 
     """`start` wires sshd through the generic supervisor: a spec when PUBLIC_KEY is set, nothing otherwise."""
     needs("sshd")
     from comfyui_docker.services import Services
-    from comfyui_docker.startup import sshd_service
     from comfyui_docker.supervisor import Supervisor
 
     _key, pub = keypair(tmp_path)
     settings, ws = make(tmp_path, pub, keys_from=host_keys)
     supervisor = Supervisor()
-    service = sshd_service(Services(settings=settings, workspace=ws), supervisor)
+    service = sshd.service(Services(settings=settings, workspace=ws), supervisor)
     assert service is not None and supervisor.get("sshd") is service
     argv = service.spec.argv
     assert Path(argv[0]).name == "sshd" and "-D" in argv and "-f" in argv
     config = Path(argv[argv.index("-f") + 1]).read_text()
     assert "PasswordAuthentication no" in config
     none_settings, none_ws = make(tmp_path / "nokey", "")
-    assert sshd_service(Services(settings=none_settings, workspace=none_ws), Supervisor()) is None
+    assert sshd.service(Services(settings=none_settings, workspace=none_ws), Supervisor()) is None

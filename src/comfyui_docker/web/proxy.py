@@ -5,7 +5,7 @@ codes, headers (hop-by-hop ones dropped) and query strings are kept; bodies are 
 without decoding (gzip stays gzip). Our own credentials (session cookie, CSRF header, Bearer
 token) are not forwarded to ComfyUI. When ComfyUI is not ready, the answer is a 503 carrying its
 state, at once, never a hang. `/api/comfyui/ws` carries ComfyUI's WebSocket both ways.
-In the image nginx serves `/api/comfyui/*` itself (nginx.py) and sends here only what it cannot
+In the image nginx serves `/api/comfyui/*` itself (children/nginx.py) and sends here only what it cannot
 (refusals, ComfyUI down); this route serves all of it where the dashboard runs without nginx.
 """
 

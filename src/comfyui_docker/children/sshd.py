@@ -12,6 +12,7 @@ bits sshd's StrictModes would not trust):
                         no, PermitRootLogin prohibit-password, no PAM
 
 and returns the argv the supervisor runs: `sshd -D -e -f sshd_config` (foreground, log on stderr).
+`service(services, supervisor)` does all of it and adds sshd to the supervisor (None without a key).
 """
 
 from __future__ import annotations
@@ -24,9 +25,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import AppError
-from .settings import Settings
-from .workspace import Workspace
+from ..errors import AppError
+from ..services import Services
+from ..settings import Settings
+from ..supervisor import ProcessSpec, Service, Supervisor, Timings
+from ..supervisor.probes import tcp_probe
+from ..workspace import Workspace
 
 log = logging.getLogger(__name__)
 DEFAULT_PORT = 22
@@ -202,3 +206,23 @@ def check(plan: SshdPlan) -> None:
     )
     if proc.returncode != 0:
         raise SshdError(f"sshd refused its config: {proc.stderr.strip()}", hint=f"see {plan.config}")
+
+
+TIMINGS = Timings(start_grace=5, ready_timeout=10, retries=5, stop_sigint=1.0, stop_sigterm=2.0)
+
+
+def service(services: Services, supervisor: Supervisor) -> Service | None:
+    """An SSH server with the PUBLIC_KEY only (RunPod injects it), added to `supervisor` (not
+    started); None without a key. The first start generates host keys: call it off the loop."""
+    plan = prepare(services.settings, services.workspace)
+    if plan is None:
+        return None
+    check(plan)
+    spec = ProcessSpec(
+        name="sshd",
+        argv=plan.argv,
+        identity="sshd",
+        probe=tcp_probe("127.0.0.1", plan.port),
+        timings=TIMINGS,
+    )
+    return supervisor.add(Service(spec, bus=services.bus, log_dir=services.workspace.logs))
