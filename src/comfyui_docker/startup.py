@@ -48,10 +48,10 @@ from . import gpu
 from .children import comfyui as comfyui_child
 from .errors import AppError
 from .logs import configure
-from .model_paths import check_user_yaml
 from .services import PhaseTiming, Services
 from .settings import Settings
 from .supervisor import Supervisor, Timings
+from .user_yaml import check_user_yaml
 
 if TYPE_CHECKING:  # imported after ComfyUI is spawned: aiohttp costs ~0.2-0.5 s of start-up
     from .downloads.service import PresetService

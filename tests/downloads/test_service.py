@@ -333,7 +333,7 @@ def test_only_dead_local_owners_are_resumed() -> None:
     import os
     import socket
 
-    from comfyui_docker.downloads.service import may_resume, process_identity
+    from comfyui_docker.downloads.tasks import may_resume, process_identity
 
     me = process_identity()
     assert may_resume("", me) and may_resume(me, me)

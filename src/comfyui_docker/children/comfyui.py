@@ -43,11 +43,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import gpu
-from ..model_paths import check_user_yaml
 from ..services import Services
 from ..settings import Settings
 from ..supervisor import ProcessSpec, Service, State, Supervisor, Timings
 from ..supervisor.logcapture import stderr_echo
+from ..user_yaml import check_user_yaml
 from ..workspace import Workspace
 from .comfyui_env import comfyui_env, comfyui_environment, manager_installed
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 from .. import __version__
 from ..logs import configure
-from ..model_paths import MODEL_FOLDERS, check_user_yaml
+from ..model_paths import MODEL_FOLDERS
 from ..settings import Settings
+from ..user_yaml import check_user_yaml
 from ..workspace import Workspace
 
 

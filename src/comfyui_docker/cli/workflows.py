@@ -28,7 +28,8 @@ from ..workspace import Workspace
 
 if TYPE_CHECKING:  # imported when a command runs, not when the parser is built
     from ..downloads.service import PresetService
-    from ..workflows.service import MissingModel, WorkflowService
+    from ..workflows.missing import MissingModel
+    from ..workflows.service import WorkflowService
 
 
 def _settings(args: argparse.Namespace) -> Settings:
