@@ -27,9 +27,12 @@ system-deps:
 
 # Coverage floor: the in-process share of the suite (code run in subprocesses is not counted).
 COV_FLOOR := 80
+# Test processes (pytest-xdist): most tests wait on sockets and child processes, so three share two
+# cores well (3 min 15 s against 4 min 40 s serially here). TEST_WORKERS=0 runs in this process.
+TEST_WORKERS ?= 3
 
 test: install system-deps
-	$(BIN)/pytest --cov=comfyui_docker --cov-report= --cov-fail-under=$(COV_FLOOR)
+	$(BIN)/pytest -n $(TEST_WORKERS) --cov=comfyui_docker --cov-report= --cov-fail-under=$(COV_FLOOR)
 
 test-fast: install
 	$(BIN)/pytest -m "not slow and not browser and not nginx" -x -q
