@@ -26,12 +26,13 @@ from typing import Any, Generic, TypeVar
 from . import setting_parsers as parse
 from .downloads.hosts import DEFAULT_MODEL_HOSTS
 from .errors import SettingsError
-from .setting_parsers import PRESET_ID_RE, Secret, display
+from .setting_parsers import PRESET_ID_RE, GpuChoice, Secret, display
 
 __all__ = [
     "PRESET_ID_RE",
     "SPECS",
     "Computed",
+    "GpuChoice",
     "Secret",
     "Settings",
     "Spec",
@@ -269,6 +270,33 @@ SPECS: tuple[Spec[Any], ...] = (
         show=shlex.join,
     ),
     Spec(
+        "comfyui_gpus",
+        "COMFYUI_GPUS",
+        parse.gpu_choice,
+        GpuChoice(),
+        "One ComfyUI per GPU: all (every visible GPU) or GPU indexes as nvidia-smi numbers them "
+        "(0,1,3). GPU n's ComfyUI listens on COMFYUI_INTERNAL_PORT+n and opens at /gpu/n/ on "
+        "COMFYUI_PORT; prompts go to the shortest queue. Empty: one ComfyUI for every GPU.",
+        show=str,
+    ),
+    Spec(
+        "comfyui_instance_ram_gb",
+        "COMFYUI_INSTANCE_RAM_GB",
+        parse.whole_number(1, 4096),
+        8,
+        "RAM (GiB) one ComfyUI is counted to need: COMFYUI_GPUS=all starts only as many as the "
+        "machine's (or container's) memory holds, and says so.",
+    ),
+    Spec(
+        "comfyui_test_gpus",
+        "COMFYUI_TEST_GPUS",
+        parse.declared_gpus,
+        (),
+        "Testing only: pretend this machine has N GPUs (N, or NxGiB such as 2x24) instead of asking "
+        "NVML, so COMFYUI_GPUS can be tried without GPUs; ComfyUI then runs with --cpu.",
+        show=lambda sizes: f"{len(sizes)}x{sizes[0]}" if sizes else "",
+    ),
+    Spec(
         "comfyui_pass_env",
         "COMFYUI_PASS_ENV",
         parse.env_names,
@@ -346,6 +374,9 @@ class Settings:
     hf_token: Secret
     civitai_token: Secret
     comfyui_extra_args: tuple[str, ...]
+    comfyui_gpus: GpuChoice
+    comfyui_instance_ram_gb: int
+    comfyui_test_gpus: tuple[int, ...]
     comfyui_pass_env: tuple[str, ...]
     model_hosts: tuple[str, ...]
     download_connections: int
@@ -431,3 +462,23 @@ def _check_ports(settings: Settings) -> None:
                 hint="give each service its own port",
             )
         seen_ports[port] = var
+    for gpu in settings.comfyui_gpus.indexes:  # GPU n's ComfyUI listens on COMFYUI_INTERNAL_PORT + n
+        check_instance_port(settings, gpu, seen_ports)
+
+
+def check_instance_port(settings: Settings, gpu: int, taken: Mapping[int, str] | None = None) -> int:
+    """The loopback port of GPU `gpu`'s ComfyUI; SettingsError when it is out of range or taken."""
+    port = settings.comfyui_internal_port + gpu
+    if taken is None:
+        taken = {settings.dashboard_port: "DASHBOARD_PORT", settings.comfyui_port: "COMFYUI_PORT"}
+        if settings.enable_nginx:
+            taken = {**taken, settings.dashboard_internal_port: "DASHBOARD_INTERNAL_PORT"}
+    owner = taken.get(port) if gpu else None
+    if port > 65535 or owner:
+        why = "above 65535" if port > 65535 else f"already used by {owner}"
+        raise SettingsError(
+            "COMFYUI_GPUS",
+            f"GPU {gpu}'s ComfyUI would listen on port {port}, {why}",
+            hint="set COMFYUI_INTERNAL_PORT so that COMFYUI_INTERNAL_PORT + n is free for every GPU n",
+        )
+    return port
