@@ -1,5 +1,6 @@
-"""Several fake ComfyUIs on one volume, as COMFYUI_GPUS runs them: shared models, output and input
-folders, a temp folder and a port each (tests/ is on sys.path: `from instances import ...`)."""
+"""Several ComfyUIs on one volume, as COMFYUI_GPUS runs them: shared models, output, input and user
+folders; a port, temp folder and database each (tests/ is on sys.path: `from instances import ...`).
+The fake by default; a real one with `root` (see launch.real_comfyui_root)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,28 @@ import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from fakes.comfyui_root.launch import FAKE_ROOT, Comfy, Layout, command, free_port, stop, wait_ready
+from fakes.comfyui_root.launch import (
+    FAKE_ROOT,
+    Comfy,
+    Layout,
+    command,
+    free_port,
+    python_for,
+    stop,
+    wait_ready,
+)
 
 
 @contextlib.contextmanager
 def run_instances(
-    base: Path, count: int, *, env: Mapping[str, str] | None = None, timeout: float = 30.0
+    base: Path,
+    count: int,
+    *,
+    root: Path = FAKE_ROOT,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
 ) -> Iterator[list[Comfy]]:
-    """`count` fake ComfyUIs sharing `base`'s volume; stopped (SIGINT, then SIGKILL) at the end."""
+    """`count` ComfyUIs sharing `base`'s volume, started together; stopped (SIGINT, then SIGKILL)."""
     running: list[Comfy] = []
     try:
         for n in range(count):
@@ -25,18 +40,29 @@ def run_instances(
             layout.temp = base / f"temp-{n}"
             layout.temp.mkdir(parents=True, exist_ok=True)
             port = free_port()
-            argv = command(sys.executable, port, layout)
+            (base / "user").mkdir(parents=True, exist_ok=True)  # a real ComfyUI refuses a missing one
+            own = base / f"db-{n}"
+            own.mkdir(parents=True, exist_ok=True)
+            mine = [
+                "--cpu",
+                "--user-directory",
+                str(base / "user"),
+                "--database-url",
+                f"sqlite:///{own}/comfyui.db",
+            ]
+            python = sys.executable if root == FAKE_ROOT else python_for(root)
+            argv = command(python, port, layout, mine)
             log_path = base / f"comfyui-{n}.log"
             with log_path.open("wb") as log:
                 proc = subprocess.Popen(
                     argv,
-                    cwd=FAKE_ROOT,
+                    cwd=root,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     env={**os.environ, **(env or {})},
                     start_new_session=True,
                 )
-            running.append(Comfy(proc, port, argv, layout, log_path, FAKE_ROOT))
+            running.append(Comfy(proc, port, argv, layout, log_path, root))
         for comfy in running:
             wait_ready(comfy, timeout)
         yield running

@@ -227,3 +227,56 @@ async def test_a_ws_client_without_an_id_gets_one_for_every_instance(
             lambda s: {f["data"].get("prompt_id") for f in s if f["type"] == "execution_success"} >= set(ids),
         )
     assert seen
+
+
+@pytest.mark.real_comfyui
+@pytest.mark.timeout(300)
+async def test_two_real_comfyuis_on_the_cpu(tmp_path: Path, live: Any, free_port: int) -> None:
+    """Two real ComfyUIs on one volume behind the proxy: prompts spread, one socket hears both,
+    an interrupt without an id stops both, and history finds each prompt."""
+    from fakes.comfyui_root.launch import real_comfyui_root
+
+    root, why = real_comfyui_root()
+    if root is None:
+        pytest.skip(why)
+    with run_instances(tmp_path / "vol", 2, root=root, timeout=240) as pair:
+        app, svc = build(tmp_path / "ws")
+        async with aiohttp.ClientSession() as http:
+            svc.comfyui = ComfyUIGateway(
+                ComfyUIClient(http, pair[0].url, name="comfyui-0"),
+                ComfyUIClient(http, pair[1].url, name="comfyui-1"),
+            )
+            async with (
+                live(app, free_port) as server,
+                http.ws_connect(f"{server.ws_url}/api/comfyui/ws?clientId=real-2") as ws,
+            ):
+                assert (await frames_until(ws, lambda s: len(s) >= 1, 30))[0]["data"]["sid"] == "real-2"
+                ids = [
+                    await post_prompt(http, server.url, slow(SLOW, color=n), client_id="real-2")
+                    for n in (1, 2)
+                ]
+                assert {pid for comfy in pair for pid in await held(http, comfy)} == set(ids)
+                assert [len(await held(http, comfy)) for comfy in pair] == [1, 1]
+                started = await frames_until(
+                    ws,
+                    lambda s: (
+                        {f["data"].get("prompt_id") for f in s if f["type"] == "execution_start"} >= set(ids)
+                    ),
+                    60,
+                )
+                assert started
+                async with http.post(f"{server.url}/api/comfyui/interrupt", json={}) as r:
+                    assert r.status == 200
+                ended = await frames_until(
+                    ws,
+                    lambda s: (
+                        {f["data"].get("prompt_id") for f in s if f["type"] == "execution_interrupted"}
+                        >= set(ids)
+                    ),
+                    60,
+                )
+                assert ended
+                for pid in ids:
+                    async with http.get(f"{server.url}/api/comfyui/history/{pid}") as r:
+                        entry = (await r.json())[pid]
+                    assert entry["status"]["status_str"] == "error"
