@@ -75,11 +75,11 @@ def serve(kind: str, port: int, workspace: str, comfyui_port: int) -> None:
             }
         )
         app = create_app(settings)
-        app.state.services.workspace.init()
+        app.state.dashboard.services.workspace.init()
 
         @app.post("/bench/publish")  # bench-only route, added here, not part of the product
         async def publish(n: int = 500, gap_ms: float = 5.0) -> dict[str, int]:
-            bus = app.state.services.bus
+            bus = app.state.dashboard.services.bus
             for i in range(n):
                 bus.publish(
                     DownloadProgress(task_id="bench", preset_id="X", file="f", bytes_done=i, bytes_total=n)
@@ -271,7 +271,7 @@ class ProductNginx:
     the dashboard, exactly as in the image. Skipped when nginx is not installed."""
 
     def __init__(self, workdir: Path, workspace: str, dashboard_port: int, comfyui_port: int) -> None:
-        from comfyui_docker import nginx
+        from comfyui_docker.children import nginx
         from comfyui_docker.settings import Settings
         from comfyui_docker.workspace import Workspace
 
@@ -302,7 +302,7 @@ class ProductNginx:
     def start(
         cls, workdir: Path, workspace: str, dashboard_port: int, comfyui_port: int
     ) -> ProductNginx | None:
-        from comfyui_docker import nginx
+        from comfyui_docker.children import nginx
 
         try:
             nginx.find_binary()
@@ -422,7 +422,7 @@ async def bench_proxy(
 
 
 def nginx_buffering_now() -> tuple[str, ...]:
-    from comfyui_docker import nginx
+    from comfyui_docker.children import nginx
 
     return nginx.API_BUFFERING
 
@@ -456,7 +456,7 @@ async def main(quick: bool, only: str | None = None, buffering: str = "product")
     from fakes.comfyui_root.launch import run_comfyui
 
     if buffering != "product":
-        from comfyui_docker import nginx
+        from comfyui_docker.children import nginx
 
         nginx.API_BUFFERING = BUFFERING[buffering]
 

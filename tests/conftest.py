@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+import ports
 from comfyui_docker.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,15 +20,7 @@ def settings(workspace_root: Path) -> Settings:
     return Settings.from_env({"WORKSPACE_ROOT": str(workspace_root)}, cwd=workspace_root.parent)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    return _free_port()
+    """A TCP port on 127.0.0.1 that was free a moment ago (tests/ports.py)."""
+    return ports.free_port()

@@ -12,18 +12,16 @@ import pytest
 import yaml
 
 from comfy_samples import sample
+from comfyui_docker.model_lookup import find_model, list_models, resolve_folder_paths
 from comfyui_docker.model_paths import (
     CANONICAL_TYPES,
     EXTRA_FOLDERS,
     LEGACY_ALIASES,
     MODEL_FOLDERS,
-    find_model,
-    list_models,
     render_yaml,
-    resolve_folder_paths,
     suggest_folder,
-    validate_yaml_text,
 )
+from comfyui_docker.user_yaml import validate_yaml_text
 from comfyui_docker.workspace import Workspace
 
 

@@ -156,8 +156,16 @@ def test_restart_cli_restarts_comfyui_through_the_dashboard(tmp_path: Path, stop
         40,
     )
     assert again["comfyui"]["restarts"] == 1
-    logs = subprocess.run([*CLI, "logs", "-n", "5"], env=env, capture_output=True, text=True, timeout=30)
-    assert logs.returncode == 0 and "To see the GUI go to" in logs.stdout
+
+    def tail_when_shown() -> str:
+        out = subprocess.run([*CLI, "logs", "-n", "5"], env=env, capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        return out.stdout if "To see the GUI go to" in out.stdout else ""
+
+    # "ready" is ComfyUI answering; its output reaches the log file through the supervisor's pump,
+    # which a loaded machine may run a moment later
+    logs = wait_for(tail_when_shown, 20)
+    assert "To see the GUI go to" in logs
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
 
@@ -297,7 +305,7 @@ def test_forwarding_headers_do_not_dodge_the_login_backoff(tmp_path: Path, stopp
 
 def test_missing_nvml_library_reads_as_pynvml_would() -> None:
     from comfyui_docker import gpu
-    from comfyui_docker.web.api.system import SystemSampler
+    from comfyui_docker.web.sampler import SystemSampler
 
     shim = gpu.missing_nvml()
     if shim is None:

@@ -56,6 +56,22 @@ def test_workspace_is_a_file(tmp_path: Path) -> None:
         Workspace(tmp_path / "ws").ensure()
 
 
+def test_root_made_by_another_pod_at_the_same_moment(tmp_path: Path) -> None:
+    """Two pods sharing a volume start together: the root appears between our look and our mkdir."""
+    target = tmp_path / "ws"
+
+    class Raced(type(tmp_path)):  # type: ignore[misc]
+        def exists(self, *, follow_symlinks: bool = True) -> bool:
+            if self == target:
+                os.makedirs(self, exist_ok=True)  # the other pod, just now
+                return False
+            return super().exists()
+
+    report = Workspace(Raced(target)).ensure()
+    assert target.is_dir() and (target / "models").is_dir()
+    assert Path(target) not in report.created  # ours made what was missing under it
+
+
 def test_missing_parent(tmp_path: Path) -> None:
     with pytest.raises(WorkspaceError, match="does not exist"):
         Workspace(tmp_path / "no" / "such" / "ws").ensure()
@@ -117,7 +133,7 @@ def test_runtimes_starting_together_on_a_new_volume(tmp_path: Path) -> None:
             for i in range(5):
                 (legacy / f"w{i}.json").write_text("{}")
         with ThreadPoolExecutor(6) as pool:
-            results = list(pool.map(lambda _: Workspace(root).init(), range(6)))
+            results = list(pool.map(lambda _, at=root: Workspace(at).init(), range(6)))
         assert len(results) == 6 and (root / "models").is_dir()
         moved = sorted(p.name for p in Workspace(root).workflows.iterdir())
         assert moved == ([f"w{i}.json" for i in range(5)] if round_ % 2 else [])

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ServiceUnavailable
-from .model_paths import check_user_yaml, render_yaml
+from .model_paths import render_yaml
 from .settings import Settings
+from .user_yaml import check_user_yaml
 from .workspace import LOW_SPACE_BYTES, Workspace
 
 

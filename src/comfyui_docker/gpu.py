@@ -150,11 +150,9 @@ def missing_nvml() -> Any | None:
 def read_nvml(nvml: Any = None) -> dict[str, Any]:
     """NVML readings as plain data; `{"error": ...}` when there is no driver or no device."""
     if nvml is None:
-        try:
-            import pynvml as nvml_mod
-        except ImportError:
-            return {"error": "nvidia-ml-py is not installed", "devices": []}
-        nvml = nvml_mod
+        import pynvml
+
+        nvml = pynvml
     try:
         nvml.nvmlInit()
     except Exception as exc:

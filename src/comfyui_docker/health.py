@@ -22,12 +22,14 @@ TAIL_LINES = 20
 
 def _service(services: Services, name: str) -> dict[str, Any] | None:
     sup = services.supervisor
-    if sup is None or name not in getattr(sup, "services", {}):
+    if sup is None:
         return None
-    service = sup.get(name)
-    out: dict[str, Any] = service.status().as_dict()
+    try:
+        out = sup.status(name).as_dict()
+    except KeyError:  # not supervised here (no nginx without ENABLE_NGINX)
+        return None
     if out["state"] in ("fatal", "backoff", "blocked", "starting"):
-        out["log_tail"] = service.logs.tail(TAIL_LINES)
+        out["log_tail"] = sup.log_tail(name, TAIL_LINES)
     return out
 
 
@@ -38,8 +40,7 @@ def _downloads(services: Services) -> dict[str, Any]:
     counts: dict[str, int] = {}
     try:
         for task in presets.tasks():
-            state = str(getattr(task, "state", "unknown"))
-            counts[state] = counts.get(state, 0) + 1
+            counts[task.state] = counts.get(task.state, 0) + 1
     except Exception as exc:  # a broken download service must not break the health check
         return {"state": "error", "detail": str(exc)}
     active = sum(n for s, n in counts.items() if s in ("queued", "downloading", "verifying"))
@@ -84,7 +85,7 @@ def readiness(services: Services) -> dict[str, Any]:
         out["nginx"] = nginx
         out["healthy"] = out["healthy"] and nginx["state"] not in BROKEN
         out["ready"] = out["ready"] and nginx["state"] == "running"
-    report = getattr(services.supervisor, "gpu", None)
+    report = services.gpu
     if report is not None:
         out["gpu"] = {"state": report.verdict, **report.as_dict()}
     return out

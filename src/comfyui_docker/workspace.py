@@ -50,19 +50,51 @@ class Workspace:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    models = property(lambda self: self.root / "models")
-    output = property(lambda self: self.root / "output")
-    user = property(lambda self: self.root / "user")
-    #: the one list of saved workflows: ComfyUI's own (what its editor saves and opens)
-    workflows = property(lambda self: self.root.joinpath(*USER_WORKFLOWS))
-    #: where the dashboard kept workflows before; moved into `workflows` at start (migrate.py)
-    legacy_workflows = property(lambda self: self.root / "workflows")
-    custom_nodes = property(lambda self: self.root / "custom_nodes")
-    python = property(lambda self: self.root / "python")
-    uploads = property(lambda self: self.root / "uploads")
-    config = property(lambda self: self.root / "config")
-    cache = property(lambda self: self.root / "cache")
-    logs = property(lambda self: self.root / "logs")
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def output(self) -> Path:
+        return self.root / "output"
+
+    @property
+    def user(self) -> Path:
+        return self.root / "user"
+
+    @property
+    def workflows(self) -> Path:
+        """The one list of saved workflows: ComfyUI's own (what its editor saves and opens)."""
+        return self.root.joinpath(*USER_WORKFLOWS)
+
+    @property
+    def legacy_workflows(self) -> Path:
+        """Where the dashboard kept workflows before; moved into `workflows` at start (migrate.py)."""
+        return self.root / "workflows"
+
+    @property
+    def custom_nodes(self) -> Path:
+        return self.root / "custom_nodes"
+
+    @property
+    def python(self) -> Path:
+        return self.root / "python"
+
+    @property
+    def uploads(self) -> Path:
+        return self.root / "uploads"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
 
     @property
     def generated_yaml(self) -> Path:

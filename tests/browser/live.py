@@ -8,7 +8,6 @@ does), so generation progress arrives as events exactly as in production.
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -19,19 +18,14 @@ import uvicorn
 
 from comfyui_docker.settings import Settings
 from comfyui_docker.web.app import create_app
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from ports import free_port
 
 
 class LiveApp:
     def __init__(self, settings: Settings, *, comfyui_url: str | None = None) -> None:
         self.settings = settings
         self.app = create_app(settings)
-        self.app.state.services.workspace.init()
+        self.app.state.dashboard.services.workspace.init()
         self.comfyui_url = comfyui_url
         self.loop: asyncio.AbstractEventLoop | None = None
         original = self.app.router.lifespan_context
@@ -47,7 +41,7 @@ class LiveApp:
 
                 from comfyui_docker.comfyui import ComfyUIClient, ComfyUIGateway
 
-                svc = a.state.services
+                svc = a.state.dashboard.services
                 session = aiohttp.ClientSession()
                 owned = svc.comfyui  # the app's own, without a relay
                 svc.comfyui = ComfyUIGateway(ComfyUIClient(session, self.comfyui_url))
@@ -75,7 +69,7 @@ class LiveApp:
 
     @property
     def services(self) -> Any:
-        return self.app.state.services
+        return self.app.state.dashboard.services
 
     def start(self, timeout: float = 20.0) -> LiveApp:
         self.thread.start()

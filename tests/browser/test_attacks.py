@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from comfyui_docker import nginx
+from comfyui_docker.children import nginx
 from comfyui_docker.errors import AppError
 from comfyui_docker.settings import Settings
 from comfyui_docker.workspace import Workspace

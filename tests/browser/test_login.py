@@ -37,7 +37,7 @@ def test_login_and_logout(page: Any, secured: LiveApp) -> None:
     page.wait_for_function(
         "window.Alpine && Alpine.store('cd').live"
     )  # the events socket accepted the session
-    token = secured.app.state.auth.api_token()
+    token = secured.app.state.dashboard.auth.api_token()
     page.click("text=Show")
     assert page.locator("#api-token").inner_text() == token
     # A change through htmx carries the CSRF header and succeeds.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from comfyui_docker.catalog import load_catalog
-from comfyui_docker.catalog.loader import check_path, check_url
+from comfyui_docker.catalog.entries import check_path, check_url
 from comfyui_docker.model_paths import MODEL_FOLDERS
 
 

@@ -368,11 +368,24 @@ async def test_queue_interrupt_history_and_jobs(comfy: Comfy) -> None:
                 assert r.status == 200
                 return await r.json()
 
+        # one finished prompt of this test's own first: the pagination check below needs more
+        # than the two jobs this test leaves, whatever ran before it in this module
+        status, text = await post("/prompt", {"prompt": small, "client_id": "queue-probe"})
+        assert status == 200
+        done = json.loads(text)["prompt_id"]
+        for _ in range(400):
+            if await get(f"/history/{done}"):
+                break
+            await asyncio.sleep(0.05)
         ids = []
-        for graph in (long(1234567, 300), long(7654321, 2), small):
+        # the first runs long enough (a real ComfyUI on CPU: seconds) to be interrupted while running
+        for graph in (long(1234567, 1000), long(7654321, 2), small):
             status, text = await post("/prompt", {"prompt": graph, "client_id": "queue-probe"})
             assert status == 200
             ids.append(json.loads(text)["prompt_id"])
+            # /api/jobs orders by creation time in milliseconds: prompts queued within the same
+            # millisecond come back in no defined order
+            await asyncio.sleep(0.005)
         a, b, c = ids
         await asyncio.sleep(0.2)
         queue = await get("/queue")

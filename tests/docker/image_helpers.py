@@ -16,21 +16,16 @@ from typing import Any
 
 import pytest
 
-from comfyui_docker import nginx
+from comfyui_docker.children import nginx
 from comfyui_docker.errors import AppError
 from comfyui_docker.settings import Settings
 from comfyui_docker.workspace import Workspace
+from ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
 PASSWORD = "correct horse battery"
 TOKEN = "test-api-token-0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_port(port: int, timeout: float = 10.0, proc: subprocess.Popen[Any] | None = None) -> None:

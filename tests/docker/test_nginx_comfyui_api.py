@@ -26,6 +26,7 @@ from comfyui_docker.services import Services
 from comfyui_docker.settings import Settings
 from comfyui_docker.web.app import create_app
 from fakes.comfyui_root.launch import Comfy, run_comfyui
+from web.fakes import FakeSupervisor
 
 pytestmark = pytest.mark.nginx
 
@@ -357,11 +358,6 @@ async def test_websocket_through_nginx_gets_comfyui_status(
 
 
 # ---- ComfyUI or the dashboard down ----------------------------------------------------------------
-class StartingSupervisor:
-    def status(self, name: str) -> dict[str, str]:
-        return {"state": "starting", "detail": "loading custom nodes"}
-
-
 @pytest.mark.parametrize(
     ("supervised", "message", "state"),
     [(True, "ComfyUI is starting", "starting"), (False, "ComfyUI is not answering", "unmanaged")],
@@ -374,7 +370,7 @@ async def test_comfyui_down_answers_the_dashboard_503(
     settings = stack_settings(tmp_path / "ws", dashboard_internal=free_port(), comfyui_internal=free_port())
     svc = Services.create(settings)
     if supervised:
-        svc.supervisor = StartingSupervisor()
+        svc.supervisor = FakeSupervisor("starting", "loading custom nodes")
     recorder = Recorder(create_app(settings, svc))
     with (
         Uvicorn(recorder, settings.dashboard_internal_port),

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from image_helpers import free_port, stack_settings
 
-from comfyui_docker import nginx
+from comfyui_docker.children import nginx
 from comfyui_docker.settings import Settings
 from comfyui_docker.workspace import Workspace
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from image_helpers import free_port, wait_port
 
-from comfyui_docker import sshd
+from comfyui_docker.children import sshd
 from comfyui_docker.settings import Settings
 from comfyui_docker.workspace import Workspace
 
@@ -92,6 +92,23 @@ def test_host_keys_are_made_once(tmp_path: Path) -> None:
     made = {name: (folder / "etc" / "ssh" / name).read_bytes() for name in sshd.HOST_KEY_NAMES}
     sshd.ensure_host_keys(folder)
     assert {name: (folder / "etc" / "ssh" / name).read_bytes() for name in sshd.HOST_KEY_NAMES} == made
+
+
+def test_a_key_ssh_keygen_failed_to_make_is_made_by_a_second_run(tmp_path: Path) -> None:
+    """`ssh-keygen -A` says on stderr that a key failed and still exits 0: the keys are checked."""
+    keygen = tmp_path / "ssh-keygen"
+    keygen.write_text(
+        "#!/bin/sh\n"
+        '# -A -f DIR, as ensure_host_keys calls it; ECDSA fails the first time\ndir="$3/etc/ssh"\n'
+        'for t in ed25519 rsa; do echo key > "$dir/ssh_host_${t}_key"; done\n'
+        'if [ -e "$3/ran" ]; then echo key > "$dir/ssh_host_ecdsa_key"; '
+        'else echo "sshkey_generate failed" >&2; fi\n'
+        'touch "$3/ran"\n'
+    )
+    keygen.chmod(0o755)
+    folder = tmp_path / "ssh"
+    sshd.ensure_host_keys(folder, keygen=str(keygen))
+    assert all((folder / "etc" / "ssh" / name).is_file() for name in sshd.HOST_KEY_NAMES)
 
 
 def test_plan_writes_keys_and_a_keys_only_config(tmp_path: Path, host_keys: Path) -> None:
@@ -172,17 +189,16 @@ def test_start_supervises_sshd_only_with_a_key(tmp_path: Path, host_keys: Path) 
     """`start` wires sshd through the generic supervisor: a spec when PUBLIC_KEY is set, nothing otherwise."""
     needs("sshd")
     from comfyui_docker.services import Services
-    from comfyui_docker.startup import sshd_service
     from comfyui_docker.supervisor import Supervisor
 
     _key, pub = keypair(tmp_path)
     settings, ws = make(tmp_path, pub, keys_from=host_keys)
     supervisor = Supervisor()
-    service = sshd_service(Services(settings=settings, workspace=ws), supervisor)
+    service = sshd.service(Services(settings=settings, workspace=ws), supervisor)
     assert service is not None and supervisor.get("sshd") is service
     argv = service.spec.argv
     assert Path(argv[0]).name == "sshd" and "-D" in argv and "-f" in argv
     config = Path(argv[argv.index("-f") + 1]).read_text()
     assert "PasswordAuthentication no" in config
     none_settings, none_ws = make(tmp_path / "nokey", "")
-    assert sshd_service(Services(settings=none_settings, workspace=none_ws), Supervisor()) is None
+    assert sshd.service(Services(settings=none_settings, workspace=none_ws), Supervisor()) is None

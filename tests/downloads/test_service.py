@@ -320,7 +320,7 @@ async def test_new_settings_apply_to_the_next_download(ws: Workspace, host: Mode
     await svc.start()
     try:
         assert svc.fetch_options.connections == 8
-        svc.settings = dataclasses.replace(settings, download_connections=2, download_parallel_files=1)
+        svc.apply_settings(dataclasses.replace(settings, download_connections=2, download_parallel_files=1))
         assert svc.fetch_options.connections == 2
         assert svc._installer is not None and svc._installer.parallel is svc._parallel
         assert svc.settings.download_parallel_files == 1
@@ -333,7 +333,7 @@ def test_only_dead_local_owners_are_resumed() -> None:
     import os
     import socket
 
-    from comfyui_docker.downloads.service import may_resume, process_identity
+    from comfyui_docker.downloads.tasks import may_resume, process_identity
 
     me = process_identity()
     assert may_resume("", me) and may_resume(me, me)

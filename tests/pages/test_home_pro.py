@@ -9,6 +9,7 @@ import httpx
 from comfyui_docker.services import PhaseTiming, Services
 from comfyui_docker.settings import Settings
 from comfyui_docker.web.app import create_app
+from web.fakes import FakePresets, FakeTask
 
 
 def _app(env: dict[str, str], tmp_path: Path) -> tuple[httpx.AsyncClient, Services, object]:
@@ -20,20 +21,12 @@ def _app(env: dict[str, str], tmp_path: Path) -> tuple[httpx.AsyncClient, Servic
     return client, svc, app
 
 
-class FakeTasks:
-    """Stands in for the preset service: only what the pages read (tasks)."""
-
-    def tasks(self) -> list[dict[str, object]]:
-        return [
-            {
-                "task_id": "t1",
-                "preset_id": "SDXL_BASE",
-                "state": "downloading",
-                "bytes_done": 5,
-                "bytes_total": 10,
-            },
-            {"task_id": "t2", "preset_id": "OLD", "state": "done", "bytes_done": 1, "bytes_total": 1},
-        ]
+def fake_tasks(svc: Services) -> FakePresets:
+    """A preset service with one active and one finished task (what the pages read)."""
+    presets = FakePresets(svc.bus)
+    presets.add_task(FakeTask("t1", "SDXL_BASE", "downloading", bytes_done=5, bytes_total=10))
+    presets.add_task(FakeTask("t2", "OLD", "done", bytes_done=1, bytes_total=1))
+    return presets
 
 
 async def test_home_services_timings_tasks(tmp_path: Path) -> None:
@@ -41,7 +34,7 @@ async def test_home_services_timings_tasks(tmp_path: Path) -> None:
     svc.timings.extend(
         [PhaseTiming("volume", 0.012), PhaseTiming("comfyui", 12.5, ok=False, detail="exit 1")]
     )
-    svc.presets = FakeTasks()
+    svc.presets = fake_tasks(svc)
     async with app.router.lifespan_context(app), client:  # type: ignore[attr-defined]
         r = await client.get("/")
     html = r.text

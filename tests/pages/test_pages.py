@@ -51,7 +51,7 @@ async def test_boosted_request_gets_full_page(client: httpx.AsyncClient) -> None
 async def test_password_set_hides_warning(tmp_path: Path) -> None:
     settings = Settings.from_env({"WORKSPACE_ROOT": str(tmp_path / "ws"), "ACCESS_PASSWORD": "s3cret-pass"})
     app = create_app(settings)
-    app.state.services.workspace.ensure()
+    app.state.dashboard.services.workspace.ensure()
     transport = httpx.ASGITransport(app=app)
     async with (
         app.router.lifespan_context(app),
@@ -64,7 +64,7 @@ async def test_password_set_hides_warning(tmp_path: Path) -> None:
         r = await c.get("/settings")
         assert r.status_code == 200
         assert "no-password-warning" not in r.text
-        token = app.state.auth.api_token()
+        token = app.state.dashboard.auth.api_token()
         assert token and f'data-token="{token}"' in r.text
         csrf = re.search(r'<meta name="csrf-token" content="([^"]+)"', r.text)
         assert csrf and csrf.group(1)

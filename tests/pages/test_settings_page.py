@@ -109,7 +109,7 @@ async def test_saved_token_reaches_the_running_downloads(
     """A token saved on the page is what the next download sends; a restart also finds it."""
     from comfyui_docker.services import Services
 
-    app_services = client._transport.app.state.services  # type: ignore[attr-defined]
+    app_services = client._transport.app.state.dashboard.services  # type: ignore[attr-defined]
     assert app_services.settings.token_for_host("huggingface.co") is None
     ok = await client.post(
         "/settings", data={"hf_token": "hf_fromthepage1234"}, headers={"HX-Request": "true"}
@@ -136,7 +136,7 @@ async def test_settings_lists_sessions_and_logs_out_everywhere(tmp_path: Path) -
         {"WORKSPACE_ROOT": str(tmp_path / "ws"), "ACCESS_PASSWORD": "pw-for-sessions"}, cwd=tmp_path
     )
     app = create_app(settings)
-    app.state.services.workspace.init()
+    app.state.dashboard.services.workspace.init()
     transport = httpx.ASGITransport(app=app)
     async with (
         app.router.lifespan_context(app),

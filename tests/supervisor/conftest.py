@@ -10,11 +10,11 @@ import aiohttp
 import pytest
 from supervised import FAST, MakeService
 
+from comfyui_docker.children.comfyui import comfyui_spec
 from comfyui_docker.comfyui.client import ComfyUIClient
 from comfyui_docker.events import EventBus
 from comfyui_docker.settings import Settings
 from comfyui_docker.supervisor import Service, Timings
-from comfyui_docker.supervisor.comfyui import comfyui_spec
 from comfyui_docker.workspace import Workspace
 from fakes.comfyui_root.launch import FAKE_ROOT, free_port
 

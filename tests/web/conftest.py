@@ -75,7 +75,7 @@ def locked(tmp_path: Path) -> tuple[FastAPI, Services]:
 
 
 def token_of(app: FastAPI) -> str:
-    token = app.state.auth.api_token()
+    token = app.state.dashboard.auth.api_token()
     assert token
     return str(token)
 

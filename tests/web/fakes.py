@@ -1,9 +1,8 @@
 """Test doubles for the services the web layer talks to (their real modules are tested on their own).
 
-`FakePresets` keeps the PresetService interface (list_presets, get, install, task, tasks, cancel,
-uninstall, installed_state, owners_of, providers, install_files, catalog.problems) in memory and
-publishes `TaskState` events like the real one. `FakeSupervisor` has a settable state and counts
-restarts.
+`FakePresets` is a `services.Presets` in memory (the PresetService's interface to the dashboard)
+and publishes `TaskState` events like the real one. `FakeSupervisor` is a `services.Supervision`
+with a settable state; it counts restarts. mypy checks both against the Protocols (`_checked`).
 """
 
 from __future__ import annotations
@@ -12,8 +11,12 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
+from comfyui_docker.catalog.schema import FileSpec
 from comfyui_docker.errors import Conflict, InvalidInput, PresetNotFound, TaskNotFound
 from comfyui_docker.events import EventBus, TaskState
+from comfyui_docker.services import Presets, Supervision
+from comfyui_docker.settings import Settings
+from comfyui_docker.supervisor import State, Status
 
 PRESETS: dict[str, dict[str, Any]] = {
     "SD15_BASE": {
@@ -54,6 +57,7 @@ class FakeTask:
     bytes_done: int = 0
     bytes_total: int = 100
     files: list[dict[str, Any]] = field(default_factory=list)
+    error: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -72,12 +76,14 @@ class FakeCatalog:
     problems: tuple[str, ...] = (
         "presets.yaml:12 files[0].path: 'lora' is not a ComfyUI model folder; did you mean 'loras'?",
     )
+    presets = PRESETS
 
 
 class FakePresets:
     def __init__(self, bus: EventBus) -> None:
         self.bus = bus
         self.catalog = FakeCatalog()
+        self.settings: Settings | None = None
         self._tasks: dict[str, FakeTask] = {}
         self._ids = itertools.count(1)
         self.installed: set[str] = set()
@@ -91,10 +97,16 @@ class FakePresets:
             if (category is None or p["category"] == category) and (type is None or p["type"] == type)
         ]
 
+    def apply_settings(self, settings: Settings) -> None:
+        self.settings = settings
+
     def get(self, preset_id: str) -> dict[str, Any]:
         if preset_id not in PRESETS:
             raise PresetNotFound(f"no preset named {preset_id}", hint="see presets list")
         return dict(PRESETS[preset_id])
+
+    def describe(self, preset_id: str) -> dict[str, Any]:
+        return {"installed": self.installed_state(preset_id), **self.get(preset_id)}
 
     async def install(self, preset_id: str, variant: str | None = None) -> FakeTask:
         preset = self.get(preset_id)
@@ -105,8 +117,13 @@ class FakePresets:
         self.bus.publish(TaskState(task_id=task.id, preset_id=preset_id, state="queued"))
         return task
 
-    async def install_files(self, label: str, files: list[Any]) -> FakeTask:
+    async def install_files(self, label: str, files: list[FileSpec]) -> FakeTask:
         task = FakeTask(f"t{next(self._ids)}", label, files=[{"path": f.path, "url": f.url} for f in files])
+        self._tasks[task.id] = task
+        return task
+
+    def add_task(self, task: FakeTask) -> FakeTask:
+        """A task as if an install had been running (no event published)."""
         self._tasks[task.id] = task
         return task
 
@@ -118,6 +135,9 @@ class FakePresets:
 
     def tasks(self) -> list[FakeTask]:
         return list(self._tasks.values())
+
+    async def wait(self, task_id: str) -> FakeTask:
+        return self.task(task_id)
 
     async def cancel(self, task_id: str) -> FakeTask:
         task = self.task(task_id)
@@ -133,6 +153,9 @@ class FakePresets:
         self.installed.discard(preset_id)
         return [f["path"] for f in preset["files"]]
 
+    async def close(self) -> None:
+        self.calls.append(("close", None))
+
     def installed_state(self, preset_id: str) -> str:
         self.get(preset_id)
         return "installed" if preset_id in self.installed else "not_installed"
@@ -146,15 +169,29 @@ class FakePresets:
 
 
 class FakeSupervisor:
-    def __init__(self, state: str = "running") -> None:
+    """Supervises "comfyui" only; `state_value` is what it says (a State's value)."""
+
+    def __init__(self, state: str = "running", detail: str | None = None) -> None:
         self.state_value = state
+        self.detail = detail
         self.restarts = 0
 
-    def status(self, name: str) -> dict[str, Any]:
+    def status(self, name: str) -> Status:
         if name != "comfyui":
             raise KeyError(name)
-        return {"state": self.state_value, "detail": f"fake supervisor says {self.state_value}"}
+        detail = self.detail if self.detail is not None else f"fake supervisor says {self.state_value}"
+        return Status(name, State(self.state_value), detail)
+
+    def log_tail(self, name: str, lines: int) -> list[str]:
+        self.status(name)
+        return [f"fake comfyui line {i}" for i in range(lines)][-lines:]
 
     async def restart(self, name: str) -> None:
+        self.status(name)
         self.restarts += 1
         self.state_value = "starting"
+
+
+def _checked(bus: EventBus) -> tuple[Presets, Supervision]:
+    """Never called: mypy proves here that the fakes are what the services' Protocols say."""
+    return FakePresets(bus), FakeSupervisor()

@@ -28,11 +28,9 @@ METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 
 def dead_port() -> str:
-    import socket
+    from ports import free_port
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return str(sock.getsockname()[1])  # closed again: nothing listens there
+    return str(free_port())  # closed again, and given to no one else: nothing listens there
 
 
 @pytest.fixture

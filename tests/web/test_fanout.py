@@ -104,7 +104,9 @@ async def test_history_through_the_proxy_finds_prompts_of_either_instance(
     server: Any, pair: list[Comfy], http: aiohttp.ClientSession
 ) -> None:
     first = await post_prompt(http, server.url, quick(0x010101))
+    await asyncio.sleep(0.002)  # create_time is in ms: the three must not tie across instances
     second = await post_prompt(http, server.url, quick(0x020202))
+    await asyncio.sleep(0.002)
     async with http.post(f"{pair[1].url}/prompt", json={"prompt": quick(0x030303)}) as r:  # B's own page
         behind = (await r.json())["prompt_id"]
     found: dict[str, Any] = {}

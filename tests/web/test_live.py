@@ -372,7 +372,7 @@ async def test_events_websocket(tmp_path, live, free_port) -> None:
 
 
 async def test_system_status_publisher(tmp_path) -> None:
-    from comfyui_docker.web.api.system import SystemSampler, publish_loop
+    from comfyui_docker.web.sampler import SystemSampler, publish_loop
 
     _, svc = build(tmp_path / "ws")
     sub = svc.bus.subscribe(["system_status"])

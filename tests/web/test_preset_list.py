@@ -52,7 +52,7 @@ async def test_etag_304_and_gzip(client, app_svc) -> None:
 
 
 async def test_etag_changes_only_when_the_list_does(client, app_svc, monkeypatch: pytest.MonkeyPatch) -> None:
-    lists: PreparedLists = app_svc[0].state.preset_cache
+    lists: PreparedLists = app_svc[0].state.dashboard.preset_lists
     presets = app_svc[1].presets
     first = (await client.get("/api/presets")).headers["etag"]
     # a task event forces a rebuild; the same bytes keep the same ETag

@@ -13,7 +13,7 @@ from .conftest import client_for, make_settings
 async def test_app_creates_and_closes_the_real_preset_service(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "ws")
     app = create_app(settings)
-    svc = app.state.services
+    svc = app.state.dashboard.services
     svc.workspace.init()
     async with client_for(app) as c:
         assert svc.presets is not None and svc.http is not None
@@ -50,7 +50,7 @@ async def test_state_from_the_real_supervisor(tmp_path: Path) -> None:
 
     settings = make_settings(tmp_path / "ws")
     app = create_app(settings)
-    app.state.services.supervisor = Supervisor()
+    app.state.dashboard.services.supervisor = Supervisor()
     async with client_for(app) as c:
         st = (await c.get("/api/service/comfyui")).json()
         assert st["state"] == "not_installed" and st["ready"] is False
@@ -66,7 +66,7 @@ async def test_readiness_detail_needs_login_from_outside(tmp_path: Path) -> None
 
     settings = make_settings(tmp_path / "ws", ACCESS_PASSWORD="pw")
     app = create_app(settings)
-    app.state.services.supervisor = Supervisor()
+    app.state.dashboard.services.supervisor = Supervisor()
     async with client_for(app) as c:
         outside = await c.get("/health/ready", headers={"x-forwarded-for": "203.0.113.9"})
         assert outside.status_code == 200

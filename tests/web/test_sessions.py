@@ -90,7 +90,7 @@ async def test_a_cookie_is_only_good_on_its_own_volume(tmp_path: Path) -> None:
 
 def test_the_volume_secret_is_private_and_sessions_live_on_the_volume(locked: tuple[FastAPI, object]) -> None:
     app, svc = locked
-    auth: Auth = app.state.auth
+    auth: Auth = app.state.dashboard.auth
     auth.new_session("10.0.0.1")
     ws = svc.workspace  # type: ignore[attr-defined]
     key = ws.config / "session.key"

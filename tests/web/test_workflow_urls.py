@@ -54,7 +54,7 @@ async def test_the_issues_workflow_reaches_nothing_internal(
 ) -> None:
     address, seen = internal
     app = create_app(make_settings(tmp_path / "ws"))
-    app.state.services.workspace.init()
+    app.state.dashboard.services.workspace.init()
     attack = [
         ("checkpoints", "stats.safetensors", f"http://{address}/system_stats"),
         ("upscale_models", "x.pt", f"http://{address}/upload/image"),  # a .pt: its loader unpickles
@@ -73,7 +73,7 @@ async def test_the_issues_workflow_reaches_nothing_internal(
         body = r.json()
         assert r.status_code == 200 and body["tasks"] == []
         assert {x["name"] for x in body["refused"]} == {"stats.safetensors", "x.pt"}
-    ws = app.state.services.workspace
+    ws = app.state.dashboard.services.workspace
     assert seen == []
     assert not (ws.models / "checkpoints" / "stats.safetensors").exists()
     assert not list(ws.models.rglob("*.part"))
@@ -87,7 +87,7 @@ async def test_an_allowed_name_that_resolves_inside_is_still_refused(
     address, seen = internal
     port = address.rsplit(":", 1)[1]
     app = create_app(make_settings(tmp_path / "ws", MODEL_HOSTS="huggingface.co,localhost"))
-    app.state.services.workspace.init()
+    app.state.dashboard.services.workspace.init()
     wf = workflow(("checkpoints", "stats.safetensors", f"http://localhost:{port}/system_stats"))
     async with client_for(app) as c:
         body = (await c.post("/api/models/install-missing", json={"workflow": wf})).json()

@@ -10,7 +10,6 @@ import gzip
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from comfy_samples import OBJECT_INFO, ground_truth
 from comfyui_docker.cli import main
 from comfyui_docker.workflows.convert import convert
 from comfyui_docker.workspace import Workspace
+from ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE = REPO / "tests" / "fakes" / "comfyui_root" / "main.py"
@@ -60,12 +60,6 @@ UI_WORKFLOW = {
     ],
     "links": [[1, 1, 0, 2, 0, "IMAGE"]],
 }
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_http(url: str, proc: subprocess.Popen[bytes], seconds: float = 20.0) -> None:
@@ -128,7 +122,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     tmp = tmp_path_factory.mktemp("comfy")
     ws = Workspace(tmp / "workspace")
     ws.init()
-    port = _port()
+    port = free_port()
     proc = _start(FAKE.parent, sys.executable, ws, port, tmp / "fake.log", 20)
     try:
         yield {"ws": ws, "port": port}
@@ -141,7 +135,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """A workspace and a port where no ComfyUI listens."""
     ws = Workspace(tmp_path / "workspace")
     ws.init()
-    port = _port()
+    port = free_port()
     monkeypatch.setenv("WORKSPACE_ROOT", str(ws.root))
     monkeypatch.setenv("COMFYUI_INTERNAL_PORT", str(port))
     return {"ws": ws, "port": port, "tmp": tmp_path}
@@ -301,7 +295,7 @@ def model_host(tmp_path: Path) -> Iterator[str]:
     root = tmp_path / "host"
     root.mkdir()
     (root / "tiny.safetensors").write_bytes(b"tiny but not a model" * 10)
-    port = _port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(root)],
         stdout=subprocess.DEVNULL,

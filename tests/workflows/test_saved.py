@@ -124,3 +124,21 @@ def test_convert_finds_a_saved_workflow_by_name(
     capsys.readouterr()
     assert main(["convert", "absent", "--object-info", str(OBJECT_INFO)]) == 1
     assert "name of a saved workflow" in capsys.readouterr().err
+
+
+def test_legacy_folder_moved_away_by_another_runtime_meanwhile(tmp_path: Path) -> None:
+    """Two runtimes on one volume: the other one moved everything and removed the old folder
+    between our look at it and our listing of it."""
+    old = tmp_path / "workflows"
+    old.mkdir()
+    (old / "a.json").write_text("{}")
+    new = tmp_path / "user" / "default" / "workflows"
+
+    class Raced(type(tmp_path)):  # type: ignore[misc]
+        def iterdir(self):  # type: ignore[no-untyped-def]
+            if self == old:  # the other runtime, just now
+                move_legacy(Path(old), new)
+            return super().iterdir()
+
+    assert move_legacy(Raced(old), new) == []
+    assert (new / "a.json").is_file() and not old.exists()

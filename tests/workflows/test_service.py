@@ -15,9 +15,10 @@ from comfyui_docker.comfyui import ComfyUIClient, ComfyUIGateway, PromptRejected
 from comfyui_docker.errors import AppError, InvalidInput, NotFound, ServiceUnavailable
 from comfyui_docker.model_inputs import ModelRef
 from comfyui_docker.settings import Settings
+from comfyui_docker.workflows.missing import MissingModel
 from comfyui_docker.workflows.object_info import ObjectInfoStore
 from comfyui_docker.workflows.params import ParameterError
-from comfyui_docker.workflows.service import MissingModel, Workflow, WorkflowService
+from comfyui_docker.workflows.service import Workflow, WorkflowService
 from fakes.comfyui_root.launch import Comfy, run_comfyui
 
 UI = {

@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
+from comfyui_docker.children.comfyui import user_directory
 from comfyui_docker.services import Services
 from comfyui_docker.settings import Settings
-from comfyui_docker.supervisor.comfyui import user_directory
 from comfyui_docker.web.app import create_app
 from comfyui_docker.workspace import Workspace
 from fakes.comfyui_root.launch import FAKE_ROOT, Comfy, http, real_comfyui_root, run_comfyui

@@ -1,7 +1,12 @@
-"""The preset catalog: schema, loader with file:line problems, and the shipped presets.yaml."""
+"""The preset catalog: the shipped presets.yaml and the user's, loaded with file:line problems.
 
-from .loader import Catalog, Problem, load_catalog, load_file, parse_text
-from .schema import FileSpec, Preset, Requirements, Variant, human_size, parse_size
+schema.py     Preset, FileSpec, Variant, Requirements; the Catalog and its lookups
+entries.py    one presets.yaml entry read from its YAML nodes; the file path and URL rules
+loader.py     parse a file (libyaml when present), merge the user's over the shipped one
+"""
+
+from .loader import load_catalog, load_file, parse_text
+from .schema import Catalog, FileSpec, Preset, Problem, Requirements, Variant, human_size, parse_size
 
 __all__ = [
     "Catalog",

@@ -12,10 +12,14 @@ install names one variant or gets the preset's default.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
+
+from ..errors import PresetNotFound
+from ..model_paths import canonical_folder
 
 PRESET_ID_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 VARIANT_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -171,3 +175,55 @@ class Preset:
 
     def total_size(self, variant: str | None = None) -> int:
         return sum(f.size or 0 for f in self.files_for(variant))
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int
+    field: str
+    message: str
+    preset_id: str | None = None
+    level: str = "error"  # "error": entry skipped; "warning": loaded anyway
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}"
+        return f"{where} {self.field}: {self.message}" if self.field else f"{where} {self.message}"
+
+
+@dataclass
+class Catalog:
+    presets: dict[str, Preset] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+
+    def close_matches(self, preset_id: str, n: int = 3) -> list[str]:
+        key = preset_id.strip().upper()
+        return difflib.get_close_matches(key, list(self.presets), n=n, cutoff=0.5)
+
+    def get(self, preset_id: str) -> Preset:
+        """The preset `preset_id` names (any case); PresetNotFound with the close ones otherwise."""
+        key = preset_id.strip().upper()
+        preset = self.presets.get(key)
+        if preset is None:
+            close = self.close_matches(key)
+            hint = f"did you mean {', '.join(close)}?" if close else "run `comfyui-docker presets list`"
+            raise PresetNotFound(f"unknown preset {preset_id!r}", hint=hint, close_matches=close)
+        return preset
+
+    def owners_of(self, rel_path: str) -> list[str]:
+        """The presets with a file at `rel_path` (under models/)."""
+        rel = rel_path.strip("/").removeprefix("models/")
+        return [p.id for p in self.presets.values() if any(f.path == rel for f in p.all_files())]
+
+    def providers(self, folder: str, filename: str) -> list[str]:
+        """The presets that provide `filename` (a name or a path under the folder) for a loader of
+        `folder` (any name ComfyUI reads for it)."""
+        canon = canonical_folder(folder) or folder
+        out = []
+        for p in self.presets.values():
+            for f in p.all_files():
+                if f.folder == canon and (f.path.split("/", 1)[1] == filename or f.filename == filename):
+                    out.append(p.id)
+                    break
+        return out

@@ -10,8 +10,9 @@ from pathlib import Path
 
 from .. import __version__
 from ..logs import configure
-from ..model_paths import MODEL_FOLDERS, check_user_yaml
+from ..model_paths import MODEL_FOLDERS
 from ..settings import Settings
+from ..user_yaml import check_user_yaml
 from ..workspace import Workspace
 
 
@@ -110,7 +111,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("init", help="create the volume layout and write extra_model_paths.yaml")
     p.set_defaults(handler=cmd_init)
     p = sub.add_parser("paths", help="print the generated yaml and the folder table")

@@ -149,7 +149,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     return _run(args, body)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("nodes", help="custom nodes on the volume: list, install, update, remove, check")
     nodes = p.add_subparsers(dest="nodes_command", metavar="ACTION", required=True)
 

@@ -247,7 +247,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
     return _run(args, body)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `presets list|show|install|remove|status`."""
     parser = sub.add_parser("presets", help="list, install and remove model presets")
     psub = parser.add_subparsers(dest="presets_command", metavar="ACTION", required=True)

@@ -40,7 +40,7 @@ def cmd_serverless(args: argparse.Namespace) -> int:
     return main(sdk_argv(args))
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "serverless",
         help="the RunPod Serverless worker: ComfyUI supervised, jobs through the RunPod SDK",

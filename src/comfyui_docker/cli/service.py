@@ -178,7 +178,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
         return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("start", help="run the dashboard, ComfyUI (supervised), nginx and downloads")
     p.set_defaults(handler=cmd_start)
     p = sub.add_parser("health", help="ask the running dashboard; exit 0 healthy, 1 not (for HEALTHCHECK)")

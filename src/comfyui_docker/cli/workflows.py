@@ -28,7 +28,8 @@ from ..workspace import Workspace
 
 if TYPE_CHECKING:  # imported when a command runs, not when the parser is built
     from ..downloads.service import PresetService
-    from ..workflows.service import MissingModel, WorkflowService
+    from ..workflows.missing import MissingModel
+    from ..workflows.service import WorkflowService
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -247,7 +248,7 @@ def cmd_templates(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add this area's sub-commands to the parser."""
     p = sub.add_parser("convert", help="print the API prompt of a workflow saved by ComfyUI's editor")
     p.add_argument(

@@ -7,7 +7,8 @@ transfer.py   writer thread, retry budget, free-space check, one body -> one pie
 fetch.py      one URL -> one verified file (resume, several connections, verify, rename)
 locks.py      per-file lock files with owner and heartbeat (shared volumes)
 journal.py    SQLite on the volume: verified files, first-download hashes, installs, tasks
-tasks.py      install tasks and their events
+tasks.py      install tasks, their events, and which runtime owns an unfinished one
 installer.py  plan, space check, lock, fetch, record
+presence.py   what of the catalog is on the volume (installed, partial) and a preset's listing
 service.py    PresetService, the facade the dashboard, CLI and start-up use
 """

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
-import socket
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,41 +22,19 @@ from typing import Any
 import aiohttp
 
 from ..catalog import Catalog, FileSpec, Preset, load_catalog
-from ..catalog.loader import check_path, check_url
+from ..catalog.entries import check_path, check_url
 from ..errors import AppError, InvalidInput, PresetNotFound, TaskNotFound
 from ..events import EventBus
-from ..model_paths import canonical_folder
 from ..settings import Settings
 from ..workspace import Workspace
 from .fetch import Fetcher, FetchOptions, free_space
 from .guard import GuardedResolver, UrlGuard
-from .http import token_env_for
-from .installer import Installer, LockOptions, check_space, error_dict, file_is_present, plan, remove_files
+from .installer import Installer, LockOptions, check_space, error_dict, plan, remove_files
 from .journal import UNFINISHED, Journal
-from .locks import process_started
-from .tasks import FileProgress, Reporter, Task, new_task_id
+from .presence import Presence
+from .tasks import FileProgress, Reporter, Task, may_resume, new_task_id, process_identity
 
 log = logging.getLogger(__name__)
-
-
-def process_identity() -> str:
-    pid = os.getpid()
-    return json.dumps({"host": socket.gethostname(), "pid": pid, "started": process_started(pid)})
-
-
-def may_resume(owner: str, me: str) -> bool:
-    """Resume an unfinished task at start only if it ran in this process before, or its process
-    is gone and it ran on this host (another pod sharing the volume resumes its own tasks)."""
-    if not owner or owner == me:
-        return True
-    try:
-        info = json.loads(owner)
-    except ValueError:
-        return True
-    if info.get("host") != socket.gethostname():
-        return False
-    started = process_started(int(info.get("pid", 0)))
-    return started is None or abs(started - float(info.get("started") or 0)) > 1.0
 
 
 GIB = 1024**3
@@ -99,6 +74,7 @@ class PresetService:
         self.catalog = Catalog()
         self._catalog_loaded = False  # start() loads it unless the caller already did
         self.journal: Journal | None = None
+        self.presence = Presence(workspace, lambda: self.journal)
         self._tasks: dict[str, Task] = {}
         self._running: dict[str, asyncio.Task[None]] = {}
         self._closing = False
@@ -115,8 +91,7 @@ class PresetService:
     def settings(self) -> Settings:
         return self._settings
 
-    @settings.setter
-    def settings(self, value: Settings) -> None:
+    def apply_settings(self, value: Settings) -> None:
         """New effective settings (saved in the dashboard): the next download uses them."""
         self._settings = value
         if self._options_from_settings:
@@ -186,12 +161,12 @@ class PresetService:
         for row in reversed(self.journal.tasks(limit=50)):
             if row["state"] in UNFINISHED and not may_resume(row.get("owner", ""), self._owner):
                 continue  # another live process (or another pod) is running it
-            task = self._task_from_row(row)
+            task = Task.from_row(row)
             self._tasks[task.id] = task
         for row in self.journal.tasks(UNFINISHED):
             if not may_resume(row.get("owner", ""), self._owner):
                 continue  # another live process (or another pod) is running it
-            task = self._tasks.get(row["id"]) or self._task_from_row(row)
+            task = self._tasks.get(row["id"]) or Task.from_row(row)
             self._tasks[task.id] = task
             try:
                 files, licence = self._files_of(task)
@@ -221,13 +196,7 @@ class PresetService:
 
     # ---- catalog ----------------------------------------------------------------------
     def get(self, preset_id: str) -> Preset:
-        key = preset_id.strip().upper()
-        preset = self.catalog.presets.get(key)
-        if preset is None:
-            close = self.catalog.close_matches(key)
-            hint = f"did you mean {', '.join(close)}?" if close else "run `comfyui-docker presets list`"
-            raise PresetNotFound(f"unknown preset {preset_id!r}", hint=hint, close_matches=close)
-        return preset
+        return self.catalog.get(preset_id)
 
     def _variant(self, preset: Preset, variant: str | None) -> str | None:
         if variant is None or variant == "":
@@ -241,76 +210,19 @@ class PresetService:
             )
         return variant
 
-    def _exists(self, spec: FileSpec) -> bool:
-        dest = self.ws.models / spec.path
-        if self.journal is None:  # not started: judge by the file alone
-            return dest.is_file() and (not spec.size_exact or dest.stat().st_size == spec.size)
-        if file_is_present(self.ws, self.journal, spec):
-            return True
-        if not dest.is_file() or self.journal.file(spec.path) is not None:
-            return False  # missing, or changed since it was verified
-        return not spec.size_exact or dest.stat().st_size == spec.size
-
     def installed_variant(self, preset_id: str) -> str | None:
-        preset = self.get(preset_id)
-        record = self.journal.installs().get(preset.id) if self.journal else None
-        if record:
-            return record["variant"]
-        return preset.default_variant
+        return self.presence.installed_variant(self.get(preset_id))
 
     def installed_state(self, preset_id: str) -> str:
-        preset = self.get(preset_id)
-        record = self.journal.installs().get(preset.id) if self.journal else None
-        candidates = [record["variant"]] if record else [preset.default_variant, *preset.variants]
-        for variant in dict.fromkeys(candidates):
-            files = preset.files_for(variant, include_optional=False)
-            if files and all(self._exists(f) for f in files):
-                return "installed"
-        for f in preset.all_files():
-            dest = self.ws.models / f.path
-            if dest.exists() or dest.with_name(dest.name + ".part").exists():
-                return "partial"
-        return "not_installed"
+        return self.presence.state(self.get(preset_id))
 
-    def _preset_dict(self, preset: Preset) -> dict[str, Any]:
-        state = self.installed_state(preset.id)
-        record = self.journal.installs().get(preset.id) if self.journal else None
-        active = next(
-            (t.id for t in self._tasks.values() if t.preset_id == preset.id and t.id in self._running), None
-        )
-        hosts = sorted({f.host for f in preset.all_files()})
-        return {
-            "id": preset.id,
-            "name": preset.name,
-            "category": preset.category,
-            "type": preset.type,
-            "description": preset.description,
-            "tags": list(preset.tags),
-            "requirements": {
-                "vram_gb": preset.requirements.vram_gb,
-                "disk_gb": preset.requirements.disk_gb,
-            },
-            "gated": preset.gated,
-            "licence_url": preset.licence_url,
-            "token_env": sorted({token_env_for(h) for h in hosts}) if preset.gated else [],
-            "hosts": hosts,
-            "default_variant": preset.default_variant,
-            "variants": [
-                {
-                    "name": v.name,
-                    "description": v.description,
-                    "size": preset.total_size(v.name),
-                    "files": [f.to_dict() for f in preset.files_for(v.name)],
-                }
-                for v in preset.variants.values()
-            ],
-            "files": [f.to_dict() for f in preset.files_for()],
-            "size": preset.total_size(),
-            "installed": state,
-            "installed_variant": record["variant"] if record else None,
-            "active_task": active,
-            "source": preset.source,
-        }
+    def _view(self, preset: Preset) -> dict[str, Any]:
+        active = self._active_for(preset.id)
+        return self.presence.view(preset, active.id if active is not None else None)
+
+    def describe(self, preset_id: str) -> dict[str, Any]:
+        """One preset as the list shows it, with its installed state (PresetNotFound when unknown)."""
+        return self._view(self.get(preset_id))
 
     def list_presets(self, category: str | None = None, type: str | None = None) -> list[dict[str, Any]]:
         out = []
@@ -319,22 +231,14 @@ class PresetService:
                 continue
             if type and preset.type != type:
                 continue
-            out.append(self._preset_dict(preset))
+            out.append(self._view(preset))
         return out
 
     def owners_of(self, rel_path: str) -> list[str]:
-        rel = rel_path.strip("/").removeprefix("models/")
-        return [p.id for p in self.catalog.presets.values() if any(f.path == rel for f in p.all_files())]
+        return self.catalog.owners_of(rel_path)
 
     def providers(self, folder: str, filename: str) -> list[str]:
-        canon = canonical_folder(folder) or folder
-        out = []
-        for p in self.catalog.presets.values():
-            for f in p.all_files():
-                if f.folder == canon and (f.path.split("/", 1)[1] == filename or f.filename == filename):
-                    out.append(p.id)
-                    break
-        return out
+        return self.catalog.providers(folder, filename)
 
     # ---- tasks ------------------------------------------------------------------------
     def task(self, task_id: str) -> Task:
@@ -349,23 +253,6 @@ class PresetService:
     def _save(self, task: Task) -> None:
         if self.journal is not None:
             self.journal.save_task(task.to_row())
-
-    def _task_from_row(self, row: dict[str, Any]) -> Task:
-        return Task(
-            id=row["id"],
-            preset_id=row["preset_id"],
-            variant=row["variant"],
-            kind=row["kind"],
-            state=row["state"],
-            bytes_done=row["bytes_done"],
-            bytes_total=row["bytes_total"],
-            error=row["error"],
-            files=[FileProgress(f["path"], f["url"], f["size"], f["done"], f["state"]) for f in row["files"]],
-            created=row["created"],
-            updated=row["updated"],
-            spec=row["spec"],
-            owner=row.get("owner", ""),
-        )
 
     def _files_of(self, task: Task) -> tuple[list[FileSpec], str | None]:
         if task.kind == "files":
@@ -389,7 +276,7 @@ class PresetService:
             fetcher = self._workflow_fetcher() if task.kind == "files" else None
             await self._installer.run(task, files, licence, fetcher=fetcher)
             rep.state(task, "verifying")
-            missing = [f.path for f in files if not self._exists(f)]
+            missing = [f.path for f in files if not self.presence.file_present(f)]
             if missing:
                 raise AppError(f"{len(missing)} file(s) missing after the install: {', '.join(missing)}")
             if task.kind == "preset" and self.journal is not None:

@@ -6,10 +6,17 @@
 
 State changes always publish a TaskState event; byte progress publishes DownloadProgress at
 most `interval` seconds apart per task.
+
+A task records its `owner` (`process_identity`: host, PID, process start): at start a runtime
+resumes only the unfinished tasks it may (`may_resume`), not those another live runtime or another
+pod sharing the volume is running.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -17,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..events import DownloadProgress, EventBus, TaskState, Throttle
+from .locks import process_started
 
 STATES = ("queued", "downloading", "verifying", "done", "failed", "cancelled")
 FINAL = frozenset({"done", "failed", "cancelled"})
@@ -82,6 +90,45 @@ class Task:
         row["spec"] = self.spec
         row["owner"] = self.owner
         return row
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Task:
+        """A task as the journal stored it (`to_row`)."""
+        return cls(
+            id=row["id"],
+            preset_id=row["preset_id"],
+            variant=row["variant"],
+            kind=row["kind"],
+            state=row["state"],
+            bytes_done=row["bytes_done"],
+            bytes_total=row["bytes_total"],
+            error=row["error"],
+            files=[FileProgress(f["path"], f["url"], f["size"], f["done"], f["state"]) for f in row["files"]],
+            created=row["created"],
+            updated=row["updated"],
+            spec=row["spec"],
+            owner=row.get("owner", ""),
+        )
+
+
+def process_identity() -> str:
+    pid = os.getpid()
+    return json.dumps({"host": socket.gethostname(), "pid": pid, "started": process_started(pid)})
+
+
+def may_resume(owner: str, me: str) -> bool:
+    """Resume an unfinished task at start only if it ran in this process before, or its process
+    is gone and it ran on this host (another pod sharing the volume resumes its own tasks)."""
+    if not owner or owner == me:
+        return True
+    try:
+        info = json.loads(owner)
+    except ValueError:
+        return True
+    if info.get("host") != socket.gethostname():
+        return False
+    started = process_started(int(info.get("pid", 0)))
+    return started is None or abs(started - float(info.get("started") or 0)) > 1.0
 
 
 class Reporter:

@@ -41,8 +41,9 @@ from ..errors import (
     NodeInstallError,
     ServiceUnavailable,
 )
-from ..model_paths import check_user_yaml, resolve_folder_paths
+from ..model_lookup import resolve_folder_paths
 from ..settings import Settings
+from ..user_yaml import check_user_yaml
 from ..workspace import Workspace
 from .image import ImageEnv, probe, shares_dashboard_python
 from .inventory import NodeInfo, Sources, scan

@@ -260,12 +260,13 @@ async def run_phase(services: Services) -> StartPlan:
 
 def start_background(services: Services, plan: StartPlan) -> None:
     """What the phase left, as a `requirements` task; ComfyUI restarts (when idle) once it is done."""
-    if not plan.pending or plan.layer is None or services.node_tasks is None:
+    nodes = services.nodes
+    if not plan.pending or plan.layer is None or services.node_tasks is None or nodes is None:
         return
 
     async def runner(on_line: LineSink) -> dict[str, Any]:
         before = len(plan.installed)
-        ready = await finish(services.nodes, plan, on_line)
+        ready = await finish(nodes, plan, on_line)
         # ComfyUI already runs with these nodes: it needs a restart only when packages came in
         # meanwhile (installed here, or by the other runtime the phase waited for)
         changed = len(plan.installed) > before or plan.waited
@@ -278,9 +279,12 @@ def start_background(services: Services, plan: StartPlan) -> None:
 async def restart_when_idle(services: Services, on_line: LineSink) -> bool:
     """Restart ComfyUI so it loads the nodes, unless it is busy with a prompt (then say so)."""
     supervisor = services.supervisor
-    if supervisor is None or "comfyui" not in supervisor.services:
+    if supervisor is None:
         return False
-    state = supervisor.status("comfyui").state.value
+    try:
+        state = supervisor.status("comfyui").state.value
+    except KeyError:  # not supervised here
+        return False
     if state not in ("running", "starting", "backoff"):
         on_line(f"ComfyUI is {state}: start it to load the nodes")
         return False

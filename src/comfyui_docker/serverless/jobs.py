@@ -30,7 +30,8 @@ from ..comfyui import ComfyUIGateway, PromptRejected, RunResult
 from ..errors import AppError, ServiceUnavailable
 from ..settings import Secret
 from ..supervisor import Service, State
-from ..workflows.service import MissingModel, Prepared, WorkflowService
+from ..workflows.missing import MissingModel
+from ..workflows.service import Prepared, WorkflowService
 from .config import ServerlessSettings
 from .failures import ComfyUIDown, JobFailed, error_output
 from .outputs import OutputSender

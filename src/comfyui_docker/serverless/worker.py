@@ -35,12 +35,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from ..children.comfyui import COMFYUI_TIMINGS
 from ..errors import AppError
 from ..logs import configure
 from ..services import Services
 from ..settings import Settings
 from ..supervisor import State, Supervisor, Timings
-from ..supervisor.comfyui import COMFYUI_TIMINGS
 from .config import ServerlessSettings
 
 if TYPE_CHECKING:  # imported once ComfyUI is spawned (aiohttp and the workflow tools: ~0.2 s)
@@ -150,7 +150,7 @@ class Runtime:
             self.ready.set()
 
     async def _main(self) -> None:
-        from ..startup import _gateway, _make_presets, _shutdown, boot_comfyui
+        from ..startup import boot_comfyui, shutdown
 
         assert self._stop is not None
         services = Services.create(self.settings)
@@ -170,7 +170,7 @@ class Runtime:
                 self.spawned.set()
             from .jobs import DOWN
 
-            self.runner = await self._build(services, supervisor, _gateway, _make_presets)
+            self.runner = await self._build(services, supervisor)
             from ..nodes.startup import start_background
 
             start_background(services, nodes)  # what the custom-nodes phase left (ComfyUI restarts when idle)
@@ -188,22 +188,17 @@ class Runtime:
             log.error("the serverless worker could not start: %s", exc)
         finally:
             self.ready.set()
-            await _shutdown(services, supervisor, False, None)
+            await shutdown(services, supervisor)
 
-    async def _build(
-        self, services: Services, supervisor: Supervisor, gateway_of: Any, presets_of: Any
-    ) -> JobRunner:
+    async def _build(self, services: Services, supervisor: Supervisor) -> JobRunner:
+        from ..startup import load_presets
         from ..workflows.object_info import ObjectInfoStore
         from ..workflows.service import WorkflowService
         from .jobs import JobRunner
         from .outputs import OutputSender
 
-        gateway = gateway_of(services)
-        try:
-            services.presets = presets_of(services)
-        except AppError as exc:
-            log.error("preset catalog: %s", exc)
-        presets = services.presets
+        gateway = services.gateway()
+        presets = load_presets(services)
         if presets is not None:
             await presets.start()  # unfinished installs resume; install_missing downloads through it
             await presets.queue_startup(services.settings.startup_presets)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from ..events import EventBus, ServiceState
 from .logcapture import LogCapture
@@ -69,7 +69,7 @@ class Service:
         factory: ProcessFactory = spawn,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        echo: Any = None,
+        echo: TextIO | None = None,
         precheck: Precheck | None = None,
         refresh: Refresh | None = None,
     ) -> None:
@@ -289,7 +289,6 @@ class Supervisor:
 
     def __init__(self) -> None:
         self.services: dict[str, Service] = {}
-        self.gpu: Any = None  # gpu.GpuReport of the last preflight (start-up fills it)
         self.background: set[asyncio.Task[Any]] = set()
 
     def add(self, service: Service) -> Service:
@@ -301,6 +300,10 @@ class Supervisor:
 
     def status(self, name: str = "comfyui") -> Status:
         return self.services[name].status()
+
+    def log_tail(self, name: str, lines: int) -> list[str]:
+        """The last `lines` lines `name` wrote (KeyError when it is not supervised)."""
+        return self.services[name].logs.tail(lines)
 
     def all(self) -> list[Status]:
         return [s.status() for s in self.services.values()]

@@ -2,10 +2,10 @@
 
 With `services` (from `comfyui-docker start`) the app shares the runtime's bus, HTTP client,
 preset service, supervisor and ComfyUI gateway, and leaves their lifecycle to their owner.
-Without them the lifespan creates its own (event bus, one aiohttp session, the PresetService when
-its module is there, a gateway without event relay) and closes them at shutdown. Either way the
-app owns: the proxy's HTTP client, the system sampler and the one background task that publishes
-system status.
+Without them the lifespan creates its own (event bus, one aiohttp session, the PresetService, a
+gateway without event relay) and closes them at shutdown. Either way the app owns what its
+`Dashboard` holds (dashboard.py: auth, the proxy's HTTP client, the system sampler, the prepared
+preset lists) and the one background task that publishes system status.
 
 Middleware, outermost first: CORS (only when CORS_ORIGINS is set; same-origin otherwise) ->
 security headers (no framing) -> HEAD answered as GET (both headers.py) -> auth (login, Bearer,
@@ -18,42 +18,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import aiohttp
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from .. import __version__
+from ..downloads.service import PresetService
 from ..services import Services
 from ..settings import Settings
 from . import errors, proxy
-from .api.preset_list import PreparedLists, PresetListFastPath, invalidate_on_events
-from .api.system import SystemSampler, publish_loop
+from .api.preset_list import PresetListFastPath, invalidate_on_events
 from .auth import CSRF_HEADER, Auth, AuthMiddleware
 from .body import BodyLimitMiddleware
+from .dashboard import Dashboard
 from .headers import HeadAsGetMiddleware, SecurityHeadersMiddleware
+from .sampler import publish_loop
 
 log = logging.getLogger(__name__)
 
 
-async def _maybe_await(value: Any) -> Any:
-    if inspect.isawaitable(value):
-        return await value
-    return value
-
-
-async def _start_presets(svc: Services) -> Any:
-    """Create and start the PresetService when that subsystem is installed; None otherwise."""
-    try:
-        from ..downloads.service import PresetService
-    except ImportError:
-        log.info("preset service not available in this build")
-        return None
+async def _start_presets(svc: Services) -> PresetService | None:
+    """Create and start this app's own PresetService; None (logged) when it cannot start."""
     try:
         service = PresetService(svc.settings, svc.workspace, svc.bus, svc.http)
         await service.start()
@@ -64,27 +53,24 @@ async def _start_presets(svc: Services) -> Any:
 
 
 @asynccontextmanager
-async def _lifespan_for(app: FastAPI, svc: Services, own_services: bool) -> AsyncIterator[None]:
-    owned_http = False
-    owned_presets = False
+async def _lifespan_for(dashboard: Dashboard, own_services: bool) -> AsyncIterator[None]:
+    svc = dashboard.services
+    owned_http: aiohttp.ClientSession | None = None
+    owned_presets: PresetService | None = None
     if own_services:
         if svc.http is None:
-            svc.http = aiohttp.ClientSession()
-            owned_http = True
+            svc.http = owned_http = aiohttp.ClientSession()
         if svc.presets is None:
-            svc.presets = await _start_presets(svc)
-            owned_presets = svc.presets is not None
-    app.state.proxy_session = proxy.make_session()
+            svc.presets = owned_presets = await _start_presets(svc)
+    dashboard.proxy_session = proxy_session = proxy.make_session()
     owned_gateway = svc.comfyui is None
     if owned_gateway:  # `start` makes its own, with the WebSocket relay; without it, no relay
         from ..comfyui import ComfyUIClient, ComfyUIGateway
 
-        svc.comfyui = ComfyUIGateway(
-            ComfyUIClient(svc.http or app.state.proxy_session, svc.settings.comfyui_url)
-        )
+        svc.comfyui = ComfyUIGateway(ComfyUIClient(svc.http or proxy_session, svc.settings.comfyui_url))
     background = [
-        asyncio.create_task(publish_loop(svc, app.state.sampler), name="system-status"),
-        asyncio.create_task(invalidate_on_events(svc.bus, app.state.preset_cache), name="preset-cache"),
+        asyncio.create_task(publish_loop(svc, dashboard.sampler), name="system-status"),
+        asyncio.create_task(invalidate_on_events(svc.bus, dashboard.preset_lists), name="preset-cache"),
     ]
     try:
         yield
@@ -96,20 +82,17 @@ async def _lifespan_for(app: FastAPI, svc: Services, own_services: bool) -> Asyn
                 await task
         if owned_gateway:
             svc.comfyui = None
-        await app.state.proxy_session.close()
-        app.state.auth.sessions.close()
-        if owned_presets:
-            for name in ("close", "stop", "aclose"):
-                func = getattr(svc.presets, name, None)
-                if callable(func):
-                    try:
-                        await _maybe_await(func())
-                    except Exception:
-                        log.exception("closing the preset service failed")
-                    break
+        dashboard.proxy_session = None
+        await proxy_session.close()
+        dashboard.auth.sessions.close()
+        if owned_presets is not None:
+            try:
+                await owned_presets.close()
+            except Exception:
+                log.exception("closing the preset service failed")
             svc.presets = None
-        if owned_http:
-            await svc.http.close()
+        if owned_http is not None:
+            await owned_http.close()
             svc.http = None
 
 
@@ -118,9 +101,11 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     own = services is None
     svc = services or Services.create(settings)
 
+    dashboard = Dashboard(services=svc, settings=settings, auth=Auth(settings))
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with _lifespan_for(app, svc, own):
+        async with _lifespan_for(dashboard, own):
             yield
 
     app = FastAPI(
@@ -133,18 +118,13 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
             'Every error has the shape `{"error": {"code", "message", "hint"?, "details"?}}`.'
         ),
     )
-    app.state.services = svc
-    app.state.settings = settings
-    app.state.auth = Auth(settings)
-    app.state.sampler = SystemSampler()
-    app.state.preset_cache = PreparedLists()
-    app.state.proxy_session = None
+    app.state.dashboard = dashboard
 
     # innermost first: the preset list fast path runs after the login check and inside the catch-all
-    app.add_middleware(PresetListFastPath, lists=app.state.preset_cache, services=svc)
+    app.add_middleware(PresetListFastPath, lists=dashboard.preset_lists, services=svc)
     errors.install(app)
     app.add_middleware(BodyLimitMiddleware)
-    app.add_middleware(AuthMiddleware, auth=app.state.auth)
+    app.add_middleware(AuthMiddleware, auth=dashboard.auth)
     app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
     if settings.cors_origins:

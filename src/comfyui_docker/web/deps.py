@@ -1,10 +1,10 @@
 """Dependencies: the long-lived services, handed to routes (no globals, nothing at import time).
 
+    DashboardDep     this app's `Dashboard` (dashboard.py: services, auth, sampler, ...)
     ServicesDep      the `Services` of this app (from `create_app` / the lifespan)
-    PresetsDep       the PresetService, or 503 when it is not available
+    PresetsDep       the preset service, or 403 (disabled) / 503 (not running)
     GatewayDep       the ComfyUI gateway, once ComfyUI can take requests (503 with its state before)
     WorkflowsDep     the workflow use case (prepare, missing models, install, submit)
-    AuthInfoDep      password_set / auth method / csrf token of this request (for pages)
 
 `comfyui_status(services)` says whether ComfyUI can take requests now; routes that need it call
 `require_comfyui(services)`, which raises a 503 carrying the state instead of hanging.
@@ -18,26 +18,34 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import Depends, Request
 
 from ..errors import Forbidden, ServiceUnavailable
-from ..services import Services
+from ..services import Presets, Services
+from ..supervisor.states import State
+from .dashboard import Dashboard, dashboard_of
 
 if TYPE_CHECKING:  # the workflow tools are imported on first use, not at start-up
     from ..comfyui import ComfyUIGateway
     from ..workflows.service import WorkflowService
 
-READY_STATES = frozenset({"running", "ready"})
 #: Without a supervisor in this process (a laptop, tests) the proxy simply tries ComfyUI.
 UNMANAGED = "unmanaged"
 
 
+async def get_dashboard(request: Request) -> Dashboard:
+    return dashboard_of(request)
+
+
+DashboardDep = Annotated[Dashboard, Depends(get_dashboard)]
+
+
 async def get_services(request: Request) -> Services:
-    svc: Services = request.app.state.services
-    return svc
+    return dashboard_of(request).services
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-async def get_presets(svc: ServicesDep) -> Any:
+def presets_of(svc: Services) -> Presets:
+    """The preset service; 403 when the preset manager is off, 503 when it did not start."""
     if not svc.settings.enable_preset_manager:
         raise Forbidden(
             "the preset manager is disabled", hint="set ENABLE_PRESET_MANAGER=true to install presets"
@@ -51,69 +59,45 @@ async def get_presets(svc: ServicesDep) -> Any:
     return svc.presets
 
 
-PresetsDep = Annotated[Any, Depends(get_presets)]
+async def get_presets(svc: ServicesDep) -> Presets:
+    return presets_of(svc)
+
+
+PresetsDep = Annotated[Presets, Depends(get_presets)]
 
 
 @dataclass(frozen=True)
-class AuthInfo:
-    password_set: bool
-    method: str  # open | session | token | none
-    csrf_token: str | None
+class ComfyUIStatus:
+    """ComfyUI's state as this process sees it: the supervisor's word, or `unmanaged` without one."""
+
+    state: str
+    detail: str
+    ready: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"state": self.state, "detail": self.detail, "ready": self.ready}
 
 
-async def get_auth_info(request: Request) -> AuthInfo:
-    state = request.state
-    return AuthInfo(
-        password_set=bool(getattr(state, "password_set", False)),
-        method=str(getattr(state, "auth_method", "open")),
-        csrf_token=getattr(state, "csrf_token", None),
-    )
-
-
-AuthInfoDep = Annotated[AuthInfo, Depends(get_auth_info)]
-
-
-def _text(value: Any) -> str:
-    value = getattr(value, "value", value)
-    return str(value) if value is not None else ""
-
-
-def comfyui_status(svc: Services) -> dict[str, Any]:
-    """{"state", "detail", "ready"} of ComfyUI as the supervisor sees it."""
+def comfyui_status(svc: Services) -> ComfyUIStatus:
     sup = svc.supervisor
     if sup is None:
         if not svc.settings.comfyui_installed and svc.settings.comfyui_root is not None:
-            return {
-                "state": "not_installed",
-                "detail": f"no main.py in {svc.settings.comfyui_root}",
-                "ready": False,
-            }
-        return {"state": UNMANAGED, "detail": "not supervised by this process", "ready": True}
-    st: Any = None
-    func = getattr(sup, "status", None)
-    if callable(func):
-        try:
-            st = func("comfyui")
-        except (KeyError, LookupError, ValueError):
-            return {"state": "not_installed", "detail": "ComfyUI is not supervised", "ready": False}
-    if isinstance(st, dict):
-        state, detail = _text(st.get("state")), _text(st.get("detail"))
-    elif isinstance(st, str):
-        state, detail = st, ""
-    elif st is not None and hasattr(st, "state"):
-        state, detail = _text(st.state), _text(getattr(st, "detail", ""))
-    else:
-        state, detail = _text(st) or "unknown", ""
-    return {"state": state, "detail": detail, "ready": state in READY_STATES}
+            return ComfyUIStatus("not_installed", f"no main.py in {svc.settings.comfyui_root}", False)
+        return ComfyUIStatus(UNMANAGED, "not supervised by this process", True)
+    try:
+        status = sup.status("comfyui")
+    except KeyError:
+        return ComfyUIStatus("not_installed", "ComfyUI is not supervised", False)
+    return ComfyUIStatus(status.state.value, status.detail, status.state is State.RUNNING)
 
 
-def require_comfyui(svc: Services) -> dict[str, Any]:
+def require_comfyui(svc: Services) -> ComfyUIStatus:
     status = comfyui_status(svc)
-    if not status["ready"]:
+    if not status.ready:
         raise ServiceUnavailable(
-            f"ComfyUI is {status['state']}",
-            hint=status["detail"] or "wait until it is running (the dashboard shows its state)",
-            state=status["state"],
+            f"ComfyUI is {status.state}",
+            hint=status.detail or "wait until it is running (the dashboard shows its state)",
+            state=status.state,
         )
     return status
 

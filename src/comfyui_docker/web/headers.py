@@ -3,7 +3,7 @@
 * No framing: `X-Frame-Options: DENY` and `Content-Security-Policy: frame-ancestors 'none'`
   (added to a route's own policy when it sets one), so no other page can put the dashboard in a
   frame and trick clicks out of a logged-in user. `X-Content-Type-Options: nosniff` everywhere.
-  nginx adds the same on ComfyUI's port (nginx.py).
+  nginx adds the same on ComfyUI's port (children/nginx.py).
 * `HeadAsGetMiddleware`: FastAPI routes take only the methods they name, so HEAD on a GET route
   was 405. HEAD is now answered like GET, without the body; the OpenAPI schema keeps listing GET.
 """

@@ -7,7 +7,7 @@ token) are not forwarded to ComfyUI. When ComfyUI is not ready, the answer is a 
 state, at once, never a hang. `/api/comfyui/ws` carries ComfyUI's WebSocket both ways. With
 several ComfyUIs (one per GPU) fanout.py says which instance answers each request, and
 fanout_ws.py merges their WebSockets.
-In the image nginx serves `/api/comfyui/*` itself (nginx.py) and sends here only what it cannot
+In the image nginx serves `/api/comfyui/*` itself (children/nginx.py) and sends here only what it cannot
 (refusals, ComfyUI down); this route serves all of it where the dashboard runs without nginx.
 """
 
@@ -24,12 +24,15 @@ from fastapi import APIRouter, Request, WebSocket
 from starlette.background import BackgroundTask
 from starlette.requests import cookie_parser
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Scope
 from starlette.websockets import WebSocketDisconnect
 from yarl import URL
 
 from ..comfyui.routing import Router
 from ..errors import ServiceUnavailable
+from ..services import Services
 from .auth import CSRF_COOKIE, DEVICE_COOKIE, SESSION_COOKIE, deny_websocket
+from .dashboard import dashboard_of
 from .deps import ServicesDep, comfyui_status, require_comfyui
 from .errors import COMMON_ERRORS, error_responses
 from .fanout import Fanout
@@ -120,7 +123,7 @@ def response_headers(resp: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
 PREFIX = b"/api/comfyui/"
 
 
-def upstream_tail(scope: Any, path: str) -> str:
+def upstream_tail(scope: Scope, path: str) -> str:
     """What follows /api/comfyui/, path and query exactly as the client encoded them."""
     raw = scope.get("raw_path")
     if isinstance(raw, bytes) and raw.startswith(PREFIX):
@@ -131,12 +134,12 @@ def upstream_tail(scope: Any, path: str) -> str:
     return tail + "?" + qs.decode("latin-1") if qs else tail
 
 
-def upstream_url(svc: Any, scope: Any, path: str) -> str:
+def upstream_url(svc: Services, scope: Scope, path: str) -> str:
     """ComfyUI's URL for this request, with the path and query exactly as the client encoded them."""
     return f"{svc.settings.comfyui_url}/{upstream_tail(scope, path)}"
 
 
-def several(svc: Any) -> Router | None:
+def several(svc: Services) -> Router | None:
     """The gateway's router when there are several ComfyUIs (COMFYUI_GPUS): fanout.py routes then."""
     gateway = svc.comfyui
     return gateway.router if gateway is not None and gateway.router.several else None
@@ -167,7 +170,7 @@ class _Passthrough(StreamingResponse):
 
 async def proxy(path: str, request: Request, svc: ServicesDep) -> Response:
     require_comfyui(svc)
-    session: aiohttp.ClientSession = request.app.state.proxy_session
+    session = dashboard_of(request).proxy_http()
     routes = several(svc)
     if routes is not None:
         fanout = Fanout(
@@ -196,7 +199,7 @@ async def proxy(path: str, request: Request, svc: ServicesDep) -> Response:
         raise ServiceUnavailable(
             "ComfyUI is not answering",
             hint="it may be starting or restarting; try again in a few seconds",
-            state=status["state"] if status["state"] != "running" else "unreachable",
+            state=status.state if status.state != "running" else "unreachable",
             reason=type(exc).__name__,
         ) from None
     return _Passthrough(resp, response_headers(resp), head=method == "HEAD")
@@ -219,12 +222,13 @@ for _method in METHODS:
 
 @router.websocket("/api/comfyui/ws")
 async def proxy_ws(websocket: WebSocket) -> None:
-    svc = websocket.app.state.services
+    dashboard = dashboard_of(websocket)
+    svc = dashboard.services
     status = comfyui_status(svc)
-    if not status["ready"]:
-        await deny_websocket(websocket.scope, websocket.send, 503, f"ComfyUI is {status['state']}", code=1013)
+    if not status.ready:
+        await deny_websocket(websocket.scope, websocket.send, 503, f"ComfyUI is {status.state}", code=1013)
         return
-    session: aiohttp.ClientSession = websocket.app.state.proxy_session
+    session = dashboard.proxy_http()
     qs = websocket.scope.get("query_string", b"").decode("latin-1")
     routes = several(svc)
     if routes is not None:

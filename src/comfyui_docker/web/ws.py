@@ -23,6 +23,7 @@ from starlette.websockets import WebSocketDisconnect
 from ..events import Event, LogLine
 from ..services import Services
 from .api.logs import redact
+from .dashboard import Dashboard, dashboard_of
 from .deps import comfyui_status
 from .pump import until_first_done
 
@@ -31,25 +32,18 @@ QUEUE_SIZE = 2000
 
 
 def _tasks(svc: Services) -> list[dict[str, Any]]:
-    presets = svc.presets
-    if presets is None or not hasattr(presets, "tasks"):
-        return []
-    try:
-        items = presets.tasks()
-    except Exception:
-        return []
-    return [t.to_dict() if hasattr(t, "to_dict") else dict(t) for t in items]
+    return [t.to_dict() for t in svc.presets.tasks()] if svc.presets is not None else []
 
 
-def hello(svc: Services, websocket: WebSocket) -> dict[str, Any]:
-    state = websocket.scope.get("state", {})
+def hello(dashboard: Dashboard) -> dict[str, Any]:
+    svc = dashboard.services
     return {
         "type": "hello",
         "ts": time.time(),
         "data": {
-            "comfyui": comfyui_status(svc),
+            "comfyui": comfyui_status(svc).as_dict(),
             "tasks": _tasks(svc),
-            "password_set": bool(state.get("password_set", False)),
+            "password_set": dashboard.auth.enabled,
         },
     }
 
@@ -63,15 +57,16 @@ def message_of(event: Event, svc: Services, token: str | None) -> dict[str, Any]
 
 @router.websocket("/ws")
 async def events(websocket: WebSocket) -> None:
-    svc: Services = websocket.app.state.services
+    dashboard = dashboard_of(websocket)
+    svc = dashboard.services
     raw_types = websocket.query_params.get("types")
     types = [t.strip() for t in raw_types.split(",") if t.strip()] if raw_types else None
     sub = svc.bus.subscribe(types, maxsize=QUEUE_SIZE)
     try:
         await websocket.accept()
-        await websocket.send_text(json.dumps(hello(svc, websocket), default=str))
+        await websocket.send_text(json.dumps(hello(dashboard), default=str))
 
-        token = websocket.app.state.auth.api_token()
+        token = dashboard.auth.api_token()
 
         async def sender() -> None:
             while True:

@@ -132,7 +132,11 @@ def move_legacy(old: Path, new: Path) -> list[tuple[Path, Path]]:
         return []
     new.mkdir(parents=True, exist_ok=True)
     moved = []
-    for entry in sorted(old.iterdir()):
+    try:
+        entries = sorted(old.iterdir())
+    except FileNotFoundError:  # another runtime on this volume moved it all and removed it
+        return []
+    for entry in entries:
         target = _free_name(new, entry)
         try:
             os.rename(entry, target)

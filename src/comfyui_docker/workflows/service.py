@@ -5,7 +5,7 @@
     missing  the model files it needs that are not on the volume (nor in ComfyUI's own lists,
              when its definitions were just fetched), each with the presets and URL that provide it
              (a URL with its host, and why it is refused when that host is not an allowed model
-             host: `model_hosts`, MODEL_HOSTS + Settings, see downloads/guard.py)
+             host: `model_hosts`, MODEL_HOSTS + Settings, see downloads/guard.py): missing.py
     install_missing   start the downloads: the providing preset, else the workflow's URL when its
              host is allowed (`install_and_wait`: and wait until they are verified on the volume)
     submit   queue it through the gateway (or `run`: and follow it to its saved outputs)
@@ -19,9 +19,9 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from ..catalog.schema import FileSpec
 from ..comfyui import ComfyUIGateway, PromptRejected, RunResult, Submitted
@@ -30,41 +30,16 @@ from ..downloads.hosts import DEFAULT_MODEL_HOSTS
 from ..errors import AppError, InvalidInput, NotFound, ServiceUnavailable, UrlRefused
 from ..model_inputs import ModelRef
 from .convert import is_api_format, to_prompt
+from .missing import Installation, MissingModel, ModelSources, listed_by_comfyui
 from .object_info import ObjectInfoStore
 from .params import Change, apply_sets, apply_values
 from .refs import is_present, model_refs, prompt_models
-from .widgets import combo_choices, input_specs
 
 if TYPE_CHECKING:  # the template package is read only when a template is asked for
     from .saved import SavedWorkflows
     from .templates import TemplateLibrary
 
 TEMPLATE_PREFIX = "template:"
-
-
-class InstallTask(Protocol):
-    @property
-    def id(self) -> str: ...
-
-    @property
-    def state(self) -> str: ...
-
-    @property
-    def error(self) -> dict[str, Any] | None: ...
-
-    def to_dict(self) -> dict[str, Any]: ...
-
-
-class ModelSources(Protocol):
-    """What the preset service offers this module: who provides a file, installs, their end."""
-
-    def providers(self, folder: str, filename: str) -> list[str]: ...
-
-    async def install(self, preset_id: str, variant: str | None = None) -> InstallTask: ...
-
-    async def install_files(self, label: str, files: list[FileSpec]) -> InstallTask: ...
-
-    async def wait(self, task_id: str) -> InstallTask: ...
 
 
 @dataclass(frozen=True)
@@ -95,62 +70,6 @@ class Prepared:
         return {"extra_pnginfo": {"workflow": self.workflow.data}} if self.workflow.is_ui else None
 
 
-@dataclass(frozen=True)
-class MissingModel:
-    ref: ModelRef
-    providers: tuple[str, ...] = ()
-    refusal: str | None = None  # why the workflow's URL may not be fetched (host not allowed...)
-
-    @property
-    def path(self) -> str:
-        return f"{self.ref.folder}/{self.ref.name}"
-
-    @property
-    def install(self) -> dict[str, Any] | None:
-        """How to get it: the first preset that provides it, else the URL the workflow gives,
-        with its host and whether that host is an allowed model host."""
-        if self.providers:
-            return {"kind": "preset", "preset_id": self.providers[0]}
-        if self.ref.url:
-            host = _host(self.ref.url)
-            return {
-                "kind": "url",
-                "url": self.ref.url,
-                "host": host,
-                "allowed": self.refusal is None,
-                "why": self.refusal,
-            }
-        return None
-
-    @property
-    def refused(self) -> bool:
-        return not self.providers and bool(self.ref.url) and self.refusal is not None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            **self.ref.as_dict(),
-            "present": False,
-            "providers": list(self.providers),
-            "install": self.install,
-        }
-
-
-@dataclass
-class Installation:
-    tasks: list[InstallTask] = field(default_factory=list)
-    unresolved: list[MissingModel] = field(default_factory=list)
-    refused: list[MissingModel] = field(default_factory=list)  # URLs on hosts that are not allowed
-
-
-def _host(url: str) -> str:
-    from urllib.parse import urlsplit
-
-    try:
-        return urlsplit(url).hostname or ""
-    except ValueError:
-        return ""
-
-
 def check_workflow(data: object, source: str = "the workflow") -> dict[str, Any]:
     """`data` when it is a workflow in the UI format (`nodes`) or an API prompt; else InvalidInput."""
     if not isinstance(data, dict):
@@ -169,19 +88,6 @@ def check_workflow(data: object, source: str = "the workflow") -> dict[str, Any]
     raise InvalidInput(
         f"{source} is not a ComfyUI workflow",
         hint="expected the UI format (with 'nodes') or an API prompt ({id: {class_type, inputs}})",
-    )
-
-
-def _listed_by_comfyui(ref: ModelRef, prompt: Mapping[str, Any], nodes: Mapping[str, Any]) -> bool:
-    """Whether ComfyUI offers the file for that input (another models folder, a user yaml)."""
-    node = prompt.get(str(ref.node_id))
-    definition = nodes.get(str(node.get("class_type"))) if isinstance(node, Mapping) else None
-    if not isinstance(definition, Mapping) or ref.input is None:
-        return False
-    return any(
-        ref.name in (str(c) for c in combo_choices(spec) or ())
-        for name, spec in input_specs(definition)
-        if name == ref.input
     )
 
 
@@ -306,7 +212,7 @@ class WorkflowService:
         for ref in refs:
             if is_present(self.models_root, ref.folder, ref.name):
                 continue
-            if live is not None and _listed_by_comfyui(ref, prompt, live):
+            if live is not None and listed_by_comfyui(ref, prompt, live):
                 continue
             providers = self._providers(ref)
             refusal = None if providers or not ref.url else self.url_guard.refusal(ref.url, declared=True)

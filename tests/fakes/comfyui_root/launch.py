@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ports import free_port
 
 FAKE_ROOT = Path(__file__).resolve().parent
 
@@ -34,12 +35,6 @@ myvol:
 # a real CheckpointLoaderSimple reads it and fails with "Could not detect model type" (ws_g4_error.json),
 # while arbitrary bytes fail earlier in safetensors ("Error while deserializing header: header too large").
 TINY_SAFETENSORS = (2).to_bytes(8, "little") + b"{}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def real_comfyui_root() -> tuple[Path | None, str]:

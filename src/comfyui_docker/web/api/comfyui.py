@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import inspect
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
@@ -22,7 +21,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from ...errors import Conflict, ServiceUnavailable
 from ...services import Services
 from ..auth import templates
-from ..deps import GatewayDep, ServicesDep, comfyui_status, gateway
+from ..deps import DashboardDep, GatewayDep, ServicesDep, comfyui_status, gateway
 from ..errors import COMMON_ERRORS, error_responses
 from .logs import redact, tail_lines
 
@@ -35,7 +34,7 @@ _BACKGROUND: set[asyncio.Future[Any]] = set()
 
 @router.get("/api/service/comfyui", summary="ComfyUI's state as the supervisor sees it", responses=_ERR)
 async def state(svc: ServicesDep) -> dict[str, Any]:
-    return comfyui_status(svc)
+    return comfyui_status(svc).as_dict()
 
 
 @router.post(
@@ -50,22 +49,17 @@ async def restart(svc: ServicesDep) -> dict[str, Any]:
         raise ServiceUnavailable(
             "ComfyUI is not supervised by this process",
             hint="start the runtime with comfyui-docker start",
-            state=comfyui_status(svc)["state"],
+            state=comfyui_status(svc).state,
         )
-    func = getattr(sup, "restart", None)
-    if not callable(func):
-        raise ServiceUnavailable("this supervisor cannot restart services", state="unknown")
     try:
-        params = inspect.signature(func).parameters
-        result = func("comfyui") if params else func()
-    except (KeyError, LookupError) as exc:
-        raise Conflict(f"ComfyUI cannot be restarted now: {exc}") from None
-    if inspect.isawaitable(result):
-        # restart may wait for the process to stop; don't hold the request on it
-        task = asyncio.ensure_future(result)
-        _BACKGROUND.add(task)
-        task.add_done_callback(_BACKGROUND.discard)
-    return {"status": "restarting", **comfyui_status(svc)}
+        sup.status("comfyui")
+    except KeyError:
+        raise Conflict("ComfyUI cannot be restarted now: it is not supervised") from None
+    # the restart waits for the process to stop: the request does not wait for it
+    task = asyncio.ensure_future(sup.restart("comfyui"))
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
+    return {"status": "restarting", **comfyui_status(svc).as_dict()}
 
 
 @router.get(
@@ -112,13 +106,14 @@ def _log_tail(svc: Services, token: str | None, n: int = 80) -> str:
 )
 async def unavailable(
     request: Request,
-    svc: ServicesDep,
+    dashboard: DashboardDep,
     format: Annotated[str, Query(pattern="^(html|json)$")] = "html",
 ) -> Response:
-    st = comfyui_status(svc)
+    svc = dashboard.services
+    st = comfyui_status(svc).as_dict()
     if st["ready"]:
         st["ready"] = svc.comfyui is not None and await svc.comfyui.answers()
-    tail = await asyncio.to_thread(_log_tail, svc, request.app.state.auth.api_token())
+    tail = await asyncio.to_thread(_log_tail, svc, dashboard.auth.api_token())
     status = 200 if st["ready"] else 503
     headers = {"cache-control": "no-store", "retry-after": "2"}
     if format == "json":

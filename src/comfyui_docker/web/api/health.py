@@ -1,22 +1,21 @@
 """`GET /health` (liveness) and `GET /health/ready` (readiness), both public.
 
-`/health/ready` uses `comfyui_docker.health.readiness(services)` when that module is present
-(200 when ready, 503 otherwise). Without a login it gives only the verdict and the state of each
-part; the detail (log lines, paths) needs the session or the token, or a direct call from the
-machine itself (Docker's HEALTHCHECK, `comfyui-docker health`).
+`/health/ready` is `comfyui_docker.health.readiness(services)` (200 when ready, 503 otherwise).
+Without a login it gives only the verdict and the state of each part; the detail (log lines,
+paths) needs the session or the token, or a direct call from the machine itself (Docker's
+HEALTHCHECK, `comfyui-docker health`).
 """
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from ...services import Services
-from ..auth import header_dict
-from ..deps import ServicesDep, comfyui_status
+from ...health import readiness
+from ..auth import header_dict, request_auth
+from ..deps import ServicesDep
 from ..errors import error_responses
 
 router = APIRouter(tags=["health"])
@@ -29,20 +28,9 @@ async def health() -> dict[str, str]:
     return _HEALTH_OK
 
 
-async def _readiness(svc: Services) -> dict[str, Any]:
-    try:
-        from ...health import readiness
-    except ImportError:
-        comfy = comfyui_status(svc)
-        return {"ready": bool(comfy["ready"]), "comfyui": comfy}
-    result = readiness(svc)
-    if inspect.isawaitable(result):
-        result = await result
-    return dict(result)
-
-
 def _detail_allowed(request: Request) -> bool:
-    if request.state.auth_method in ("session", "token", "open"):
+    found = request_auth(request.scope)
+    if found is not None and found.method in ("session", "token", "open"):
         return True
     client = request.scope.get("client") or ("", 0)
     headers = header_dict(request.scope)
@@ -66,6 +54,6 @@ def _reduce(data: dict[str, Any]) -> dict[str, Any]:
     responses={503: {"description": "Not ready (same body, `ready: false`)"}, **error_responses(500)},
 )
 async def ready(request: Request, svc: ServicesDep) -> JSONResponse:
-    data = await _readiness(svc)
+    data = readiness(svc)
     body = data if _detail_allowed(request) else _reduce(data)
     return JSONResponse(body, status_code=200 if data.get("ready") else 503)

@@ -16,12 +16,12 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi import Path as PathParam
 
 from ...errors import NotFound
 from ...services import Services
-from ..deps import ServicesDep
+from ..deps import DashboardDep, ServicesDep
 from ..errors import COMMON_ERRORS, error_responses
 
 router = APIRouter(prefix="/api/logs", tags=["logs"], responses=error_responses(*COMMON_ERRORS))
@@ -90,14 +90,14 @@ async def sources(svc: ServicesDep) -> dict[str, Any]:
 @router.get("/{source}", summary="The last lines of one log", responses=error_responses(404))
 async def tail(
     source: Annotated[str, PathParam(pattern=SOURCE_RE)],
-    request: Request,
-    svc: ServicesDep,
+    dashboard: DashboardDep,
     lines: Annotated[int, Query(ge=1, le=5000)] = 200,
     search: Annotated[str | None, Query(max_length=200)] = None,
 ) -> dict[str, Any]:
+    svc = dashboard.services
     path = svc.workspace.logs / f"{source}.log"
     if ".." in source or not path.is_file():
         raise NotFound(f"no log named '{source}'", hint="see GET /api/logs for the names")
     found = await asyncio.to_thread(tail_lines, path, lines, search)
-    token = request.app.state.auth.api_token()
+    token = dashboard.auth.api_token()
     return {"source": source, "lines": [redact(line, svc, token) for line in found]}

@@ -23,19 +23,18 @@ Deleting a file that an installed preset needs answers 409 unless `force=true`.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
 import stat
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from ...errors import Conflict, InvalidInput, NotFound
 from ...model_paths import EXTRA_FOLDERS, LEGACY_SUBFOLDERS, MODEL_FOLDERS, suggest_folder
 from ...services import Services
-from ..deps import ServicesDep, WorkflowsDep
+from ..deps import DashboardDep, ServicesDep, WorkflowsDep, presets_of
 from ..errors import COMMON_ERRORS, error_responses
 
 router = APIRouter(prefix="/api/models", tags=["models"], responses=error_responses(*COMMON_ERRORS))
@@ -139,27 +138,17 @@ def _list_folder(base: Path, volume: Path) -> tuple[list[dict[str, Any]], bool]:
     return files, False
 
 
-async def _owners(svc: Services, folder: str, name: str) -> list[str]:
-    presets = svc.presets
-    func = getattr(presets, "owners_of", None) if presets is not None else None
-    if func is None:
-        return []
-    result = func(f"{folder}/{name}")
-    if inspect.isawaitable(result):
-        result = await result
-    return [str(o) for o in result or []]
+def _owners(svc: Services, folder: str, name: str) -> list[str]:
+    return svc.presets.owners_of(f"{folder}/{name}") if svc.presets is not None else []
 
 
-async def _installed_owners(svc: Services, folder: str, name: str) -> list[str]:
+def _installed_owners(svc: Services, folder: str, name: str) -> list[str]:
     """The presets that hold this file and are installed now (deleting it would break them)."""
-    out = []
-    for pid in await _owners(svc, folder, name):
-        state = svc.presets.installed_state(pid)
-        if inspect.isawaitable(state):
-            state = await state
-        if state == "installed":
-            out.append(pid)
-    return out
+    presets = svc.presets
+    if presets is None:
+        return []
+    owners = presets.owners_of(f"{folder}/{name}")
+    return [pid for pid in owners if presets.installed_state(pid) == "installed"]
 
 
 async def _folder_view(svc: Services, folder: str) -> dict[str, Any]:
@@ -167,7 +156,7 @@ async def _folder_view(svc: Services, folder: str) -> dict[str, Any]:
         _list_folder, svc.workspace.models / folder, svc.workspace.root
     )
     for f in files:
-        f["owners"] = [] if f.get("partial") else await _owners(svc, folder, f["name"])
+        f["owners"] = [] if f.get("partial") else _owners(svc, folder, f["name"])
     view = {"files": files, "count": len(files), "bytes": sum(f["size"] for f in files)}
     if truncated:
         view["truncated"] = True
@@ -245,12 +234,12 @@ def resolve_model_file(svc: Services, folder: str, name: str) -> Path:
 async def delete_model(
     folder: str,
     name: str,
-    request: Request,
-    svc: ServicesDep,
+    dashboard: DashboardDep,
     force: Annotated[bool, Query(description="delete even when an installed preset owns it")] = False,
 ) -> dict[str, Any]:
+    svc = dashboard.services
     target = resolve_model_file(svc, folder, name)
-    owners = await _installed_owners(svc, folder, name)
+    owners = _installed_owners(svc, folder, name)
     if owners and not force:
         raise Conflict(
             f"models/{folder}/{name} belongs to the installed preset(s) {', '.join(owners)}",
@@ -259,7 +248,7 @@ async def delete_model(
         )
     size = target.lstat().st_size
     target.unlink()
-    request.app.state.preset_cache.clear()
+    dashboard.preset_lists.clear()
     return {"status": "deleted", "folder": folder, "name": name, "bytes": size, "owners": owners}
 
 
@@ -283,14 +272,12 @@ async def missing(body: MissingRequest, workflows: WorkflowsDep) -> dict[str, An
     responses=error_responses(400, 404, 409, 413, 503, 507),
 )
 async def install_missing(
-    body: InstallMissingRequest, request: Request, svc: ServicesDep, workflows: WorkflowsDep
+    body: InstallMissingRequest, dashboard: DashboardDep, workflows: WorkflowsDep
 ) -> dict[str, Any]:
-    from ..deps import get_presets
-
-    await get_presets(svc)  # 403 / 503 when installs are off or the service is down
+    presets_of(dashboard.services)  # 403 / 503 when installs are off or the service is down
     items = await workflows.missing(workflows.accept(body.workflow))
     done = await workflows.install_missing(items, label="workflow models")
-    request.app.state.preset_cache.clear()
+    dashboard.preset_lists.clear()
     return {
         "tasks": [task.to_dict() for task in done.tasks],
         "unresolved": [m.to_dict() for m in done.unresolved],

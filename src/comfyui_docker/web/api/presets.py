@@ -20,7 +20,6 @@ event), this API installing, cancelling, uninstalling or deleting a model, or `L
 
 from __future__ import annotations
 
-import inspect
 import json
 from typing import Annotated, Any
 
@@ -28,18 +27,14 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from ..deps import PresetsDep, get_presets
+from ..dashboard import dashboard_of
+from ..deps import DashboardDep, PresetsDep, presets_of
 from ..errors import COMMON_ERRORS, error_responses
-from .preset_list import QUERY_LIMITS, PreparedLists, PreparedResponse
+from .preset_list import QUERY_LIMITS, PreparedResponse
 
 ID_PATTERN = r"^[A-Z][A-Z0-9_]{0,127}$"
 TASK_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 VARIANT_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
-
-
-def cache_of(request: Request) -> PreparedLists:
-    lists: PreparedLists = request.app.state.preset_cache
-    return lists
 
 
 router = APIRouter(prefix="/api/presets", tags=["presets"], responses=error_responses(*COMMON_ERRORS, 503))
@@ -75,33 +70,6 @@ class UninstallResponse(BaseModel):
     removed: list[str]
 
 
-async def _call(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
-
-
-def _task_dict(task: Any) -> dict[str, Any]:
-    if isinstance(task, dict):
-        return task
-    out: dict[str, Any] = task.to_dict()
-    return out
-
-
-def _preset_dict(item: Any) -> dict[str, Any]:
-    if isinstance(item, dict):
-        return item
-    for name in ("to_dict", "summary"):
-        func = getattr(item, name, None)
-        if callable(func):
-            out: dict[str, Any] = func()
-            return out
-    return dict(vars(item))
-
-
-def _problems(presets: Any) -> list[str]:
-    catalog = getattr(presets, "catalog", None)
-    return [str(p) for p in getattr(catalog, "problems", None) or []]
-
-
 @router.get("", response_model=PresetListResponse, summary="List the presets of the catalog")
 async def list_presets(
     request: Request,
@@ -112,26 +80,27 @@ async def list_presets(
 ) -> Response:
     # the services are read without a dependency: this is the hottest route of the dashboard (a
     # prepared list is usually answered before the router, by preset_list.PresetListFastPath)
-    presets = await get_presets(request.app.state.services)
-    lists = cache_of(request)
+    dashboard = dashboard_of(request)
+    presets = presets_of(dashboard.services)
+    lists = dashboard.preset_lists
     key = (category, type)
     prepared = lists.get(key)
     if prepared is None:
-        items = [_preset_dict(p) for p in await _call(presets.list_presets(category, type))]
-        by_id = {str(p.get("id")): p for p in items}
-        payload = {"presets": by_id, "total": len(by_id), "problems": _problems(presets)}
+        by_id = {str(p.get("id")): p for p in presets.list_presets(category, type)}
+        problems = [str(p) for p in presets.catalog.problems]
+        payload = {"presets": by_id, "total": len(by_id), "problems": problems}
         prepared = lists.put(key, json.dumps(payload, separators=(",", ":"), default=str).encode())
     return PreparedResponse(prepared)
 
 
 @router.get("/tasks", response_model=TaskList, summary="Install tasks, newest last")
 async def list_tasks(presets: PresetsDep) -> dict[str, Any]:
-    return {"tasks": [_task_dict(t) for t in await _call(presets.tasks())]}
+    return {"tasks": [t.to_dict() for t in presets.tasks()]}
 
 
 @router.get("/status/{task_id}", summary="One install task's state", responses=error_responses(404))
 async def task_status(task_id: TaskId, presets: PresetsDep) -> dict[str, Any]:
-    return _task_dict(await _call(presets.task(task_id)))
+    return presets.task(task_id).to_dict()
 
 
 @router.post(
@@ -140,13 +109,13 @@ async def task_status(task_id: TaskId, presets: PresetsDep) -> dict[str, Any]:
     summary="Install a preset in the background",
     responses=error_responses(400, 404, 409, 507),
 )
-async def install(body: PresetInstallRequest, request: Request, presets: PresetsDep) -> dict[str, Any]:
-    task = _task_dict(await _call(presets.install(body.preset_id, body.variant)))
-    cache_of(request).clear()
+async def install(body: PresetInstallRequest, dashboard: DashboardDep, presets: PresetsDep) -> dict[str, Any]:
+    task = await presets.install(body.preset_id, body.variant)
+    dashboard.preset_lists.clear()
     variant = f" ({body.variant})" if body.variant else ""
     return {
-        "task_id": str(task.get("id")),
-        "status": str(task.get("state", "queued")),
+        "task_id": task.id,
+        "status": task.state,
         "message": f"Preset {body.preset_id}{variant} download started",
     }
 
@@ -156,22 +125,15 @@ async def install(body: PresetInstallRequest, request: Request, presets: Presets
     summary="Cancel an install task (its .part files stay resumable)",
     responses=error_responses(404, 409),
 )
-async def cancel(task_id: TaskId, request: Request, presets: PresetsDep) -> dict[str, Any]:
-    result = await _call(presets.cancel(task_id))
-    cache_of(request).clear()
-    if result is None or isinstance(result, bool):
-        result = await _call(presets.task(task_id))
-    return _task_dict(result)
+async def cancel(task_id: TaskId, dashboard: DashboardDep, presets: PresetsDep) -> dict[str, Any]:
+    task = await presets.cancel(task_id)
+    dashboard.preset_lists.clear()
+    return task.to_dict()
 
 
 @router.get("/{preset_id}", summary="One preset with its installed state", responses=error_responses(404))
 async def get_preset(preset_id: PresetId, presets: PresetsDep) -> dict[str, Any]:
-    found = await _call(presets.get(preset_id))
-    pid = str(getattr(found, "id", None) or preset_id)
-    items = [_preset_dict(p) for p in await _call(presets.list_presets(None, None))]
-    preset = next((p for p in items if p.get("id") == pid), None) or _preset_dict(found)
-    preset.setdefault("installed", str(await _call(presets.installed_state(pid))))
-    return preset
+    return presets.describe(preset_id)
 
 
 @router.delete(
@@ -180,7 +142,7 @@ async def get_preset(preset_id: PresetId, presets: PresetsDep) -> dict[str, Any]
     summary="Uninstall a preset (files no other installed preset uses are deleted)",
     responses=error_responses(404, 409),
 )
-async def uninstall(preset_id: PresetId, request: Request, presets: PresetsDep) -> dict[str, Any]:
-    removed = await _call(presets.uninstall(preset_id))
-    cache_of(request).clear()
-    return {"status": "deleted", "preset_id": preset_id, "removed": [str(r) for r in removed or []]}
+async def uninstall(preset_id: PresetId, dashboard: DashboardDep, presets: PresetsDep) -> dict[str, Any]:
+    removed = await presets.uninstall(preset_id)
+    dashboard.preset_lists.clear()
+    return {"status": "deleted", "preset_id": preset_id, "removed": removed}

@@ -81,7 +81,8 @@ async def queue(
 
 
 def _chosen(body: GenerateRequest, workflows: WorkflowService) -> Workflow:
-    given = [name for name in ("workflow", "template", "builtin") if getattr(body, name) is not None]
+    named = {"workflow": body.workflow, "template": body.template, "builtin": body.builtin}
+    given = [name for name, value in named.items() if value is not None]
     if len(given) != 1:
         raise InvalidInput(
             "send exactly one of workflow, template or builtin",

@@ -6,8 +6,8 @@
     middleware.py  `AuthMiddleware`: every HTTP request and WebSocket, before any route
     routes.py      /login, /logout, /auth/verify (nginx), /api/auth/status|token|sessions
 
-Without `ACCESS_PASSWORD` nothing is asked (pages show a warning; `request.state.password_set`
-is False), but only known host names are answered (localhost, IP addresses, the listen address,
+Without `ACCESS_PASSWORD` nothing is asked (pages show a warning; `Auth.enabled` is False), but
+only known host names are answered (localhost, IP addresses, the listen address,
 `*.proxy.runpod.net`, the hosts of `CORS_ORIGINS`): a DNS-rebinding page gets 403. With a
 password, every request needs one of:
 
@@ -35,9 +35,9 @@ with 403, with or without a password, and `Origin: null` counts as foreign (a sa
 a request that a redirect from another site turned into a "null" origin). A cookie session must
 also prove the request is first-party: on the dashboard's routes with the header
 `X-CSRF-Token: <token>` (the readable cookie `cd_csrf`, an HMAC of the session id; templates
-get `request.state.csrf_token`) or its own `Origin` (a plain HTML form); on ComfyUI's port, where
-no CSRF token exists, with its own `Origin`, or no `Origin` and `Sec-Fetch-Site: same-origin`
-(or `none`). `/login` and `/logout` only refuse foreign origins.
+get it from `request_auth(scope).csrf_token`) or its own `Origin` (a plain HTML form); on
+ComfyUI's port, where no CSRF token exists, with its own `Origin`, or no `Origin` and
+`Sec-Fetch-Site: same-origin` (or `none`). `/login` and `/logout` only refuse foreign origins.
 
 Login attempts and wrong Bearer tokens go through `backoff.LoginBackoff`: per client address
 (nginx's `X-Real-IP` behind nginx, the socket peer otherwise; client-sent forwarding headers are
@@ -48,9 +48,8 @@ up by others' failures. The login form is `application/x-www-form-urlencoded` of
 `hmac.compare_digest` (no length leak); secrets never appear in responses other than
 `/api/auth/token`, nor in logs or error pages.
 
-For templates: `request.state.password_set` (bool), `request.state.auth_method` (`"open"`,
-`"session"` or `"token"`), `request.state.csrf_token` (str or None). `deps.AuthInfoDep` gives the
-same as a dependency.
+For routes and templates: `request_auth(scope)` is the middleware's `AuthResult` for this request
+(`method`: `"open"`, `"session"` or `"token"`; `csrf_token`: str or None; `session_id`).
 
 nginx (`auth_request`): `GET /auth/verify` answers 204 when the request may pass and 401/403
 otherwise. nginx passes the original headers plus `X-Original-Method $request_method` and
@@ -65,7 +64,7 @@ the same login works under either host.
 """
 
 from .backoff import LoginBackoff
-from .middleware import AuthMiddleware, deny_websocket
+from .middleware import AuthMiddleware, deny_websocket, request_auth
 from .policy import (
     API_SCOPE,
     CSRF_COOKIE,
@@ -97,6 +96,7 @@ __all__ = [
     "api_token_for",
     "deny_websocket",
     "header_dict",
+    "request_auth",
     "router",
     "safe_next",
     "templates",

@@ -90,7 +90,7 @@ class LoginBackoff:
     def _delay(self, entry: _Entry | None, now: float) -> float:
         if entry is None or entry.failures < self.free:
             return 0.0
-        delay = min(self.cap, self.base * 2 ** (entry.failures - self.free))
+        delay = min(self.cap, self.base * 2.0 ** (entry.failures - self.free))
         return max(0.0, entry.last + delay - now)
 
     def _global(self, now: float) -> float:

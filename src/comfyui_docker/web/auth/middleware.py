@@ -19,6 +19,16 @@ UNKNOWN_HOST = Refusal(
 )
 
 
+#: Where the middleware leaves its verdict in the ASGI scope's state (read it with `request_auth`).
+STATE_KEY = "auth_result"
+
+
+def request_auth(scope: Scope) -> AuthResult | None:
+    """How this request was authenticated, as the middleware found it (None where it did not run)."""
+    found = scope.get("state", {}).get(STATE_KEY)
+    return found if isinstance(found, AuthResult) else None
+
+
 class AuthMiddleware:
     """Pure ASGI: authenticate HTTP and WebSocket scopes before any route runs."""
 
@@ -39,11 +49,7 @@ class AuthMiddleware:
                 await refuse(scope, receive, send, UNKNOWN_HOST)
             return
         result = self.auth.authenticate(headers)
-        state = scope.setdefault("state", {})
-        state["password_set"] = self.auth.enabled
-        state["auth_method"] = result.method
-        state["csrf_token"] = result.csrf_token
-        state["auth_result"] = result
+        scope.setdefault("state", {})[STATE_KEY] = result
         path: str = scope["path"]
         if kind == "websocket":
             await self._websocket(scope, receive, send, headers, result)

@@ -11,7 +11,9 @@ from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from ...errors import InvalidInput, UnsupportedMediaType
+from ..dashboard import dashboard_of
 from ..errors import error_payload, error_responses
+from .middleware import request_auth
 from .policy import (
     API_SCOPE,
     CSRF_COOKIE,
@@ -49,15 +51,12 @@ def templates() -> Jinja2Templates:
 
 
 def get_auth(request: Request) -> Auth:
-    auth: Auth = request.app.state.auth
-    return auth
+    return dashboard_of(request).auth
 
 
 def _result(request: Request) -> AuthResult:
-    found = getattr(request.state, "auth_result", None)
-    return (
-        found if isinstance(found, AuthResult) else get_auth(request).authenticate(header_dict(request.scope))
-    )
+    found = request_auth(request.scope)
+    return found if found is not None else get_auth(request).authenticate(header_dict(request.scope))
 
 
 def _login_page(request: Request, *, next_url: str, error: str | None, status: int) -> Response:
@@ -227,10 +226,11 @@ async def verify(request: Request) -> Response:
     responses=error_responses(401, 500),
 )
 async def auth_status(request: Request) -> dict[str, Any]:
+    result = _result(request)
     return {
-        "password_set": bool(request.state.password_set),
-        "method": request.state.auth_method,
-        "csrf_token": request.state.csrf_token,
+        "password_set": get_auth(request).enabled,
+        "method": result.method,
+        "csrf_token": result.csrf_token,
     }
 
 

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse
 
 from ... import generate as gen
 from ...errors import AppError
-from ...model_paths import list_models
+from ...model_lookup import list_models
 from ...services import Services
 from .rendering import render, services
 

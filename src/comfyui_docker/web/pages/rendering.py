@@ -17,6 +17,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 
 from ...services import Services
+from ..dashboard import dashboard_of
 from . import state
 from .static import asset_url
 
@@ -66,8 +67,7 @@ def environment() -> Environment:
 
 
 def services(request: Request) -> Services:
-    svc: Services = request.app.state.services
-    return svc
+    return dashboard_of(request).services
 
 
 def is_fragment(request: Request) -> bool:

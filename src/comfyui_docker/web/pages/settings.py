@@ -10,50 +10,34 @@ from fastapi.responses import HTMLResponse
 from ... import user_settings
 from ...errors import AppError
 from ...services import Services
+from ..auth import request_auth
+from ..dashboard import dashboard_of
 from .rendering import render, services
 
 router = APIRouter()
 
 
 def api_token(request: Request) -> str:
-    """The bearer token API clients use (API_TOKEN, or derived from the password by web/auth.py)."""
-    auth = getattr(request.app.state, "auth", None)
-    func = getattr(auth, "api_token", None)
-    if callable(func):
-        value = func()
-        return str(value or "")
-    svc = services(request)
-    return svc.settings.api_token.get() if svc.settings.api_token else ""
+    """The bearer token API clients use (API_TOKEN, or derived from the password: web/auth/)."""
+    return dashboard_of(request).auth.api_token() or ""
 
 
 def _preset_ids(svc: Services) -> list[str]:
-    presets = svc.presets
-    for attr in ("preset_ids", "ids"):
-        func = getattr(presets, attr, None)
-        if callable(func):
-            try:
-                return sorted(str(x) for x in func())
-            except Exception:
-                return []
-    catalog = getattr(presets, "catalog", None)
-    items = getattr(catalog, "presets", None)
-    if isinstance(items, dict):
-        return sorted(items)
-    return []
+    return sorted(svc.presets.catalog.presets) if svc.presets is not None else []
 
 
 def _sessions(request: Request) -> list[dict[str, Any]]:
     """The logged-in browsers of this volume (server-side sessions), newest first."""
-    auth = request.app.state.auth
+    auth = dashboard_of(request).auth
     if not auth.enabled:
         return []
-    result = getattr(request.state, "auth_result", None)
-    return list(auth.sessions.list(getattr(result, "session_id", None)))
+    found = request_auth(request.scope)
+    return list(auth.sessions.list(found.session_id if found is not None else None))
 
 
 def _env_hosts(request: Request, effective: tuple[str, ...]) -> list[str]:
     """The hosts from the environment (MODEL_HOSTS), before the ones saved here are added."""
-    base = request.app.state.settings.model_hosts
+    base = dashboard_of(request).settings.model_hosts
     return [h for h in effective if h in base] or list(base)
 
 
@@ -66,7 +50,10 @@ def _context(
         "sessions": _sessions(request),
         "title": "Settings",
         "values": values,
-        "masked": {k: user_settings.mask(getattr(values, k)) for k in ("hf_token", "civitai_token")},
+        "masked": {
+            "hf_token": user_settings.mask(values.hf_token),
+            "civitai_token": user_settings.mask(values.civitai_token),
+        },
         "env_tokens": {"hf_token": bool(s.hf_token), "civitai_token": bool(s.civitai_token)},
         "env_presets": s.startup_presets,
         "default_parallel": s.download_parallel_files,
@@ -107,7 +94,7 @@ async def settings_save(request: Request) -> HTMLResponse:
         return render(request, "settings.html", ctx, block="settings_form", status_code=422)
     user_settings.save(svc.workspace.user_settings, values)
     # applied over the environment's settings, so a removed token or host is gone at once
-    svc.update_settings(user_settings.apply(request.app.state.settings, values))
+    svc.update_settings(user_settings.apply(dashboard_of(request).settings, values))
     notice = (
         f"Saved to {svc.workspace.user_settings}. Tokens and model hosts apply to the next "
         "download; start-up presets and parallel downloads at the next start."

@@ -4,7 +4,11 @@
   cd: window.cd,
   init() {
     const el = document.getElementById("home-tasks-data");
-    for (const t of JSON.parse((el && el.textContent) || "[]")) this.tasks[t.task_id] = t;
+    // the page's tasks are the service's (`id`); events name theirs `task_id`
+    for (const t of JSON.parse((el && el.textContent) || "[]")) {
+      const id = t.task_id || t.id;
+      this.tasks[id] = Object.assign({}, t, { task_id: id });
+    }
     const put = (d) => {
       const old = this.tasks[d.task_id] || {};
       const t = Object.assign({}, old, d);

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from comfyui_docker.model_paths import CANONICAL_TYPES, LEGACY_ALIASES, PT_EXTENSIONS, list_models
+from comfyui_docker.model_lookup import list_models
+from comfyui_docker.model_paths import CANONICAL_TYPES, LEGACY_ALIASES, PT_EXTENSIONS
 
 log = logging.getLogger("fake_comfy")
 

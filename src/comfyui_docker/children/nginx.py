@@ -31,7 +31,9 @@ and one whose raw URI nginx cannot cut are replayed to the dashboard, so the ans
 ComfyUI's state). Other methods may have had part of their body read by then, which nginx cannot
 send twice: nginx answers them 503 in the same JSON shape itself.
 
-`write_config` renders the file into a run folder outside the volume (several pods may share one
+The config is a template file beside this module (nginx.conf.j2, package data); the directive
+blocks and JSON bodies it repeats are filled in from here. `write_config` renders the file into a
+run folder outside the volume (several pods may share one
 volume); access and error logs go to `workspace/logs`. Every path nginx writes (pid, temp
 folders) is in the run folder, so a normal user can run it too: `nginx -p RUN -c CONF -e stderr`.
 """
@@ -50,9 +52,12 @@ from pathlib import Path
 
 from jinja2 import Environment, StrictUndefined
 
-from .errors import AppError
-from .settings import Settings
-from .workspace import Workspace
+from ..errors import AppError
+from ..services import Services
+from ..settings import Settings
+from ..supervisor import ProcessSpec, Service, Supervisor, Timings
+from ..supervisor.probes import tcp_probe
+from ..workspace import Workspace
 
 CONF_NAME = "nginx.conf"
 ACCESS_LOG = "nginx-access.log"
@@ -102,244 +107,8 @@ def _worker_user() -> str:
     return "user root root;"
 
 
-_TEMPLATE = r"""# Written by comfyui-docker at every start; edits are overwritten.
-# Public {{ dashboard_port }} -> dashboard 127.0.0.1:{{ dashboard_upstream }};
-# public {{ comfyui_port }} -> ComfyUI 127.0.0.1:{{ comfyui_upstream }}
-# ({% if password %}login required{% else %}no ACCESS_PASSWORD: open to anyone who can reach it{% endif %}).
-{{ user_line }}
-daemon off;
-worker_processes auto;
-pid {{ run }}/nginx.pid;
-error_log {{ error_log }} warn;
-
-events {
-    worker_connections 4096;
-}
-
-http {
-    default_type application/octet-stream;
-    server_tokens off;
-    # Behind RunPod's HTTPS proxy nginx sees http and its own port: keep redirects relative.
-    absolute_redirect off;
-    log_format comfyui_docker '$remote_addr [$time_local] "$request" $status $body_bytes_sent '
-                              '$request_time $upstream_status "$http_user_agent" $server_port';
-    access_log {{ access_log }} comfyui_docker buffer=32k flush=5s;
-
-    client_body_temp_path {{ run }}/client_body;
-    proxy_temp_path {{ run }}/proxy;
-    fastcgi_temp_path {{ run }}/fastcgi;
-    uwsgi_temp_path {{ run }}/uwsgi;
-    scgi_temp_path {{ run }}/scgi;
-
-    sendfile on;
-    tcp_nodelay on;
-    keepalive_timeout 75s;
-    # Uploads of several GB stream straight to the upstream; nothing is spooled to disk.
-    client_max_body_size {{ max_body }};
-    client_body_buffer_size 1m;
-    client_body_timeout 300s;
-    proxy_request_buffering off;
-    # Streamed answers (event streams, downloads, previews) go out as they come.
-    proxy_buffering off;
-    proxy_http_version 1.1;
-    proxy_connect_timeout 5s;
-    proxy_read_timeout {{ read_timeout }}s;
-    proxy_send_timeout {{ read_timeout }}s;
-    send_timeout {{ read_timeout }}s;
-
-    map $http_upgrade $connection_upgrade {
-        default upgrade;
-        ''      '';
-    }
-    map $http_x_forwarded_proto $forwarded_proto {
-        default $http_x_forwarded_proto;
-        ''      $scheme;
-    }
-    # A browser asking for a page gets the login page; API clients and WebSockets get 401.
-    map "$request_method:$http_accept" $wants_html {
-        default                 0;
-        ~*^(GET|HEAD):.*text/html  1;
-    }
-    # The path of the refused request, for the login page's `next` (query left out: nginx
-    # cannot escape it, and an unescaped `&` would cut it anyway).
-    map $request_uri $login_next {
-        default               /;
-        ~^(?<p>/[^?&#]*)      $p;
-    }
-
-    # /api/comfyui/<rest> on the dashboard's port is ComfyUI's /<rest>: path and query exactly as
-    # the client encoded them (as web/proxy.py's upstream_url). Empty when the raw URI is spelled
-    # differently (percent-encoded prefix, dot segments): the dashboard's own route takes those.
-    map $request_uri $cd_comfyui_uri {
-        default                  "";
-        "~^/api/comfyui(/.*)$"   $1;
-    }
-    # Our cookies stay with us: cd_session, cd_csrf and cd_device are cut out of the Cookie header
-    # sent to ComfyUI (one per pass, three passes); should more remain, ComfyUI gets no Cookie
-    # header at all.
-    map $http_cookie $cd_cookie_1 {
-        default                                                           $http_cookie;
-        "~^(.*?)(?:^|;)\s*(?:cd_session|cd_csrf|cd_device)\s*=[^;]*(.*)$"  $1$2;
-    }
-    map $cd_cookie_1 $cd_cookie_2 {
-        default                                                           $cd_cookie_1;
-        "~^(.*?)(?:^|;)\s*(?:cd_session|cd_csrf|cd_device)\s*=[^;]*(.*)$"  $1$2;
-    }
-    map $cd_cookie_2 $cd_cookie_3 {
-        default                                                           $cd_cookie_2;
-        "~^(.*?)(?:^|;)\s*(?:cd_session|cd_csrf|cd_device)\s*=[^;]*(.*)$"  $1$2;
-    }
-    map $cd_cookie_3 $cd_cookie {
-        default                                             "";
-        "~(?:^|;)\s*(?:cd_session|cd_csrf|cd_device)\s*="   "";
-        "~^[;\s]*(.*?)[;\s]*$"                             $1;
-    }
-
-    upstream cd_dashboard {
-        server 127.0.0.1:{{ dashboard_upstream }};
-        keepalive 16;
-    }
-    upstream cd_comfyui {
-        server 127.0.0.1:{{ comfyui_upstream }};
-        keepalive 16;
-    }
-    # ---- dashboard ------------------------------------------------------------
-    server {
-        listen {{ listen }}{{ dashboard_port }};
-        server_name _;
-
-        location / {
-            proxy_pass http://cd_dashboard;
-{{ fwd_upgrade }}
-        }
-        # The login form is a few hundred bytes: nothing bigger is read (or spooled).
-        location = /login {
-            client_max_body_size {{ login_max_body }};
-            error_page 413 = @cd_too_large;
-            proxy_pass http://cd_dashboard;
-{{ fwd }}
-        }
-        location @cd_too_large {
-            default_type application/json;
-            return 413 '{{ too_large_json }}\n';
-        }
-        # ComfyUI's API and WebSocket under the dashboard's host, carried by nginx itself (one
-        # hop, not two). The dashboard decides who may (its middleware's rule, via auth_request);
-        # refusals (no body read yet) are replayed to the dashboard, whose own route answers.
-        location /api/comfyui/ {
-            auth_request /_cd_auth_api;
-            error_page 401 403 418 500 = @cd_api_dashboard;
-            error_page 502 504 = @cd_api_down;
-            recursive_error_pages on;
-            if ($cd_comfyui_uri = "") {
-                return 418;
-            }
-            proxy_pass http://cd_comfyui$cd_comfyui_uri;
-{{ fwd_comfyui_api }}
-        }
-        location = /_cd_auth_api {
-            internal;
-            proxy_pass http://cd_dashboard/auth/verify;
-{{ fwd_auth_api }}
-        }
-        location @cd_api_dashboard {
-            proxy_pass http://cd_dashboard$request_uri;
-{{ fwd_upgrade }}
-        }
-        # ComfyUI did not answer. A GET or HEAD is replayed to the dashboard, whose 503 says
-        # ComfyUI's state; a request with a body may be partly read already, and nginx cannot
-        # send it twice: it gets the same error shape from here.
-        location @cd_api_down {
-            default_type application/json;
-            if ($request_method !~ ^(GET|HEAD)$) {
-                return 503 '{{ comfyui_down_json }}\n';
-            }
-            proxy_pass http://cd_dashboard$request_uri;
-{{ fwd_upgrade }}
-        }
-        error_page 502 503 504 = @dashboard_down;
-        location @dashboard_down {
-            default_type text/plain;
-            return 503 "The dashboard is starting or restarting; reload in a few seconds.\n";
-        }
-    }
-
-    # ---- ComfyUI --------------------------------------------------------------
-    server {
-        listen {{ listen }}{{ comfyui_port }};
-        server_name _;
-
-        # Served by the dashboard on this host too: its login (the cookie is per port on
-        # RunPod), its assets, and the page shown while ComfyUI is down.
-        location = /login {
-            client_max_body_size {{ login_max_body }};
-            error_page 413 = @cd_too_large;
-            proxy_pass http://cd_dashboard;
-{{ fwd }}
-        }
-        location @cd_too_large {
-            default_type application/json;
-            return 413 '{{ too_large_json }}\n';
-        }
-        location = /logout {
-            proxy_pass http://cd_dashboard;
-{{ fwd }}
-        }
-        location = /auth/verify {
-            proxy_pass http://cd_dashboard;
-{{ fwd_no_body }}
-        }
-        location /static/ {
-            proxy_pass http://cd_dashboard;
-{{ fwd }}
-        }
-        location /comfyui-unavailable {
-            proxy_pass http://cd_dashboard;
-{{ fwd }}
-        }
-        # Every request asks the dashboard first: with a password, for the login (and, for
-        # changes and WebSockets riding on the cookie, that they come from our own page);
-        # without one, that the host name is one we answer (no DNS rebinding) and that nothing
-        # cross-site changes anything.
-        location = /_cd_auth {
-            internal;
-            proxy_pass http://cd_dashboard/auth/verify;
-{{ fwd_port_auth }}
-        }
-{% if password %}
-        location @cd_login {
-            if ($wants_html) {
-                return 302 /login?next=$login_next;
-            }
-            default_type application/json;
-            add_header WWW-Authenticate 'Bearer realm="comfyui-docker"' always;
-{{ frame_headers }}
-            return 401 '{{ unauthorized_json }}\n';
-        }
-{% endif %}
-        location @cd_refused {
-            default_type application/json;
-{{ frame_headers }}
-            return 403 '{{ refused_json }}\n';
-        }
-        location / {
-            auth_request /_cd_auth;
-            error_page 401 = {{ '@cd_login' if password else '@cd_refused' }};
-            error_page 403 = @cd_refused;
-            error_page 502 503 504 =503 @comfyui_down;
-            proxy_pass http://cd_comfyui;
-{{ fwd_comfyui }}
-{{ frame_headers }}
-        }
-        location @comfyui_down {
-            rewrite ^ /comfyui-unavailable break;
-            proxy_method GET;
-            proxy_pass http://cd_dashboard;
-{{ fwd_no_body }}
-        }
-    }
-}
-"""
+#: The config's template (package data), rendered by `render` with Jinja; read on first use.
+TEMPLATE = Path(__file__).with_name("nginx.conf.j2")
 
 
 # The client's address is nginx's own $remote_addr, set (never appended to) on every request:
@@ -485,7 +254,7 @@ def render(
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    return env.from_string(_TEMPLATE).render(
+    return env.from_string(TEMPLATE.read_text(encoding="utf-8")).render(
         user_line=_worker_user() if user_line is None else user_line,
         run=_quote(run_dir),
         error_log=_quote(workspace.logs / ERROR_LOG),
@@ -598,3 +367,22 @@ def check(conf_path: Path, binary: str | None = None, *, timeout: float = 15.0) 
         emerg = [line for line in lines if "[emerg]" in line or "[alert]" in line]
         detail = (emerg or lines or [f"exit {proc.returncode}"])[0]
         raise NginxError(f"nginx refused the config: {detail}", hint=f"see {conf_path}")
+
+
+TIMINGS = Timings(start_grace=10, ready_timeout=15, retries=5, stop_sigint=2.0, stop_sigterm=2.0)
+
+
+def service(services: Services, supervisor: Supervisor) -> Service:
+    """nginx under the same supervision, added to `supervisor` (not started): its config written
+    and checked with `nginx -t` first (NginxError with nginx's words otherwise)."""
+    settings = services.settings
+    conf = write_config(settings, services.workspace)
+    check(conf)
+    spec = ProcessSpec(
+        name="nginx",
+        argv=argv(conf),
+        identity="nginx",
+        probe=tcp_probe("127.0.0.1", settings.dashboard_port),
+        timings=TIMINGS,
+    )
+    return supervisor.add(Service(spec, bus=services.bus, log_dir=services.workspace.logs))

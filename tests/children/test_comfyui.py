@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import tempfile
 from pathlib import Path
 
 import pytest
 
+from comfyui_docker.children.comfyui import Instance, comfyui_args, comfyui_spec, database_path
+from comfyui_docker.children.comfyui_env import comfyui_environment
 from comfyui_docker.settings import Settings
-from comfyui_docker.supervisor.comfyui import (
-    comfyui_args,
-    comfyui_environment,
-    comfyui_spec,
-    database_path,
-)
+from comfyui_docker.supervisor import ProcessSpec
 from comfyui_docker.workspace import Workspace
 
 
@@ -57,7 +55,7 @@ def test_database_goes_to_a_writable_container_local_file(tmp_path: Path) -> Non
     ws = Workspace(settings.workspace_root)
     args = comfyui_args(settings, ws)
     url = args[args.index("--database-url") + 1]
-    db = database_path(settings)
+    db = database_path(settings.comfyui_internal_port)
     assert url == f"sqlite:///{db}"
     assert db.is_relative_to(tmp_path / "tmp")  # the container's own disk ...
     assert not db.is_relative_to(settings.workspace_root)  # ... never the shared volume
@@ -97,3 +95,32 @@ def test_constraints_apply_to_pip_and_uv(tmp_path: Path) -> None:
     assert env is not None
     expected = str(tmp_path / "app" / "comfyui" / "constraints.txt")
     assert env["PIP_CONSTRAINT"] == expected and env["UV_CONSTRAINT"] == expected
+
+
+def test_a_second_instance_keeps_apart_what_cannot_be_shared(tmp_path: Path) -> None:
+    """One ComfyUI per GPU later (issue 16): an instance has its own port, GPU, database, temp
+    folder, log and service name; the volume's folders are the same for every instance."""
+    settings = image_like(tmp_path)
+    ws = Workspace(settings.workspace_root)
+    first = comfyui_spec(settings, ws, client=lambda: None)
+    other = Instance(port=18766, index=1, gpu="1", temp_directory=tmp_path / "tmp" / "comfyui-1")
+    second = comfyui_spec(settings, ws, client=lambda: None, instance=other)
+
+    def value(spec: ProcessSpec, flag: str) -> str:
+        argv = list(spec.argv)
+        return argv[argv.index(flag) + 1]
+
+    assert value(first, "--port") == "18765" and value(second, "--port") == "18766"
+    assert value(first, "--database-url") != value(second, "--database-url")
+    assert value(second, "--database-url") == f"sqlite:///{database_path(18766)}"
+    assert value(second, "--temp-directory") == str(other.temp_directory) and other.temp_directory.is_dir()
+    assert "--temp-directory" not in first.argv  # ComfyUI's own default
+    assert first.env is not None and second.env is not None
+    assert second.env["CUDA_VISIBLE_DEVICES"] == "1"
+    assert first.env.get("CUDA_VISIBLE_DEVICES") == os.environ.get("CUDA_VISIBLE_DEVICES")
+    assert (first.name, first.log_file) == ("comfyui", "comfyui.log")
+    assert (second.name, second.log_file) == ("comfyui-1", "comfyui-1.log")
+    volume = ("--output-directory", "--input-directory", "--user-directory", "--extra-model-paths-config")
+    for shared in volume:
+        assert value(first, shared) == value(second, shared)
+    assert Instance.first(settings) == Instance(port=18765)

@@ -12,10 +12,12 @@ bits sshd's StrictModes would not trust):
                         no, PermitRootLogin prohibit-password, no PAM
 
 and returns the argv the supervisor runs: `sshd -D -e -f sshd_config` (foreground, log on stderr).
+`service(services, supervisor)` does all of it and adds sshd to the supervisor (None without a key).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -23,10 +25,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import AppError
-from .settings import Settings
-from .workspace import Workspace
+from ..errors import AppError
+from ..services import Services
+from ..settings import Settings
+from ..supervisor import ProcessSpec, Service, Supervisor, Timings
+from ..supervisor.probes import tcp_probe
+from ..workspace import Workspace
 
+log = logging.getLogger(__name__)
 DEFAULT_PORT = 22
 KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-", "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-")
 HOST_KEY_NAMES = ("ssh_host_ed25519_key", "ssh_host_ecdsa_key", "ssh_host_rsa_key")
@@ -88,12 +94,20 @@ def ensure_host_keys(key_dir: Path, keygen: str | None = None) -> None:
         return
     etc.mkdir(parents=True, exist_ok=True, mode=0o700)
     cmd = [keygen or find_binary("ssh-keygen"), "-A", "-f", str(key_dir)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
-    if proc.returncode != 0:
-        raise SshdError(
-            f"ssh-keygen could not create host keys in {etc}: {proc.stderr.strip() or proc.returncode}",
-            hint="check that the volume is writable",
-        )
+    # `ssh-keygen -A` reports a key it failed to make on stderr and still exits 0: what it made is
+    # checked, and a second run makes only what is still missing.
+    for _attempt in range(2):
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        if proc.returncode != 0:
+            raise SshdError(
+                f"ssh-keygen could not create host keys in {etc}: {proc.stderr.strip() or proc.returncode}",
+                hint="check that the volume is writable",
+            )
+        missing = [name for name in HOST_KEY_NAMES if not (etc / name).is_file()]
+        if not missing:
+            return
+    why = proc.stderr.strip() or "no reason given"
+    log.warning("ssh-keygen made no %s in %s: %s", ", ".join(missing), etc, why)
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -192,3 +206,23 @@ def check(plan: SshdPlan) -> None:
     )
     if proc.returncode != 0:
         raise SshdError(f"sshd refused its config: {proc.stderr.strip()}", hint=f"see {plan.config}")
+
+
+TIMINGS = Timings(start_grace=5, ready_timeout=10, retries=5, stop_sigint=1.0, stop_sigterm=2.0)
+
+
+def service(services: Services, supervisor: Supervisor) -> Service | None:
+    """An SSH server with the PUBLIC_KEY only (RunPod injects it), added to `supervisor` (not
+    started); None without a key. The first start generates host keys: call it off the loop."""
+    plan = prepare(services.settings, services.workspace)
+    if plan is None:
+        return None
+    check(plan)
+    spec = ProcessSpec(
+        name="sshd",
+        argv=plan.argv,
+        identity="sshd",
+        probe=tcp_probe("127.0.0.1", plan.port),
+        timings=TIMINGS,
+    )
+    return supervisor.add(Service(spec, bus=services.bus, log_dir=services.workspace.logs))
