@@ -4,8 +4,9 @@
     COMFYUI_GPUS=all      one ComfyUI per visible GPU, as many as the machine's RAM holds
     COMFYUI_GPUS=0,1,3    one ComfyUI per named GPU (a GPU that is not visible: held `blocked`)
 
-GPU n's ComfyUI is the service `comfyui-n`: CUDA_VISIBLE_DEVICES=n (with CUDA_DEVICE_ORDER=PCI_BUS_ID,
-so CUDA numbers GPUs as NVML and nvidia-smi do), loopback port COMFYUI_INTERNAL_PORT + n, its own
+The plan is a list of `children.comfyui.Instance`s. GPU n's ComfyUI is the service `comfyui-n`:
+CUDA_VISIBLE_DEVICES=n (with CUDA_DEVICE_ORDER=PCI_BUS_ID, so CUDA numbers GPUs as NVML and
+nvidia-smi do), loopback port COMFYUI_INTERNAL_PORT + n, its own
 temp folder and database, its log `comfyui-n.log`. Everything on the volume is shared.
 
 Each ComfyUI loads its own models: RAM and VRAM are spent once per instance, nothing is shared
@@ -25,6 +26,7 @@ from typing import Any
 
 import psutil
 
+from .children.comfyui import Instance
 from .gpu import GpuReport, deep_torch_check
 from .settings import Settings, check_instance_port
 
@@ -35,43 +37,20 @@ CGROUP = Path("/sys/fs/cgroup")
 NO_LIMIT = 2**60
 
 
-@dataclass(frozen=True)
-class Placement:
-    """One ComfyUI to start: its GPU (None: it sees every GPU) and loopback port."""
-
-    gpu: int | None
-    port: int
-    problem: str = ""  # why it cannot run on that GPU: it is held `blocked` with this
-
-    @property
-    def name(self) -> str:
-        """Its service name and log name: `comfyui`, or `comfyui-n` for GPU n."""
-        return "comfyui" if self.gpu is None else f"comfyui-{self.gpu}"
-
-    @property
-    def log_name(self) -> str:
-        return f"{self.name}.log"
-
-    @property
-    def env(self) -> dict[str, str]:
-        """What its environment adds: which GPU CUDA shows it, numbered as nvidia-smi does."""
-        if self.gpu is None:
-            return {}
-        return {"CUDA_VISIBLE_DEVICES": str(self.gpu), "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
-
-
 @dataclass
 class Plan:
-    placements: list[Placement]
+    """The ComfyUIs to start, in order (the gateway's clients follow it), and what to warn about."""
+
+    instances: list[Instance]
     warnings: list[str] = field(default_factory=list)
 
     @property
     def per_gpu(self) -> bool:
-        return any(p.gpu is not None for p in self.placements)
+        return any(i.gpu is not None for i in self.instances)
 
     @property
     def names(self) -> list[str]:
-        return [p.name for p in self.placements]
+        return [i.name for i in self.instances]
 
 
 def memory_limit(cgroup: Path = CGROUP, total: int | None = None) -> int:
@@ -101,12 +80,12 @@ def plan(settings: Settings, report: GpuReport, *, memory: int | None = None) ->
     """The ComfyUIs to start for `settings` on the GPUs `report` saw, within `memory` bytes."""
     choice = settings.comfyui_gpus
     if not choice.per_gpu:
-        return Plan([Placement(None, settings.comfyui_internal_port)])
+        return Plan([Instance.first(settings)])
     visible = report.indexes
     warnings: list[str] = []
     if choice.every and not visible:
         warnings.append(f"COMFYUI_GPUS=all, but no GPU is visible ({report.message}): one ComfyUI runs")
-        return Plan([Placement(None, settings.comfyui_internal_port)], warnings)
+        return Plan([Instance.first(settings)], warnings)
     gpus = list(visible) if choice.every else list(choice.indexes)
     memory = memory_limit() if memory is None else memory
     each = settings.comfyui_instance_ram_gb * GIB
@@ -125,19 +104,19 @@ def plan(settings: Settings, report: GpuReport, *, memory: int | None = None) ->
             )
         else:
             warnings.append(f"COMFYUI_GPUS={choice}: {why}; starting them as asked, they may run out of RAM")
-    placements = []
-    for gpu in gpus:
+    instances = []
+    for index, gpu in enumerate(gpus):
         problem = ""
         if gpu not in visible:
             seen = f"GPUs {_listing(visible)}" if visible else "no GPU"
             problem = f"GPU {gpu} is not visible (this machine shows {seen}); remove it from COMFYUI_GPUS"
-        placements.append(Placement(gpu, check_instance_port(settings, gpu), problem))
-    return Plan(placements, warnings)
+        instances.append(Instance.on_gpu(gpu, check_instance_port(settings, gpu), index, problem))
+    return Plan(instances, warnings)
 
 
-async def deep_checks(python: Path, placements: Sequence[Placement], timeout: float = 90.0) -> dict[str, Any]:
+async def deep_checks(python: Path, instances: Sequence[Instance], timeout: float = 90.0) -> dict[str, Any]:
     """torch.cuda.is_available() for each GPU as its ComfyUI sees it (one torch import per GPU, in
     parallel: seconds, so the start path runs this in the background). GPU index -> the check."""
-    targets = [p for p in placements if p.gpu is not None and not p.problem]
+    targets = [i for i in instances if i.gpu is not None and not i.problem]
     results = await asyncio.gather(*(deep_torch_check(python, timeout, env=p.env) for p in targets))
     return {str(p.gpu): result for p, result in zip(targets, results, strict=True)}

@@ -204,9 +204,10 @@ class ComfyUIGateway:
             return
         await self._everywhere(lambda c: c.delete([prompt_id]))
 
-    async def answers(self) -> bool:
-        """Whether every running ComfyUI answers now (a supervisor may say running a moment before)."""
-        for client in self.router.up() or self.clients:
+    async def answers(self, name: str | None = None) -> bool:
+        """Whether every running ComfyUI (or the instance `name`) answers now (a supervisor may say
+        running a moment before)."""
+        for client in [self.router.named(name)] if name else (self.router.up() or self.clients):
             try:
                 await client.system_stats(probe=True)
             except (ServiceUnavailable, ComfyUIError):
@@ -233,21 +234,35 @@ class ComfyUIGateway:
         """Publishes an instance's frames; a `status` frame says the queue of all of them."""
 
         def publish(event: GenerationEvent) -> None:
-            if event.kind == "status" and self.router.several:
+            if event.kind == "status":
                 event = self._total_status(event)
             bus.publish(event)
 
         return publish
 
     def _total_status(self, event: GenerationEvent) -> GenerationEvent:
+        """Remembers the instance's queue; with several, the frame says the total, and the
+        instance's own length rides along as `instance_queue_remaining` (Home's per-GPU cards)."""
         status = as_object(event.payload.get("status"))
         info = as_object(status.get("exec_info"))
         remaining = info.get("queue_remaining")
         if not isinstance(remaining, int):
             return event
         self._remaining[event.instance] = remaining
+        if not self.router.several:
+            return event
         info = {**info, "queue_remaining": sum(self._remaining.values())}
-        return replace(event, payload={**event.payload, "status": {**status, "exec_info": info}})
+        payload = {
+            **event.payload,
+            "status": {**status, "exec_info": info},
+            "instance_queue_remaining": remaining,
+        }
+        return replace(event, payload=payload)
+
+    @property
+    def queue_lengths(self) -> dict[str, int]:
+        """Each instance's prompts (running + pending), as its last `status` frame said."""
+        return dict(self._remaining)
 
     async def stop_events(self) -> None:
         relays, self._relays = self._relays, []
