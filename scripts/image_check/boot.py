@@ -140,21 +140,28 @@ def _comfyui_process(ctr: Container, ws: Path, summary: Summary) -> None:
         summary.fail("ComfyUI's environment", str(exc))
         return
     first = env.get("PATH", "").split(":")[0]
+    # The volume's package layer (issue 15) writes its own constraints file, which pins every package
+    # of the image and merges the image's /app/comfyui/constraints.txt in; without a layer ComfyUI gets
+    # the image's file. Either way pip and uv must read the same one, and it must refuse another torch.
+    constraints = env.get("PIP_CONSTRAINT", "")
     good = (
         first == "/app/comfyui/venv/bin"
-        and env.get("PIP_CONSTRAINT") == env.get("UV_CONSTRAINT") == "/app/comfyui/constraints.txt"
+        and constraints == env.get("UV_CONSTRAINT")
+        and (constraints == "/app/comfyui/constraints.txt" or constraints.startswith("/workspace/python/"))
     )
     summary.add(
         "ComfyUI runs with its venv first on PATH and PIP_CONSTRAINT/UV_CONSTRAINT set",
         good,
-        f"PATH starts {first}; PIP_CONSTRAINT={env.get('PIP_CONSTRAINT')}",
+        f"PATH starts {first}; PIP_CONSTRAINT={constraints}; UV_CONSTRAINT={env.get('UV_CONSTRAINT')}",
     )
     summary.add("ComfyUI runs with --enable-manager", "--enable-manager" in argv, " ".join(argv[1:])[:240])
     pip = ["/app/comfyui/venv/bin/python", "-m", "pip", "install", "--dry-run", "--no-deps"]
-    constraint = ctr.exec([*pip, "--constraint", "/app/comfyui/constraints.txt", "torch==2.8.0"])
+    constraint = ctr.exec(
+        [*pip, "--constraint", constraints or "/app/comfyui/constraints.txt", "torch==2.8.0"]
+    )
     said = [ln for ln in (constraint.stdout + constraint.stderr).splitlines() if "ResolutionImpossible" in ln]
     summary.add(
-        "the constraints refuse another torch (pip)",
+        "the constraints ComfyUI gets refuse another torch (pip)",
         constraint.returncode != 0 and bool(said),
         said[0].strip()[:120] if said else f"exit {constraint.returncode}, no resolution conflict reported",
     )
