@@ -77,6 +77,7 @@ class GenerationEvent(Event):
     kind: str
     prompt_id: str | None
     payload: dict[str, Any] = field(default_factory=dict)
+    instance: str = "comfyui"  # the ComfyUI it came from (`comfyui-n`: GPU n's, COMFYUI_GPUS)
 
 
 @dataclass(frozen=True)

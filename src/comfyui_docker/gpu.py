@@ -21,11 +21,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 #: Image variants and the minimum Linux driver for their CUDA (NVIDIA's CUDA release notes).
 VARIANTS: tuple[tuple[str, tuple[int, int], str], ...] = (
@@ -86,6 +91,8 @@ class GpuReport:
     torch_available: bool | None = None
     recommended_variant: str | None = None
     seconds: float = 0.0
+    declared: bool = False  # the devices are COMFYUI_TEST_GPUS's (declared_gpus.py), not NVML's
+    per_gpu: dict[str, Any] = field(default_factory=dict)  # GPU index -> its torch check (deep)
 
     @property
     def blocks_start(self) -> bool:
@@ -93,7 +100,13 @@ class GpuReport:
 
     @property
     def wants_cpu(self) -> bool:
-        return self.verdict == "no_gpu"
+        """ComfyUI gets --cpu: no GPU, or only declared ones (there is no real GPU behind them)."""
+        return self.verdict == "no_gpu" or self.declared
+
+    @property
+    def indexes(self) -> list[int]:
+        """The visible GPUs' indexes, as NVML (nvidia-smi) numbers them."""
+        return [int(d["index"]) for d in self.devices if isinstance(d.get("index"), int)]
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -174,7 +187,9 @@ def read_nvml(nvml: Any = None) -> dict[str, Any]:
             pass
 
 
-async def _run_python(python: Path, script: str, timeout: float) -> dict[str, Any]:
+async def _run_python(
+    python: Path, script: str, timeout: float, env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     try:
         proc = await asyncio.create_subprocess_exec(
             str(python),
@@ -183,6 +198,7 @@ async def _run_python(python: Path, script: str, timeout: float) -> dict[str, An
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             stdin=asyncio.subprocess.DEVNULL,
+            env=None if env is None else {**os.environ, **env},
         )
     except OSError as exc:
         return {"error": f"cannot run {python}: {exc.strerror or exc}"}
@@ -204,9 +220,12 @@ async def static_torch_check(python: Path, timeout: float = 10.0) -> dict[str, A
     return await _run_python(python, _STATIC_SCRIPT, timeout)
 
 
-async def deep_torch_check(python: Path, timeout: float = 90.0) -> dict[str, Any]:
-    """Import torch in ComfyUI's interpreter and ask CUDA (slow: seconds)."""
-    return await _run_python(python, _DEEP_SCRIPT, timeout)
+async def deep_torch_check(
+    python: Path, timeout: float = 90.0, *, env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Import torch in ComfyUI's interpreter and ask CUDA (slow: seconds). `env` is added to ours
+    (CUDA_VISIBLE_DEVICES: ask about one GPU, as its ComfyUI will see it)."""
+    return await _run_python(python, _DEEP_SCRIPT, timeout, env)
 
 
 def recommend(cuda_driver: tuple[int, int] | None) -> str | None:
@@ -297,6 +316,29 @@ def _judge_torch(nv: dict[str, Any], torch: dict[str, Any], mode: str, no_torch:
     if torch.get("torch") is None and "error" not in torch:
         return judge(nv, {"skipped": no_torch}, "skipped")
     return judge(nv, torch, mode)
+
+
+def nvml_for(settings: Settings) -> Any | None:
+    """What to read GPUs from: the GPUs COMFYUI_TEST_GPUS declares, else NVML's stand-in when its
+    library is missing, else None (pynvml itself)."""
+    if settings.comfyui_test_gpus:
+        from .declared_gpus import DeclaredNvml
+
+        return DeclaredNvml(settings.comfyui_test_gpus)
+    return missing_nvml()
+
+
+async def preflight_for(settings: Settings) -> GpuReport:
+    """The start-up preflight for `settings`: NVML (or the declared GPUs) and torch's CUDA build.
+    Declared GPUs have no driver behind them: torch is not checked against them."""
+    if not settings.comfyui_test_gpus:
+        return await preflight(settings.comfyui_python, nvml=nvml_for(settings))
+    started = time.perf_counter()
+    nv = await asyncio.to_thread(read_nvml, nvml_for(settings))
+    report = judge(nv, {"skipped": "GPUs declared by COMFYUI_TEST_GPUS: ComfyUI runs on the CPU"}, "skipped")
+    report.declared = True
+    report.seconds = round(time.perf_counter() - started, 4)
+    return report
 
 
 async def preflight(python: Path, *, nvml: Any = None, timeout: float = 10.0) -> GpuReport:

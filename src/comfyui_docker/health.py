@@ -3,6 +3,10 @@
     ready     ComfyUI answers as ours (or there is no ComfyUI to wait for: not_installed)
     healthy   nothing is broken for good: ComfyUI is not fatal/blocked (what Docker's HEALTHCHECK uses)
 
+With one ComfyUI per GPU (COMFYUI_GPUS), `ready` while any of them runs (`status`: `degraded`
+while some do not), `healthy` while none is fatal or blocked; `instances` lists each one (state,
+GPU, port, queue, VRAM).
+
 Detail: ComfyUI's supervised state (with its last log lines when it failed), nginx, the GPU
 preflight, downloads, disk space left on the volume, the start-up phase timings.
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from .instance_views import instance_views, overall
 from .services import Services
 from .workspace import LOW_SPACE_BYTES
 
@@ -61,18 +66,45 @@ def _disk(services: Services) -> dict[str, Any]:
     }
 
 
+def _instances(services: Services) -> list[dict[str, Any]]:
+    """Each ComfyUI (one per GPU with COMFYUI_GPUS), failing ones with their last log lines."""
+    out = []
+    for view in instance_views(services):
+        item = view.as_dict()
+        if services.supervisor is not None and view.state in ("fatal", "backoff", "blocked", "starting"):
+            try:
+                item["log_tail"] = services.supervisor.log_tail(view.name, TAIL_LINES)
+            except KeyError:
+                pass
+        out.append(item)
+    return out
+
+
 def readiness(services: Services) -> dict[str, Any]:
     """The readiness report (plain data, JSON-ready)."""
-    comfy = _service(services, "comfyui")
+    names = services.instance_names()
+    comfy = _service(services, names[0])
     if comfy is None:
         installed = services.settings.comfyui_installed
         comfy = {"state": "not_started" if installed else "not_installed", "detail": ""}
+    instances = _instances(services)
     state = str(comfy["state"])
+    ready, healthy = state in READY, state not in BROKEN
+    status = "ok" if ready else ("failed" if not healthy else "starting")
+    if len(instances) > 1:  # ready while any runs; healthy while none is broken for good
+        state, detail = overall([view for view in instance_views(services)])
+        comfy = {"state": state, "detail": detail}
+        states = [str(i["state"]) for i in instances]
+        ready = any(s in READY for s in states)
+        healthy = not any(s in BROKEN for s in states)
+        all_ready = all(s in READY for s in states)
+        status = "ok" if all_ready else ("degraded" if ready else ("failed" if not healthy else "starting"))
     out: dict[str, Any] = {
-        "ready": state in READY,
-        "healthy": state not in BROKEN,
-        "status": "ok" if state in READY else ("failed" if state in BROKEN else "starting"),
+        "ready": ready,
+        "healthy": healthy,
+        "status": status,
         "comfyui": comfy,
+        "instances": instances,
         "downloads": _downloads(services),
         "disk": _disk(services),
         "uptime": round(time.time() - services.started_at, 1),

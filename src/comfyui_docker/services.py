@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # aiohttp and the workflow tools are imported after ComfyUI's
     import aiohttp
 
     from .catalog.schema import FileSpec
+    from .children.comfyui import Instance
     from .comfyui import ComfyUIGateway
     from .gpu import GpuReport
     from .nodes.service import NodeService
@@ -133,6 +134,9 @@ class Services:
     gpu: GpuReport | None = None  # the GPU preflight's last report (start-up fills it)
     nodes: NodeService | None = None  # custom nodes (made by the custom-nodes phase or the API)
     node_tasks: NodeTasks | None = None  # their installs, run in the background
+    # The ComfyUIs `start` runs (placement.py, COMFYUI_GPUS), in order; empty: the one at
+    # COMFYUI_INTERNAL_PORT (a laptop, tests, `create_app(settings)`).
+    instances: list[Instance] = field(default_factory=list)
 
     @classmethod
     def create(cls, settings: Settings) -> Services:
@@ -152,12 +156,33 @@ class Services:
         return self.http
 
     def gateway(self) -> ComfyUIGateway:
-        """The gateway to ComfyUI on the shared session, made on first use."""
+        """The gateway to ComfyUI on the shared session, made on first use: one client per
+        instance, a new prompt to the running one with the shortest queue."""
         if self.comfyui is None:
             from .comfyui import ComfyUIClient, ComfyUIGateway
 
-            self.comfyui = ComfyUIGateway(ComfyUIClient(self.http_client(), self.settings.comfyui_url))
+            http = self.http_client()
+            if len(self.instances) < 2:
+                url = self.instances[0].url if self.instances else self.settings.comfyui_url
+                name = self.instances[0].name if self.instances else "comfyui"
+                self.comfyui = ComfyUIGateway(ComfyUIClient(http, url, name=name))
+            else:
+                first, *more = (ComfyUIClient(http, i.url, name=i.name) for i in self.instances)
+                self.comfyui = ComfyUIGateway(first, *more, is_up=self.instance_runs)
         return self.comfyui
+
+    def instance_names(self) -> list[str]:
+        """The supervised services of the ComfyUIs, in order (`comfyui`, or `comfyui-n` each)."""
+        return [i.name for i in self.instances] or ["comfyui"]
+
+    def instance_runs(self, name: str) -> bool:
+        """Whether the ComfyUI `name` runs now, as the supervisor says (True without one)."""
+        if self.supervisor is None:
+            return True
+        try:
+            return self.supervisor.status(name).state.value == "running"
+        except KeyError:
+            return False
 
     def update_settings(self, settings: Settings) -> None:
         """Adopt new effective settings (saved in the dashboard): the next download uses them."""

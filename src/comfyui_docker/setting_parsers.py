@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -184,3 +185,63 @@ def model_hosts(var: str, raw: str) -> tuple[str, ...]:
             var, f"{bad[0]!r} is not a host name", hint="list host names such as huggingface.co, no URLs"
         )
     return hosts
+
+
+@dataclass(frozen=True)
+class GpuChoice:
+    """COMFYUI_GPUS: empty (one ComfyUI that sees every GPU), `all`, or GPU indexes (`0,1,3`)."""
+
+    every: bool = False
+    indexes: tuple[int, ...] = ()
+
+    @property
+    def per_gpu(self) -> bool:
+        """Whether ComfyUI runs once per GPU (anything but the empty default)."""
+        return self.every or bool(self.indexes)
+
+    def __str__(self) -> str:
+        return "all" if self.every else ",".join(str(i) for i in self.indexes)
+
+
+MAX_GPU_INDEX = 63
+
+
+def gpu_choice(var: str, raw: str) -> GpuChoice:
+    """`all`, or comma-separated GPU indexes as nvidia-smi numbers them (each once)."""
+    text_ = raw.strip().lower()
+    if text_ == "all":
+        return GpuChoice(every=True)
+    out: list[int] = []
+    for part in (p.strip() for p in text_.split(",")):
+        if not part:
+            continue
+        if not part.isdigit() or int(part) > MAX_GPU_INDEX:
+            raise SettingsError(
+                var,
+                f"{part!r} is not a GPU index",
+                hint="write all, or GPU numbers as nvidia-smi shows them (e.g. 0,1,3), or leave it empty",
+            )
+        if int(part) in out:
+            raise SettingsError(var, f"GPU {part} is named twice", hint="name each GPU once")
+        out.append(int(part))
+    return GpuChoice(indexes=tuple(out))
+
+
+TEST_GPU_GIB = 24
+
+
+def declared_gpus(var: str, raw: str) -> tuple[int, ...]:
+    """`N` or `NxGIB` (e.g. `2`, `4x80`): N declared GPUs of GIB GiB each (24 by default)."""
+    count, _, gib = raw.strip().lower().partition("x")
+    try:
+        n = int(count)
+        size = int(gib) if gib else TEST_GPU_GIB
+    except ValueError:
+        raise SettingsError(
+            var, f"{raw!r} is not a GPU count", hint="write a count, e.g. 2, or count x GiB, e.g. 4x80"
+        ) from None
+    if not 0 <= n <= MAX_GPU_INDEX + 1 or not 1 <= size <= 1024:
+        raise SettingsError(
+            var, f"{raw!r} is out of range", hint=f"0 to {MAX_GPU_INDEX + 1} GPUs of 1 to 1024 GiB"
+        )
+    return (size,) * n

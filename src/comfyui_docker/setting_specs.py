@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from . import setting_parsers as parse
 from .downloads.hosts import DEFAULT_MODEL_HOSTS
-from .setting_parsers import Secret, display
+from .setting_parsers import GpuChoice, Secret, display
 
 IMAGE_WORKSPACE = Path("/workspace")
 IMAGE_COMFYUI_ROOT = Path("/app/comfyui/ComfyUI")
@@ -247,6 +247,33 @@ SPECS: tuple[Spec[Any], ...] = (
         (),
         "Extra command-line arguments for ComfyUI, shell-quoted (e.g. '--cpu --preview-method auto').",
         show=shlex.join,
+    ),
+    Spec(
+        "comfyui_gpus",
+        "COMFYUI_GPUS",
+        parse.gpu_choice,
+        GpuChoice(),
+        "One ComfyUI per GPU: all (every visible GPU) or GPU indexes as nvidia-smi numbers them "
+        "(0,1,3). GPU n's ComfyUI listens on COMFYUI_INTERNAL_PORT+n and opens at /gpu/n/ on "
+        "COMFYUI_PORT; prompts go to the shortest queue. Empty: one ComfyUI for every GPU.",
+        show=str,
+    ),
+    Spec(
+        "comfyui_instance_ram_gb",
+        "COMFYUI_INSTANCE_RAM_GB",
+        parse.whole_number(1, 4096),
+        8,
+        "RAM (GiB) one ComfyUI is counted to need: COMFYUI_GPUS=all starts only as many as the "
+        "machine's (or container's) memory holds, and says so.",
+    ),
+    Spec(
+        "comfyui_test_gpus",
+        "COMFYUI_TEST_GPUS",
+        parse.declared_gpus,
+        (),
+        "Testing only: pretend this machine has N GPUs (N, or NxGiB such as 2x24) instead of asking "
+        "NVML, so COMFYUI_GPUS can be tried without GPUs; ComfyUI then runs with --cpu.",
+        show=lambda sizes: f"{len(sizes)}x{sizes[0]}" if sizes else "",
     ),
     Spec(
         "comfyui_pass_env",

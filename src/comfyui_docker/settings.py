@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SettingsError
-from .setting_parsers import PRESET_ID_RE, Secret, display
+from .setting_parsers import PRESET_ID_RE, GpuChoice, Secret, display
 from .setting_specs import IMAGE_WORKSPACE, SPECS, Computed, Spec, default_comfyui_python
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "PRESET_ID_RE",
     "SPECS",
     "Computed",
+    "GpuChoice",
     "Secret",
     "Settings",
     "Spec",
@@ -61,6 +62,9 @@ class Settings:
     hf_token: Secret
     civitai_token: Secret
     comfyui_extra_args: tuple[str, ...]
+    comfyui_gpus: GpuChoice
+    comfyui_instance_ram_gb: int
+    comfyui_test_gpus: tuple[int, ...]
     comfyui_pass_env: tuple[str, ...]
     model_hosts: tuple[str, ...]
     download_connections: int
@@ -146,3 +150,23 @@ def _check_ports(settings: Settings) -> None:
                 hint="give each service its own port",
             )
         seen_ports[port] = var
+    for gpu in settings.comfyui_gpus.indexes:  # GPU n's ComfyUI listens on COMFYUI_INTERNAL_PORT + n
+        check_instance_port(settings, gpu, seen_ports)
+
+
+def check_instance_port(settings: Settings, gpu: int, taken: Mapping[int, str] | None = None) -> int:
+    """The loopback port of GPU `gpu`'s ComfyUI; SettingsError when it is out of range or taken."""
+    port = settings.comfyui_internal_port + gpu
+    if taken is None:
+        taken = {settings.dashboard_port: "DASHBOARD_PORT", settings.comfyui_port: "COMFYUI_PORT"}
+        if settings.enable_nginx:
+            taken = {**taken, settings.dashboard_internal_port: "DASHBOARD_INTERNAL_PORT"}
+    owner = taken.get(port) if gpu else None
+    if port > 65535 or owner:
+        why = "above 65535" if port > 65535 else f"already used by {owner}"
+        raise SettingsError(
+            "COMFYUI_GPUS",
+            f"GPU {gpu}'s ComfyUI would listen on port {port}, {why}",
+            hint="set COMFYUI_INTERNAL_PORT so that COMFYUI_INTERNAL_PORT + n is free for every GPU n",
+        )
+    return port

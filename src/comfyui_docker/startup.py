@@ -188,10 +188,12 @@ async def boot_comfyui(
     echo_children: bool = True,
     comfyui_timings: Timings | None = None,
     log_file: str = "dashboard.log",
+    several: bool = True,
 ) -> tuple[gpu.GpuReport, StartPlan]:
     """The phases every mode shares (`start` and `serverless`), up to ComfyUI spawned:
     environment, configuration, volume check, gpu preflight, custom nodes, comfyui. Logs go to
-    `log_file`. Returns the GPU verdict and what the custom-nodes phase left for the background
+    `log_file`. With `several` (start), COMFYUI_GPUS may run one ComfyUI per GPU; without it
+    (serverless) one runs. Returns the GPU verdict and what the custom-nodes phase left for the background
     (`nodes.startup.start_background`, once the gateway exists)."""
     from .nodes.startup import run_phase
 
@@ -217,7 +219,7 @@ async def boot_comfyui(
             "" if usable or not problems else ", user yaml unusable"
         )
     with phase("gpu preflight") as p:
-        check = preflight or (lambda s: gpu.preflight(s.comfyui_python, nvml=gpu.missing_nvml()))
+        check = preflight or gpu.preflight_for
         report_gpu = await check(settings)
         services.gpu = report_gpu
         p.detail = f"{report_gpu.verdict}: {report_gpu.message}"
@@ -227,15 +229,48 @@ async def boot_comfyui(
         nodes = await run_phase(services)
         p.detail = nodes.detail
     with phase("comfyui") as p:
-        comfyui = comfyui_child.service(
-            services, supervisor, report_gpu, nodes=nodes, echo=echo_children, timings=comfyui_timings
-        )
-        comfyui.start()
-        # let it spawn now, before the dashboard's imports hold the loop for a second or two
+        instances = _instances(settings, report_gpu, several=several)
+        services.instances = instances
+        started = []
+        for instance in instances:  # each supervised on its own: one failing leaves the others
+            child = comfyui_child.service(
+                services,
+                supervisor,
+                report_gpu,
+                instance=instance,
+                nodes=nodes,
+                echo=echo_children,
+                timings=comfyui_timings,
+            )
+            child.start()
+            started.append(child)
+        # let them spawn now, before the dashboard's imports hold the loop for a second or two
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(comfyui.spawned.wait(), 10)
-        p.detail = comfyui.status().state.value
+            await asyncio.wait_for(asyncio.gather(*(c.spawned.wait() for c in started)), 10)
+        if len(started) == 1:
+            p.detail = started[0].status().state.value
+        else:
+            p.detail = ", ".join(f"{c.spec.name} {c.status().state.value}" for c in started)
     return report_gpu, nodes
+
+
+def _instances(settings: Settings, report: gpu.GpuReport, *, several: bool) -> list[comfyui_child.Instance]:
+    """The ComfyUIs to run (placement.py): one per GPU with COMFYUI_GPUS when `several`, else one."""
+    from .placement import plan
+
+    if not several:
+        if settings.comfyui_gpus.per_gpu:
+            log.warning(
+                "COMFYUI_GPUS=%s is not used here: one ComfyUI runs, on every GPU", settings.comfyui_gpus
+            )
+        return [comfyui_child.Instance.first(settings)]
+    placed = plan(settings, report)
+    for warning in placed.warnings:
+        log.warning("%s", warning)
+    for instance in placed.instances:
+        if instance.problem:
+            log.warning("%s is held blocked: %s", instance.name, instance.problem)
+    return placed.instances
 
 
 def load_presets(services: Services) -> PresetService | None:
@@ -263,18 +298,40 @@ def start_events(services: Services, supervisor: Supervisor, report: gpu.GpuRepo
     if not services.settings.comfyui_installed:
         return False
     gateway.start_events(services.bus)
-    if report.devices and report.torch_check != "import":
-        task = asyncio.create_task(_deep_check(services), name="gpu-deep-check")
+    if report.devices and report.torch_check != "import" and not report.declared:
+        task = asyncio.create_task(_deep_check(services, supervisor), name="gpu-deep-check")
         supervisor.background.add(task)
         task.add_done_callback(supervisor.background.discard)
     return True
 
 
-async def _deep_check(services: Services) -> None:
+async def _deep_check(services: Services, supervisor: Supervisor) -> None:
     report = await gpu.deep_preflight(services.settings.comfyui_python)
     services.gpu = report
     if report.verdict != "ok":
         log.warning("GPU (torch import): %s (%s)", report.message, report.hint)
+    per_gpu = [i for i in services.instances if i.gpu is not None]
+    if per_gpu and report.verdict == "ok":
+        await _per_gpu_check(services, supervisor, per_gpu)
+
+
+async def _per_gpu_check(
+    services: Services, supervisor: Supervisor, instances: list[comfyui_child.Instance]
+) -> None:
+    """torch on each GPU as its ComfyUI sees it; an instance whose GPU fails is held `blocked`."""
+    from .placement import deep_checks
+
+    checks = await deep_checks(services.settings.comfyui_python, instances)
+    if services.gpu is not None:
+        services.gpu.per_gpu = checks
+    for instance in instances:
+        check = checks.get(str(instance.gpu))
+        if check is None or check.get("available"):
+            continue
+        why = check.get("error") or "torch.cuda.is_available() is False on it"
+        detail = f"GPU {instance.gpu} fails CUDA's check ({why}); remove it from COMFYUI_GPUS"
+        log.error("%s: %s", instance.name, detail)
+        await supervisor.get(instance.name).block(detail)
 
 
 async def shutdown(

@@ -98,12 +98,12 @@ def test_constraints_apply_to_pip_and_uv(tmp_path: Path) -> None:
 
 
 def test_a_second_instance_keeps_apart_what_cannot_be_shared(tmp_path: Path) -> None:
-    """One ComfyUI per GPU later (issue 16): an instance has its own port, GPU, database, temp
-    folder, log and service name; the volume's folders are the same for every instance."""
+    """One ComfyUI per GPU (issue 16): an instance has its own port, GPU, database, temp folder,
+    log and service name; the volume's folders are the same for every instance."""
     settings = image_like(tmp_path)
     ws = Workspace(settings.workspace_root)
     first = comfyui_spec(settings, ws, client=lambda: None)
-    other = Instance(port=18766, index=1, gpu="1", temp_directory=tmp_path / "tmp" / "comfyui-1")
+    other = Instance(port=18766, index=1, gpu=1, temp_directory=tmp_path / "tmp" / "comfyui-1")
     second = comfyui_spec(settings, ws, client=lambda: None, instance=other)
 
     def value(spec: ProcessSpec, flag: str) -> str:
@@ -116,7 +116,7 @@ def test_a_second_instance_keeps_apart_what_cannot_be_shared(tmp_path: Path) -> 
     assert value(second, "--temp-directory") == str(other.temp_directory) and other.temp_directory.is_dir()
     assert "--temp-directory" not in first.argv  # ComfyUI's own default
     assert first.env is not None and second.env is not None
-    assert second.env["CUDA_VISIBLE_DEVICES"] == "1"
+    assert second.env["CUDA_VISIBLE_DEVICES"] == "1" and second.env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
     assert first.env.get("CUDA_VISIBLE_DEVICES") == os.environ.get("CUDA_VISIBLE_DEVICES")
     assert (first.name, first.log_file) == ("comfyui", "comfyui.log")
     assert (second.name, second.log_file) == ("comfyui-1", "comfyui-1.log")

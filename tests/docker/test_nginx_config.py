@@ -9,6 +9,7 @@ import pytest
 from image_helpers import free_port, stack_settings
 
 from comfyui_docker.children import nginx
+from comfyui_docker.children.comfyui import Instance
 from comfyui_docker.settings import Settings
 from comfyui_docker.workspace import Workspace
 
@@ -212,3 +213,50 @@ def test_public_ports_listen_where_dashboard_host_says(tmp_path: Path, host: str
     assert nginx.public_listen_host(s) == listen
     text = nginx.write_config(s, Workspace(s.workspace_root), tmp_path / "run").read_text()
     assert f"listen {listen + ':' if listen else ''}{s.comfyui_port};" in text
+
+
+def per_gpu(s: Settings) -> list[Instance]:
+    base = s.comfyui_internal_port
+    return [Instance.on_gpu(0, base, 0), Instance.on_gpu(1, base + 1, 1)]
+
+
+@pytest.mark.parametrize("password", ["", "pw"])
+def test_each_gpus_comfyui_opens_at_its_path_with_the_same_rules(tmp_path: Path, password: str) -> None:
+    """COMFYUI_GPUS: /gpu/<n>/ on ComfyUI's port is GPU n's ComfyUI, behind the same auth_request,
+    login and frame rules as /; /api/comfyui/ is left to the dashboard's proxy (it spreads)."""
+    s = settings_for(tmp_path, password)
+    text = nginx.render(s, Workspace(s.workspace_root), tmp_path / "run", user_line="", instances=per_gpu(s))
+    dashboard = text[text.index("# ---- dashboard") : text.index("# ---- ComfyUI")]
+    assert "location /api/comfyui/" not in dashboard and "proxy_pass http://cd_dashboard;" in dashboard
+    port = text[text.index("# ---- ComfyUI") :]
+    root = location(port, "/")
+    assert "proxy_pass http://cd_comfyui;" in root
+    for gpu in (0, 1):
+        block = location(port, f"/gpu/{gpu}/")
+        assert f"proxy_pass http://cd_comfyui_{gpu}$cd_gpu_uri;" in block  # the raw URI
+        assert f"rewrite ^ /comfyui-unavailable?instance=comfyui-{gpu} break;" in location(
+            port, f"@comfyui_down_{gpu}"
+        )
+        # every line of / that guards or strips (auth, login, our credentials, frames) is here too
+        kept = [
+            line.strip()
+            for line in root.splitlines()[1:-1]
+            if "proxy_pass" not in line and "@comfyui_down" not in line
+        ]
+        for line in kept:
+            assert line in block, line
+        assert f"return 302 /gpu/{gpu}/;" in location(port, f"= /gpu/{gpu}")
+    ups = text[text.index("upstream cd_comfyui_1 {") :]
+    assert ups.splitlines()[1].strip() == f"server 127.0.0.1:{s.comfyui_internal_port + 1};"
+    one = nginx.render(
+        s, Workspace(s.workspace_root), tmp_path / "run", user_line="", instances=per_gpu(s)[:1]
+    )
+    assert "/gpu/" not in one and "location /api/comfyui/" in one  # one ComfyUI: as before
+
+
+@pytest.mark.nginx
+@pytest.mark.parametrize("password", ["", "pw"])
+def test_nginx_accepts_the_per_gpu_config(nginx_binary: str, tmp_path: Path, password: str) -> None:
+    s = settings_for(tmp_path, password)
+    conf = nginx.write_config(s, Workspace(s.workspace_root), tmp_path / "run", instances=per_gpu(s))
+    nginx.check(conf, nginx_binary)

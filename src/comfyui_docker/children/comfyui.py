@@ -20,16 +20,18 @@ in the image, so ComfyUI logged "Failed to initialize database" at every start; 
 stays at its default (wiped at every start anyway) unless the instance names one.
 
 An `Instance` is what sets one ComfyUI apart from another on the same machine: its port, GPU,
-database, temp folder, log and service name. `start` runs one (`Instance.first`: the settings'
-COMFYUI_INTERNAL_PORT, every GPU, `comfyui.log`, service `comfyui`); the volume (models, output,
-uploads, user folder, custom nodes) is shared by all, which is what lets several run side by side.
+database, temp folder, log and service name. `start` runs the instances placement.py plans from
+COMFYUI_GPUS: one (`Instance.first`: the settings' COMFYUI_INTERNAL_PORT, every GPU, `comfyui.log`,
+service `comfyui`), or one per GPU (`Instance.on_gpu`: `comfyui-n`, each supervised on its own);
+the volume (models, output, uploads, user folder, custom nodes) is shared by all.
 
 Its environment is comfyui_env.py's. `extend_env` adds to it: the volume's package layer
 (nodes/layer.py: COMFYUI_DOCKER_PYTHON_LAYER, PIP_PREFIX, PIP_CONSTRAINT, UV_CONSTRAINT, its bin/
 last on PATH). `node_args` are the custom-node flags of nodes/service.py (`whitelist_args`).
 
 `service(...)` adds the supervised ComfyUI to the supervisor: held `not_installed` without a
-ComfyUI, `blocked` when the GPU preflight found a CUDA mismatch (a restart forces it), otherwise
+ComfyUI, `blocked` when the GPU preflight found a CUDA mismatch or the instance's GPU cannot run
+it (`Instance.problem`; a restart forces it), otherwise
 started with a spec rebuilt at every (re)start, as the volume's nodes may have changed.
 """
 
@@ -76,22 +78,33 @@ def database_path(port: int) -> Path:
 
 @dataclass(frozen=True)
 class Instance:
-    """One ComfyUI process and what sets it apart from another one on this machine."""
+    """One ComfyUI process and what sets it apart from another one on this machine.
+
+    placement.py makes them from COMFYUI_GPUS: GPU n's ComfyUI is `comfyui-n` (its log
+    `comfyui-n.log`), on port COMFYUI_INTERNAL_PORT + n, CUDA_VISIBLE_DEVICES=n, a temp folder of
+    its own; without COMFYUI_GPUS the one ComfyUI is `comfyui` and sees every GPU."""
 
     port: int  # its loopback port
     index: int = 0  # its place among the runtime's ComfyUIs (the gateway's client of the same index)
-    gpu: str | None = None  # CUDA_VISIBLE_DEVICES for it; None: every GPU the runtime sees
+    gpu: int | None = None  # the GPU it runs on, as nvidia-smi numbers it; None: every GPU
     temp_directory: Path | None = None  # None: ComfyUI's default (COMFYUI_ROOT/temp)
+    problem: str = ""  # why it cannot run on its GPU (not visible, CUDA fails): held `blocked`
 
     @classmethod
     def first(cls, settings: Settings) -> Instance:
-        """The one ComfyUI `start` runs: COMFYUI_INTERNAL_PORT, every GPU."""
+        """The one ComfyUI `start` runs without COMFYUI_GPUS: COMFYUI_INTERNAL_PORT, every GPU."""
         return cls(port=settings.comfyui_internal_port)
+
+    @classmethod
+    def on_gpu(cls, gpu: int, port: int, index: int, problem: str = "") -> Instance:
+        """GPU `gpu`'s ComfyUI, with its temp folder beside its database (ComfyUI empties its temp
+        folder when it starts: two must never share one)."""
+        return cls(port, index, gpu, database_path(port).parent / "temp", problem)
 
     @property
     def name(self) -> str:
-        """Its service name (and log file name): `comfyui`, then `comfyui-1`, `comfyui-2`, ..."""
-        return "comfyui" if self.index == 0 else f"comfyui-{self.index}"
+        """Its service name (and log file name): `comfyui`, or `comfyui-n` for GPU n's."""
+        return "comfyui" if self.gpu is None else f"comfyui-{self.gpu}"
 
     @property
     def log_name(self) -> str:
@@ -100,6 +113,17 @@ class Instance:
     @property
     def database(self) -> Path:
         return database_path(self.port)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What its environment adds: which GPU CUDA shows it, numbered as nvidia-smi does."""
+        if self.gpu is None:
+            return {}
+        return {"CUDA_VISIBLE_DEVICES": str(self.gpu), "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
 
 
 def user_directory(workspace: Workspace) -> Path:
@@ -168,8 +192,7 @@ def comfyui_spec(
     args = comfyui_args(settings, workspace, instance=me, cpu=cpu, warnings=warnings, node_args=node_args)
     output = workspace.output
     env = comfyui_environment(settings, comfyui_env(settings))
-    if me.gpu is not None:
-        env["CUDA_VISIBLE_DEVICES"] = me.gpu
+    env.update(me.env)
 
     async def probe() -> bool:
         current = client() if callable(client) else client
@@ -215,6 +238,8 @@ def service(
             return State.NOT_INSTALLED, not_installed_detail(settings)
         if report.blocks_start:
             return State.BLOCKED, f"{report.message}. {report.hint}"
+        if me.problem:
+            return State.BLOCKED, me.problem
         return None
 
     if not settings.comfyui_installed:  # held at every start, restarts included

@@ -15,6 +15,12 @@ values are overwritten, never appended to): the dashboard counts failed logins b
 `/login` takes at most 8 KiB (413 in the dashboard's JSON shape). ComfyUI's pages carry
 `X-Frame-Options: DENY` and `frame-ancestors 'none'`.
 
+With one ComfyUI per GPU (COMFYUI_GPUS), `/gpu/<n>/` on COMFYUI_PORT is GPU n's ComfyUI (its own
+page, API and WebSocket: ComfyUI's page asks for everything relative to where it was opened),
+behind the same `auth_request` and rules as `/`, which is the first instance's; the raw path
+after the prefix goes as the client encoded it. `/api/comfyui/*` on the dashboard's port is then
+left to the dashboard's proxy, which spreads prompts and merges queues and sockets (fanout.py).
+
 While ComfyUI is down (nginx sees 502/503/504) its port answers 503 with the dashboard's
 GET /comfyui-unavailable page (state and log tail) instead of a bare error page.
 
@@ -47,6 +53,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +65,7 @@ from ..settings import Settings
 from ..supervisor import ProcessSpec, Service, Supervisor, Timings
 from ..supervisor.probes import tcp_probe
 from ..workspace import Workspace
+from .comfyui import Instance
 
 CONF_NAME = "nginx.conf"
 ACCESS_LOG = "nginx-access.log"
@@ -240,8 +248,13 @@ def render(
     *,
     listen_host: str = "",
     user_line: str | None = None,
+    instances: Sequence[Instance] = (),
 ) -> str:
-    """The config text. `listen_host` empty binds every address (the public ports)."""
+    """The config text. `listen_host` empty binds every address (the public ports). With several
+    `instances` (one ComfyUI per GPU), `/` on ComfyUI's port is the first one's and `/gpu/<n>/`
+    GPU n's; `/api/comfyui/` is left to the dashboard, which spreads the work over them."""
+    per_gpu = [(i.gpu, i.port) for i in instances if i.gpu is not None] if len(instances) > 1 else []
+    upstream = instances[0].port if instances else settings.comfyui_internal_port
     if settings.dashboard_internal_port in (settings.dashboard_port, settings.comfyui_port):
         raise NginxError(
             f"the dashboard's internal port {settings.dashboard_internal_port} is also a public port",
@@ -265,7 +278,8 @@ def render(
         dashboard_port=settings.dashboard_port,
         comfyui_port=settings.comfyui_port,
         dashboard_upstream=settings.dashboard_internal_port,
-        comfyui_upstream=settings.comfyui_internal_port,
+        comfyui_upstream=upstream,
+        per_gpu=per_gpu,
         password=settings.password_set,
         unauthorized_json=_UNAUTHORIZED,
         refused_json=_REFUSED,
@@ -317,6 +331,7 @@ def write_config(
     run_dir: Path | None = None,
     *,
     listen_host: str | None = None,
+    instances: Sequence[Instance] = (),
 ) -> Path:
     """Render the config into `run_dir` (default: a folder in the system temp dir); return its path.
 
@@ -324,7 +339,7 @@ def write_config(
     """
     run_dir = default_run_dir(settings) if run_dir is None else run_dir
     host = public_listen_host(settings) if listen_host is None else listen_host
-    text = render(settings, workspace, run_dir, listen_host=host)
+    text = render(settings, workspace, run_dir, listen_host=host, instances=instances)
     run_dir.mkdir(parents=True, exist_ok=True)
     for name in TEMP_DIRS:
         (run_dir / name).mkdir(exist_ok=True)
@@ -376,7 +391,7 @@ def service(services: Services, supervisor: Supervisor) -> Service:
     """nginx under the same supervision, added to `supervisor` (not started): its config written
     and checked with `nginx -t` first (NginxError with nginx's words otherwise)."""
     settings = services.settings
-    conf = write_config(settings, services.workspace)
+    conf = write_config(settings, services.workspace, instances=services.instances)
     check(conf)
     spec = ProcessSpec(
         name="nginx",

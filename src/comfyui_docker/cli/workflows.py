@@ -27,6 +27,9 @@ from ..settings import Settings
 from ..workspace import Workspace
 
 if TYPE_CHECKING:  # imported when a command runs, not when the parser is built
+    import aiohttp
+
+    from ..comfyui import ComfyUIGateway
     from ..downloads.service import PresetService
     from ..workflows.missing import MissingModel
     from ..workflows.service import WorkflowService
@@ -38,6 +41,21 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(args)
 
 
+def _gateway(session: aiohttp.ClientSession, settings: Settings, url: str | None) -> ComfyUIGateway:
+    """`--url`'s ComfyUI; without it, the runtime's: with COMFYUI_GPUS one client per GPU's ComfyUI
+    (the same plan as `start`), so `run` goes to the shortest queue too."""
+    from ..comfyui import ComfyUIClient, ComfyUIGateway
+
+    if url or not settings.comfyui_gpus.per_gpu:
+        return ComfyUIGateway(ComfyUIClient(session, url or settings.comfyui_url))
+    from .. import gpu
+    from ..placement import plan
+
+    report = gpu.judge(gpu.read_nvml(gpu.nvml_for(settings)), {"skipped": "not asked by run"}, "skipped")
+    first, *more = (ComfyUIClient(session, i.url, name=i.name) for i in plan(settings, report).instances)
+    return ComfyUIGateway(first, *more)
+
+
 @asynccontextmanager
 async def _use_case(
     args: argparse.Namespace, settings: Settings, *, catalog: bool = True
@@ -46,7 +64,6 @@ async def _use_case(
     the node definitions on the volume (or `--object-info FILE`), and the preset catalog."""
     import aiohttp
 
-    from ..comfyui import ComfyUIClient, ComfyUIGateway
     from ..downloads.service import PresetService
     from ..events import EventBus
     from ..workflows.object_info import ObjectInfoStore, load_file
@@ -62,7 +79,7 @@ async def _use_case(
         use = WorkflowService(
             definitions=ObjectInfoStore(workspace.cache),
             models_root=workspace.models,
-            gateway=ComfyUIGateway(ComfyUIClient(session, args.url or settings.comfyui_url)),
+            gateway=_gateway(session, settings, args.url),
             presets=presets,
             fixed_definitions=fixed,
             model_hosts=settings.model_hosts,

@@ -41,7 +41,8 @@ TIMEOUTS = Timeouts()
 
 
 class ComfyUIClient:
-    """`ComfyUIClient(session, settings.comfyui_url)`; `client_id` names the relay's WebSocket."""
+    """`ComfyUIClient(session, settings.comfyui_url)`; `client_id` names the relay's WebSocket,
+    `name` the supervised service it talks to (`comfyui`, or `comfyui-n` for GPU n's)."""
 
     def __init__(
         self,
@@ -50,9 +51,11 @@ class ComfyUIClient:
         *,
         client_id: str | None = None,
         timeouts: Timeouts = TIMEOUTS,
+        name: str = "comfyui",
     ) -> None:
         self.session = session
         self.base_url = base_url.rstrip("/")
+        self.name = name
         self.client_id = client_id or uuid.uuid4().hex
         self.timeouts = timeouts
         self.version: str | None = None
@@ -153,6 +156,16 @@ class ComfyUIClient:
 
     async def queue(self) -> QueueSnapshot:
         return QueueSnapshot.parse(await self._json("GET", "/queue"))
+
+    async def queue_remaining(self) -> int:
+        """Prompts running and pending (`GET /prompt`: a few bytes, answered at once)."""
+        info = as_object(
+            as_object(await self._json("GET", "/prompt", total=self.timeouts.probe)).get("exec_info")
+        )
+        remaining = info.get("queue_remaining")
+        if not isinstance(remaining, int):
+            raise ComfyUIError("ComfyUI's GET /prompt has no queue_remaining")
+        return remaining
 
     async def delete(self, prompt_ids: list[str]) -> None:
         """Remove pending prompts from the queue (a running one is stopped with `interrupt`)."""

@@ -2,7 +2,8 @@
 
 We connect with the client's own `client_id`: ComfyUI sends execution frames only to the socket
 named in a prompt's `client_id`, so the gateway submits with this id and every job's progress
-reaches the bus. The gateway starts one relay per ComfyUI it talks to (`start_events`).
+reaches the bus. The gateway starts one relay per ComfyUI it talks to (`start_events`); each
+event names its instance, and the relay wakes when that instance's supervised service runs.
 `status` frames (queue length) are broadcast and are relayed too. Binary preview frames
 (samplers) become `preview` events with the image base64.
 """
@@ -15,6 +16,7 @@ import contextlib
 import json
 import logging
 import struct
+from collections.abc import Callable
 
 import aiohttp
 
@@ -26,7 +28,7 @@ log = logging.getLogger(__name__)
 PREVIEW_TYPES = {1: "image/jpeg", 2: "image/png"}
 
 
-def to_event(frame: object) -> GenerationEvent | None:
+def to_event(frame: object, instance: str = "comfyui") -> GenerationEvent | None:
     """One JSON text frame → an event (None for frames that are not `{type, data}`)."""
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
         return None
@@ -34,10 +36,12 @@ def to_event(frame: object) -> GenerationEvent | None:
     if not isinstance(data, dict):
         data = {}
     pid = data.get("prompt_id")
-    return GenerationEvent(kind=frame["type"], prompt_id=str(pid) if pid else None, payload=data)
+    return GenerationEvent(
+        kind=frame["type"], prompt_id=str(pid) if pid else None, payload=data, instance=instance
+    )
 
 
-def binary_event(blob: bytes, prompt_id: str | None) -> GenerationEvent | None:
+def binary_event(blob: bytes, prompt_id: str | None, instance: str = "comfyui") -> GenerationEvent | None:
     """ComfyUI's binary frame: u32 event type (1 = preview image), u32 image format, image bytes."""
     if len(blob) < 8:
         return None
@@ -46,7 +50,7 @@ def binary_event(blob: bytes, prompt_id: str | None) -> GenerationEvent | None:
         return None
     mime = PREVIEW_TYPES.get(fmt, "application/octet-stream")
     payload = {"mime": mime, "data": base64.b64encode(blob[8:]).decode("ascii")}
-    return GenerationEvent(kind="preview", prompt_id=prompt_id, payload=payload)
+    return GenerationEvent(kind="preview", prompt_id=prompt_id, payload=payload, instance=instance)
 
 
 class Relay:
@@ -59,9 +63,11 @@ class Relay:
         *,
         retry: float = 1.0,
         retry_cap: float = 5.0,
+        publish: Callable[[GenerationEvent], None] | None = None,
     ) -> None:
         self.client = client
         self.bus = bus
+        self.publish = publish or bus.publish
         self.retry = retry
         self.retry_cap = retry_cap
         self._wake = asyncio.Event()
@@ -73,8 +79,10 @@ class Relay:
 
     def start(self) -> None:
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self.run(), name="comfyui-ws-relay")
-            self._follower = asyncio.create_task(self._follow_service(), name="comfyui-ws-relay-wake")
+            self._task = asyncio.create_task(self.run(), name=f"{self.client.name}-ws-relay")
+            self._follower = asyncio.create_task(
+                self._follow_service(self.client.name), name="comfyui-ws-relay-wake"
+            )
 
     def wake(self) -> None:
         """Retry now (the supervisor saw ComfyUI become ready): no frame of the first job is missed."""
@@ -121,17 +129,17 @@ class Relay:
             async for msg in ws:
                 if msg.type == aiohttp.WSMsgType.TEXT:
                     try:
-                        event = to_event(json.loads(msg.data))
+                        event = to_event(json.loads(msg.data), self.client.name)
                     except ValueError:
                         continue
                     if event is None:
                         continue
                     if event.kind == "executing":
                         self._current = event.prompt_id if event.payload.get("node") is not None else None
-                    self.bus.publish(event)
+                    self.publish(event)
                 elif msg.type == aiohttp.WSMsgType.BINARY:
-                    preview = binary_event(msg.data, self._current)
+                    preview = binary_event(msg.data, self._current, self.client.name)
                     if preview is not None:
-                        self.bus.publish(preview)
+                        self.publish(preview)
                 elif msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
                     break

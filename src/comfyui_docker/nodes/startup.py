@@ -21,6 +21,7 @@ the work done in state.json).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -277,18 +278,24 @@ def start_background(services: Services, plan: StartPlan) -> None:
 
 
 async def restart_when_idle(services: Services, on_line: LineSink) -> bool:
-    """Restart ComfyUI so it loads the nodes, unless it is busy with a prompt (then say so)."""
+    """Restart ComfyUI (every instance, with one per GPU) so it loads the nodes, unless it is busy
+    with a prompt (then say so)."""
     supervisor = services.supervisor
     if supervisor is None:
         return False
-    try:
-        state = supervisor.status("comfyui").state.value
-    except KeyError:  # not supervised here
+    states: dict[str, str] = {}
+    for name in services.instance_names():
+        try:
+            states[name] = supervisor.status(name).state.value
+        except KeyError:  # not supervised here
+            continue
+    if not states:
         return False
-    if state not in ("running", "starting", "backoff"):
-        on_line(f"ComfyUI is {state}: start it to load the nodes")
+    live = [name for name, state in states.items() if state in ("running", "starting", "backoff")]
+    if not live:
+        on_line(f"ComfyUI is {next(iter(states.values()))}: start it to load the nodes")
         return False
-    if state == "running" and services.comfyui is not None:
+    if "running" in (states[name] for name in live) and services.comfyui is not None:
         try:
             queue = await services.comfyui.queue()
             busy = len(queue.running) + len(queue.pending)
@@ -298,5 +305,5 @@ async def restart_when_idle(services: Services, on_line: LineSink) -> bool:
             on_line("ComfyUI is busy: restart it (dashboard or `comfyui-docker restart`) to load the nodes")
             return False
     on_line("restarting ComfyUI to load the nodes")
-    await supervisor.restart("comfyui")
+    await asyncio.gather(*(supervisor.restart(name) for name in live))
     return True

@@ -164,6 +164,7 @@ class Runtime:
                     echo_children=self.echo_children,
                     comfyui_timings=self.comfyui_timings or SERVERLESS_TIMINGS,
                     log_file="serverless.log",
+                    several=False,  # one ComfyUI: a serverless worker takes one job at a time
                 )
             finally:
                 self.spawned_at = time.time()

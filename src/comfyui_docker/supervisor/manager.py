@@ -120,6 +120,12 @@ class Service:
         """Do not start; show why (not_installed, blocked)."""
         self._set(state, detail)
 
+    async def block(self, detail: str) -> None:
+        """Stop it and hold it `blocked` with `detail` (a check after the start found it cannot
+        run there); a restart forces it, as from any `blocked`."""
+        await self.stop()
+        self.hold(State.BLOCKED, detail)
+
     async def stop(self) -> None:
         """Stop supervising and stop the child (SIGINT → SIGTERM → SIGKILL)."""
         task, self._task = self._task, None

@@ -6,7 +6,8 @@
     GatewayDep       the ComfyUI gateway, once ComfyUI can take requests (503 with its state before)
     WorkflowsDep     the workflow use case (prepare, missing models, install, submit)
 
-`comfyui_status(services)` says whether ComfyUI can take requests now; routes that need it call
+`comfyui_status(services)` says whether ComfyUI can take requests now (with one ComfyUI per GPU:
+whether any of them can, instance_views.py); routes that need it call
 `require_comfyui(services)`, which raises a 503 carrying the state instead of hanging.
 """
 
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import Depends, Request
 
 from ..errors import Forbidden, ServiceUnavailable
+from ..instance_views import instance_views, overall
 from ..services import Presets, Services
 from ..supervisor.states import State
 from .dashboard import Dashboard, dashboard_of
@@ -84,8 +86,12 @@ def comfyui_status(svc: Services) -> ComfyUIStatus:
         if not svc.settings.comfyui_installed and svc.settings.comfyui_root is not None:
             return ComfyUIStatus("not_installed", f"no main.py in {svc.settings.comfyui_root}", False)
         return ComfyUIStatus(UNMANAGED, "not supervised by this process", True)
+    names = svc.instance_names()
+    if len(names) > 1:  # one per GPU: ready while any runs (new prompts go to the running ones)
+        state, detail = overall(instance_views(svc))
+        return ComfyUIStatus(state, detail, state == State.RUNNING.value)
     try:
-        status = sup.status("comfyui")
+        status = sup.status(names[0])
     except KeyError:
         return ComfyUIStatus("not_installed", "ComfyUI is not supervised", False)
     return ComfyUIStatus(status.state.value, status.detail, status.state is State.RUNNING)

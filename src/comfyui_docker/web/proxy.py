@@ -4,7 +4,9 @@ Bodies stream both ways in chunks (a 1 GB `/view` or upload is never held in mem
 codes, headers (hop-by-hop ones dropped) and query strings are kept; bodies are passed through
 without decoding (gzip stays gzip). Our own credentials (session cookie, CSRF header, Bearer
 token) are not forwarded to ComfyUI. When ComfyUI is not ready, the answer is a 503 carrying its
-state, at once, never a hang. `/api/comfyui/ws` carries ComfyUI's WebSocket both ways.
+state, at once, never a hang. `/api/comfyui/ws` carries ComfyUI's WebSocket both ways. With
+several ComfyUIs (one per GPU) fanout.py says which instance answers each request, and
+fanout_ws.py merges their WebSockets.
 In the image nginx serves `/api/comfyui/*` itself (children/nginx.py) and sends here only what it cannot
 (refusals, ComfyUI down); this route serves all of it where the dashboard runs without nginx.
 """
@@ -26,12 +28,15 @@ from starlette.types import Scope
 from starlette.websockets import WebSocketDisconnect
 from yarl import URL
 
+from ..comfyui.routing import Router
 from ..errors import ServiceUnavailable
 from ..services import Services
 from .auth import CSRF_COOKIE, DEVICE_COOKIE, SESSION_COOKIE, deny_websocket
 from .dashboard import dashboard_of
 from .deps import ServicesDep, comfyui_status, require_comfyui
 from .errors import COMMON_ERRORS, error_responses
+from .fanout import Fanout
+from .fanout_ws import MergedSocket, with_client_id
 from .pump import until_first_done
 
 log = logging.getLogger(__name__)
@@ -118,16 +123,26 @@ def response_headers(resp: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
 PREFIX = b"/api/comfyui/"
 
 
-def upstream_url(svc: Services, scope: Scope, path: str) -> str:
-    """ComfyUI's URL for this request, with the path and query exactly as the client encoded them."""
+def upstream_tail(scope: Scope, path: str) -> str:
+    """What follows /api/comfyui/, path and query exactly as the client encoded them."""
     raw = scope.get("raw_path")
     if isinstance(raw, bytes) and raw.startswith(PREFIX):
         tail = raw[len(PREFIX) :].decode("latin-1")
     else:
         tail = quote(path, safe="/:@!$&'()*+,;=-._~")
-    url = f"{svc.settings.comfyui_url}/{tail}"
     qs = scope.get("query_string", b"")
-    return url + "?" + qs.decode("latin-1") if qs else url
+    return tail + "?" + qs.decode("latin-1") if qs else tail
+
+
+def upstream_url(svc: Services, scope: Scope, path: str) -> str:
+    """ComfyUI's URL for this request, with the path and query exactly as the client encoded them."""
+    return f"{svc.settings.comfyui_url}/{upstream_tail(scope, path)}"
+
+
+def several(svc: Services) -> Router | None:
+    """The gateway's router when there are several ComfyUIs (COMFYUI_GPUS): fanout.py routes then."""
+    gateway = svc.comfyui
+    return gateway.router if gateway is not None and gateway.router.several else None
 
 
 async def _body(request: Request) -> AsyncIterator[bytes]:
@@ -156,6 +171,17 @@ class _Passthrough(StreamingResponse):
 async def proxy(path: str, request: Request, svc: ServicesDep) -> Response:
     require_comfyui(svc)
     session = dashboard_of(request).proxy_http()
+    routes = several(svc)
+    if routes is not None:
+        fanout = Fanout(
+            request,
+            session,
+            routes,
+            upstream_tail(request.scope, path),
+            forward_request_headers(request),
+            lambda resp: _Passthrough(resp, response_headers(resp), head=request.method == "HEAD"),
+        )
+        return await fanout.answer()
     url = URL(upstream_url(svc, request.scope, path), encoded=True)
     method = request.method
     has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
@@ -204,6 +230,15 @@ async def proxy_ws(websocket: WebSocket) -> None:
         return
     session = dashboard.proxy_http()
     qs = websocket.scope.get("query_string", b"").decode("latin-1")
+    routes = several(svc)
+    if routes is not None:
+        merged = MergedSocket(websocket, session, routes, with_client_id(qs)[0])
+        if not await merged.open():
+            await deny_websocket(websocket.scope, websocket.send, 503, "no ComfyUI answers", code=1013)
+            return
+        await websocket.accept()
+        await merged.run()
+        return
     url = URL(f"{svc.settings.comfyui_url}/ws" + (f"?{qs}" if qs else ""), encoded=True)
     try:
         upstream = await session.ws_connect(url, autoping=True, max_msg_size=0, heartbeat=None)

@@ -14,8 +14,9 @@ from typing import Any
 import psutil
 
 from ..events import SystemStatus
-from ..gpu import missing_nvml
+from ..gpu import missing_nvml, nvml_for
 from ..services import Services
+from ..settings import Settings
 
 log = logging.getLogger(__name__)
 PUBLISH_INTERVAL = 3.0
@@ -30,10 +31,11 @@ class SystemSampler:
         self._nvml_tried = False
         psutil.cpu_percent(interval=None)  # prime the counter: later calls measure since this one
 
-    def _init_nvml(self) -> None:
+    def _init_nvml(self, settings: Settings | None = None) -> None:
         self._nvml_tried = True
         try:
-            nvml: Any = missing_nvml()  # no driver: fail as pynvml would, without importing it
+            # no driver: fail as pynvml would, without importing it; COMFYUI_TEST_GPUS: the declared GPUs
+            nvml: Any = missing_nvml() if settings is None else nvml_for(settings)
             if nvml is None:
                 import pynvml
 
@@ -44,9 +46,9 @@ class SystemSampler:
         except Exception as exc:
             self.gpu_error = f"no GPU: {exc}" if str(exc) else "no GPU: NVML is not available"
 
-    def gpus(self) -> list[dict[str, Any]]:
+    def gpus(self, settings: Settings | None = None) -> list[dict[str, Any]]:
         if not self._nvml_tried:
-            self._init_nvml()
+            self._init_nvml(settings)
         nv = self._nvml
         if nv is None:
             return []
@@ -88,7 +90,7 @@ class SystemSampler:
             }
         except OSError as exc:
             disk = {"path": str(svc.workspace.root), "error": exc.strerror or str(exc)}
-        gpus = self.gpus()
+        gpus = self.gpus(svc.settings)
         return {
             "cpu": {"percent": psutil.cpu_percent(interval=None), "count": psutil.cpu_count() or 0},
             "memory": {

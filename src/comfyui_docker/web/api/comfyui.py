@@ -1,8 +1,9 @@
 """ComfyUI as a service: its state, restart, the queue (through the gateway), and the page nginx
 shows on ComfyUI's port while it is not ready. Queueing a workflow is in run.py.
 
-    GET  /api/service/comfyui              {state, detail, ready}
-    POST /api/service/comfyui/restart      ask the supervisor to restart it (202)
+    GET  /api/service/comfyui              {state, detail, ready, instances: [...]} (one per GPU)
+    POST /api/service/comfyui/restart      ask the supervisor to restart it (202); with several
+                                           ComfyUIs, every one or `?instance=comfyui-n`
     GET  /api/queue                        {running: [...], pending: [...]} (prompt ids, numbers)
     POST /api/queue/interrupt              stop the running prompt
     DELETE /api/queue/{prompt_id}          drop a pending prompt
@@ -18,7 +19,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from ...errors import Conflict, ServiceUnavailable
+from ...errors import Conflict, NotFound, ServiceUnavailable
+from ...instance_views import instance_views
 from ...services import Services
 from ..auth import templates
 from ..deps import DashboardDep, GatewayDep, ServicesDep, comfyui_status, gateway
@@ -34,16 +36,21 @@ _BACKGROUND: set[asyncio.Future[Any]] = set()
 
 @router.get("/api/service/comfyui", summary="ComfyUI's state as the supervisor sees it", responses=_ERR)
 async def state(svc: ServicesDep) -> dict[str, Any]:
-    return comfyui_status(svc).as_dict()
+    return {**comfyui_status(svc).as_dict(), "instances": [v.as_dict() for v in instance_views(svc)]}
 
 
 @router.post(
     "/api/service/comfyui/restart",
     status_code=202,
-    summary="Restart ComfyUI (through the supervisor)",
-    responses={**_ERR, **error_responses(409, 503)},
+    summary="Restart ComfyUI (through the supervisor): every instance, or the one named",
+    responses={**_ERR, **error_responses(404, 409, 503)},
 )
-async def restart(svc: ServicesDep) -> dict[str, Any]:
+async def restart(
+    svc: ServicesDep,
+    instance: Annotated[
+        str | None, Query(max_length=32, description="one ComfyUI (comfyui-n: GPU n's); default: every one")
+    ] = None,
+) -> dict[str, Any]:
     sup = svc.supervisor
     if sup is None:
         raise ServiceUnavailable(
@@ -51,15 +58,20 @@ async def restart(svc: ServicesDep) -> dict[str, Any]:
             hint="start the runtime with comfyui-docker start",
             state=comfyui_status(svc).state,
         )
-    try:
-        sup.status("comfyui")
-    except KeyError:
-        raise Conflict("ComfyUI cannot be restarted now: it is not supervised") from None
-    # the restart waits for the process to stop: the request does not wait for it
-    task = asyncio.ensure_future(sup.restart("comfyui"))
-    _BACKGROUND.add(task)
-    task.add_done_callback(_BACKGROUND.discard)
-    return {"status": "restarting", **comfyui_status(svc).as_dict()}
+    names = svc.instance_names()
+    if instance is not None and instance not in names:
+        raise NotFound(f"no ComfyUI instance named {instance!r}", hint=f"one of: {', '.join(names)}")
+    chosen = [instance] if instance is not None else names
+    for name in chosen:
+        try:
+            sup.status(name)
+        except KeyError:
+            raise Conflict(f"{name} cannot be restarted now: it is not supervised") from None
+    for name in chosen:  # the restart waits for the process to stop: the request does not wait for it
+        task = asyncio.ensure_future(sup.restart(name))
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
+    return {"status": "restarting", "restarting": chosen, **comfyui_status(svc).as_dict()}
 
 
 @router.get(
@@ -93,8 +105,8 @@ async def delete_pending(
     return {"status": "deleted", "prompt_id": prompt_id}
 
 
-def _log_tail(svc: Services, token: str | None, n: int = 80) -> str:
-    lines = tail_lines(svc.workspace.logs / "comfyui.log", n)
+def _log_tail(svc: Services, token: str | None, name: str, n: int = 80) -> str:
+    lines = tail_lines(svc.workspace.logs / f"{name}.log", n)
     return redact("\n".join(lines), svc, token)
 
 
@@ -108,12 +120,21 @@ async def unavailable(
     request: Request,
     dashboard: DashboardDep,
     format: Annotated[str, Query(pattern="^(html|json)$")] = "html",
+    instance: Annotated[str | None, Query(pattern=r"^comfyui(-\d{1,2})?$")] = None,
 ) -> Response:
     svc = dashboard.services
-    st = comfyui_status(svc).as_dict()
-    if st["ready"]:
-        st["ready"] = svc.comfyui is not None and await svc.comfyui.answers()
-    tail = await asyncio.to_thread(_log_tail, svc, dashboard.auth.api_token())
+    names = svc.instance_names()
+    name = instance if instance in names else names[0]
+    if instance in names and len(names) > 1:  # /gpu/n/ on ComfyUI's port: that instance's state
+        view = next(v for v in instance_views(svc) if v.name == name)
+        st = {"state": view.state, "detail": view.detail, "ready": view.state == "running"}
+        if st["ready"]:
+            st["ready"] = svc.comfyui is not None and await svc.comfyui.answers(name)
+    else:
+        st = comfyui_status(svc).as_dict()
+        if st["ready"]:
+            st["ready"] = svc.comfyui is not None and await svc.comfyui.answers()
+    tail = await asyncio.to_thread(_log_tail, svc, dashboard.auth.api_token(), name)
     status = 200 if st["ready"] else 503
     headers = {"cache-control": "no-store", "retry-after": "2"}
     if format == "json":

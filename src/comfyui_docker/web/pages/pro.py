@@ -39,5 +39,6 @@ async def pro_page(request: Request) -> HTMLResponse:
             "versions": _versions(),
             "links": _links(request),
             "executable": sys.executable,
+            "instances": svc.instance_names(),
         },
     )

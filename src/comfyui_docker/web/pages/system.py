@@ -7,37 +7,41 @@ from typing import Any
 
 import psutil
 
+from ...gpu import nvml_for
 from ...services import Services
+from ...settings import Settings
 
 
 @lru_cache(maxsize=1)
-def _nvml_ok() -> bool:
+def _pynvml() -> Any | None:
+    """pynvml, initialised once; None without a driver."""
     try:
         import pynvml
 
         pynvml.nvmlInit()
     except Exception:
-        return False
-    return True
+        return None
+    return pynvml
 
 
-def gpus() -> list[dict[str, Any]]:
-    if not _nvml_ok():
+def gpus(settings: Settings) -> list[dict[str, Any]]:
+    """Each GPU's name, memory and load (COMFYUI_TEST_GPUS: the declared ones)."""
+    nvml = nvml_for(settings) if settings.comfyui_test_gpus else _pynvml()
+    if nvml is None:
         return []
-    import pynvml
-
     out = []
     try:
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            h = pynvml.nvmlDeviceGetHandleByIndex(i)
-            mem = pynvml.nvmlDeviceGetMemoryInfo(h)
-            name = pynvml.nvmlDeviceGetName(h)
+        for i in range(nvml.nvmlDeviceGetCount()):
+            h = nvml.nvmlDeviceGetHandleByIndex(i)
+            mem = nvml.nvmlDeviceGetMemoryInfo(h)
+            name = nvml.nvmlDeviceGetName(h)
             out.append(
                 {
+                    "index": i,
                     "name": name.decode() if isinstance(name, bytes) else str(name),
                     "memory_used": int(mem.used),
                     "memory_total": int(mem.total),
-                    "utilization": int(pynvml.nvmlDeviceGetUtilizationRates(h).gpu),
+                    "utilization": int(nvml.nvmlDeviceGetUtilizationRates(h).gpu),
                 }
             )
     except Exception:
@@ -56,7 +60,7 @@ def snapshot(svc: Services) -> dict[str, Any]:
         "cpu_percent": psutil.cpu_percent(interval=None),
         "memory": {"total": mem.total, "used": mem.total - mem.available, "percent": mem.percent},
         "disk": disk_info,
-        "gpus": gpus(),
+        "gpus": gpus(svc.settings),
     }
 
 

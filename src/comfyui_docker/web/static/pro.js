@@ -33,7 +33,7 @@ cdc.logs = () => ({
   },
 });
 cdc.queue = () => ({
-  running: [], pending: [], error: "",
+  running: [], pending: [], error: "", instance: "",
   init() {
     this.load();
     cd.on("generation", (d) => { if (["execution_start", "execution_success", "execution_error", "execution_interrupted"].includes(d.kind)) this.load(); });
@@ -47,8 +47,11 @@ cdc.queue = () => ({
   async interrupt() { await cd.api("/api/queue/interrupt", { method: "POST" }); cd.toast("Interrupt sent", "ok"); this.load(); },
   async remove(q) { await cd.api(`/api/queue/${encodeURIComponent(q.prompt_id)}`, { method: "DELETE" }); this.load(); },
   async restart() {
-    if (!confirm("Restart ComfyUI? Running and queued prompts are lost.")) return;
-    await cd.api("/api/service/comfyui/restart", { method: "POST" });
-    cd.toast("ComfyUI is restarting", "ok");
+    // One ComfyUI per GPU: the chosen one (`instance`), or every one.
+    const one = this.instance || "";
+    const what = one ? one : "ComfyUI";
+    if (!confirm(`Restart ${what}? Its running and queued prompts are lost.`)) return;
+    await cd.api("/api/service/comfyui/restart" + (one ? "?instance=" + encodeURIComponent(one) : ""), { method: "POST" });
+    cd.toast(`${what} is restarting`, "ok");
   },
 });
