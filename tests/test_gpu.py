@@ -4,6 +4,8 @@ real NVML path is exercised by scripts/gpu-check.py on a GPU host."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import stat
 import sys
 from pathlib import Path
@@ -112,3 +114,23 @@ def test_user_args_decide_the_device() -> None:
     assert gpu.wants_cpu_flag(("--preview-method", "auto"))
     assert not gpu.wants_cpu_flag(("--cpu",))
     assert not gpu.wants_cpu_flag(("--cuda-device=1",))
+
+
+async def test_a_cancelled_check_ends_its_python(tmp_path: Path) -> None:
+    """`start` cancels the background torch check when it stops: the interpreter it ran must end
+    with it, not outlive the event loop."""
+    pid_file = tmp_path / "pid"
+    python = tmp_path / "python"
+    python.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 30\n")
+    python.chmod(0o755)
+    task = asyncio.create_task(gpu.deep_torch_check(python, timeout=60))
+    for _ in range(200):
+        if pid_file.exists() and pid_file.read_text().strip():
+            break
+        await asyncio.sleep(0.02)
+    pid = int(pid_file.read_text())
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    with pytest.raises(ProcessLookupError):  # ended and reaped
+        os.kill(pid, 0)

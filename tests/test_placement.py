@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from comfyui_docker import gpu
-from comfyui_docker.children.comfyui import Instance, database_path
 from comfyui_docker.declared_gpus import DeclaredNvml
 from comfyui_docker.errors import SettingsError
+from comfyui_docker.instance import Instance, database_path
 from comfyui_docker.placement import GIB, deep_checks, memory_limit, plan
 from comfyui_docker.settings import Settings
 

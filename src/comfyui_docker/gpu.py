@@ -208,6 +208,11 @@ async def _run_python(
         proc.kill()
         await proc.wait()
         return {"error": f"{python} did not answer within {timeout:g} s"}
+    except asyncio.CancelledError:  # start-up stopping: the check must not outlive its loop
+        if proc.returncode is None:
+            proc.kill()
+        await asyncio.shield(proc.wait())
+        raise
     try:
         data: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
     except (ValueError, IndexError):

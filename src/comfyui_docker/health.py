@@ -4,7 +4,8 @@
     healthy   nothing is broken for good: ComfyUI is not fatal/blocked (what Docker's HEALTHCHECK uses)
 
 With one ComfyUI per GPU (COMFYUI_GPUS), `ready` while any of them runs (`status`: `degraded`
-while some do not), `healthy` while none is fatal or blocked; `instances` lists each one (state,
+while some do not), `healthy` while any is not fatal or blocked (one broken GPU leaves the others
+working); `instances` lists each one (state,
 GPU, port, queue, VRAM).
 
 Detail: ComfyUI's supervised state (with its last log lines when it failed), nginx, the GPU
@@ -91,12 +92,14 @@ def readiness(services: Services) -> dict[str, Any]:
     state = str(comfy["state"])
     ready, healthy = state in READY, state not in BROKEN
     status = "ok" if ready else ("failed" if not healthy else "starting")
-    if len(instances) > 1:  # ready while any runs; healthy while none is broken for good
+    if len(instances) > 1:  # ready while any runs; healthy while any is not broken for good
         state, detail = overall([view for view in instance_views(services)])
         comfy = {"state": state, "detail": detail}
         states = [str(i["state"]) for i in instances]
         ready = any(s in READY for s in states)
-        healthy = not any(s in BROKEN for s in states)
+        # One GPU's ComfyUI broken for good leaves the others working: the container stays healthy
+        # (Docker's HEALTHCHECK) and says `degraded`; it is unhealthy when every one is broken.
+        healthy = not all(s in BROKEN for s in states)
         all_ready = all(s in READY for s in states)
         status = "ok" if all_ready else ("degraded" if ready else ("failed" if not healthy else "starting"))
     out: dict[str, Any] = {

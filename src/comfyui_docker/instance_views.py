@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .instance import Instance
 from .services import Services
 
 RUNNING = "running"
@@ -45,8 +46,6 @@ def instance_views(svc: Services, gpus: Sequence[Mapping[str, Any]] = ()) -> lis
     """One view per ComfyUI, in order. `gpus` is a GPU reading (index, memory_used, memory_total)."""
     instances = svc.instances
     if not instances:
-        from .children.comfyui import Instance
-
         instances = [Instance.first(svc.settings)]
     queues = svc.comfyui.queue_lengths if svc.comfyui is not None else {}
     by_index = {g.get("index"): g for g in gpus}

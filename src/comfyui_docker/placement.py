@@ -26,8 +26,8 @@ from typing import Any
 
 import psutil
 
-from .children.comfyui import Instance
 from .gpu import GpuReport, deep_torch_check
+from .instance import Instance
 from .settings import Settings, check_instance_port
 
 log = logging.getLogger(__name__)

@@ -24,9 +24,9 @@ if TYPE_CHECKING:  # aiohttp and the workflow tools are imported after ComfyUI's
     import aiohttp
 
     from .catalog.schema import FileSpec
-    from .children.comfyui import Instance
     from .comfyui import ComfyUIGateway
     from .gpu import GpuReport
+    from .instance import Instance
     from .nodes.service import NodeService
     from .nodes.tasks import NodeTasks
     from .supervisor.manager import Status

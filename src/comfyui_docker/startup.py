@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 from . import gpu
 from .children import comfyui as comfyui_child
 from .errors import AppError
+from .instance import Instance
 from .logs import configure
 from .services import PhaseTiming, Services
 from .settings import Settings
@@ -254,7 +255,7 @@ async def boot_comfyui(
     return report_gpu, nodes
 
 
-def _instances(settings: Settings, report: gpu.GpuReport, *, several: bool) -> list[comfyui_child.Instance]:
+def _instances(settings: Settings, report: gpu.GpuReport, *, several: bool) -> list[Instance]:
     """The ComfyUIs to run (placement.py): one per GPU with COMFYUI_GPUS when `several`, else one."""
     from .placement import plan
 
@@ -263,7 +264,7 @@ def _instances(settings: Settings, report: gpu.GpuReport, *, several: bool) -> l
             log.warning(
                 "COMFYUI_GPUS=%s is not used here: one ComfyUI runs, on every GPU", settings.comfyui_gpus
             )
-        return [comfyui_child.Instance.first(settings)]
+        return [Instance.first(settings)]
     placed = plan(settings, report)
     for warning in placed.warnings:
         log.warning("%s", warning)
@@ -315,9 +316,7 @@ async def _deep_check(services: Services, supervisor: Supervisor) -> None:
         await _per_gpu_check(services, supervisor, per_gpu)
 
 
-async def _per_gpu_check(
-    services: Services, supervisor: Supervisor, instances: list[comfyui_child.Instance]
-) -> None:
+async def _per_gpu_check(services: Services, supervisor: Supervisor, instances: list[Instance]) -> None:
     """torch on each GPU as its ComfyUI sees it; an instance whose GPU fails is held `blocked`."""
     from .placement import deep_checks
 
@@ -355,8 +354,10 @@ async def shutdown(
         if server is not None:
             jobs.append(server.stop())
         await asyncio.gather(*jobs, return_exceptions=True)
-        for task in list(supervisor.background):
+        background = list(supervisor.background)
+        for task in background:
             task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)  # their children ended too
         if services.http is not None:
             await services.http.close()
 

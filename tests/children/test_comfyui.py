@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from comfyui_docker.children.comfyui import Instance, comfyui_args, comfyui_spec, database_path
+from comfyui_docker.children.comfyui import comfyui_args, comfyui_spec
 from comfyui_docker.children.comfyui_env import comfyui_environment
+from comfyui_docker.instance import Instance, database_path
 from comfyui_docker.settings import Settings
 from comfyui_docker.supervisor import ProcessSpec
 from comfyui_docker.workspace import Workspace

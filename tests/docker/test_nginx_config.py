@@ -9,7 +9,7 @@ import pytest
 from image_helpers import free_port, stack_settings
 
 from comfyui_docker.children import nginx
-from comfyui_docker.children.comfyui import Instance
+from comfyui_docker.instance import Instance
 from comfyui_docker.settings import Settings
 from comfyui_docker.workspace import Workspace
 

@@ -19,8 +19,8 @@ SQLite is unsafe on network volumes shared by several pods. ComfyUI's default fo
 in the image, so ComfyUI logged "Failed to initialize database" at every start; the temp folder
 stays at its default (wiped at every start anyway) unless the instance names one.
 
-An `Instance` is what sets one ComfyUI apart from another on the same machine: its port, GPU,
-database, temp folder, log and service name. `start` runs the instances placement.py plans from
+An `Instance` (instance.py) is what sets one ComfyUI apart from another on the same machine: its
+port, GPU, database, temp folder, log and service name. `start` runs the instances placement.py plans from
 COMFYUI_GPUS: one (`Instance.first`: the settings' COMFYUI_INTERNAL_PORT, every GPU, `comfyui.log`,
 service `comfyui`), or one per GPU (`Instance.on_gpu`: `comfyui-n`, each supervised on its own);
 the volume (models, output, uploads, user folder, custom nodes) is shared by all.
@@ -38,13 +38,12 @@ started with a spec rebuilt at every (re)start, as the volume's nodes may have c
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import gpu
+from ..instance import Instance
 from ..services import Services
 from ..settings import Settings
 from ..supervisor import ProcessSpec, Service, State, Supervisor, Timings
@@ -69,61 +68,6 @@ COMFYUI_TIMINGS = Timings(
     stop_sigint=6.0,  # docker stop waits 10 s in total before SIGKILL
     stop_sigterm=2.5,
 )
-
-
-def database_path(port: int) -> Path:
-    """ComfyUI's SQLite file on the container's own disk, keyed by its port (two never share one)."""
-    return Path(tempfile.gettempdir()) / "comfyui-docker" / f"comfyui-{port}" / "comfyui.db"
-
-
-@dataclass(frozen=True)
-class Instance:
-    """One ComfyUI process and what sets it apart from another one on this machine.
-
-    placement.py makes them from COMFYUI_GPUS: GPU n's ComfyUI is `comfyui-n` (its log
-    `comfyui-n.log`), on port COMFYUI_INTERNAL_PORT + n, CUDA_VISIBLE_DEVICES=n, a temp folder of
-    its own; without COMFYUI_GPUS the one ComfyUI is `comfyui` and sees every GPU."""
-
-    port: int  # its loopback port
-    index: int = 0  # its place among the runtime's ComfyUIs (the gateway's client of the same index)
-    gpu: int | None = None  # the GPU it runs on, as nvidia-smi numbers it; None: every GPU
-    temp_directory: Path | None = None  # None: ComfyUI's default (COMFYUI_ROOT/temp)
-    problem: str = ""  # why it cannot run on its GPU (not visible, CUDA fails): held `blocked`
-
-    @classmethod
-    def first(cls, settings: Settings) -> Instance:
-        """The one ComfyUI `start` runs without COMFYUI_GPUS: COMFYUI_INTERNAL_PORT, every GPU."""
-        return cls(port=settings.comfyui_internal_port)
-
-    @classmethod
-    def on_gpu(cls, gpu: int, port: int, index: int, problem: str = "") -> Instance:
-        """GPU `gpu`'s ComfyUI, with its temp folder beside its database (ComfyUI empties its temp
-        folder when it starts: two must never share one)."""
-        return cls(port, index, gpu, database_path(port).parent / "temp", problem)
-
-    @property
-    def name(self) -> str:
-        """Its service name (and log file name): `comfyui`, or `comfyui-n` for GPU n's."""
-        return "comfyui" if self.gpu is None else f"comfyui-{self.gpu}"
-
-    @property
-    def log_name(self) -> str:
-        return f"{self.name}.log"
-
-    @property
-    def database(self) -> Path:
-        return database_path(self.port)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def env(self) -> dict[str, str]:
-        """What its environment adds: which GPU CUDA shows it, numbered as nvidia-smi does."""
-        if self.gpu is None:
-            return {}
-        return {"CUDA_VISIBLE_DEVICES": str(self.gpu), "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
 
 
 def user_directory(workspace: Workspace) -> Path:

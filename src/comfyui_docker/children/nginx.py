@@ -60,12 +60,12 @@ from pathlib import Path
 from jinja2 import Environment, StrictUndefined
 
 from ..errors import AppError
+from ..instance import Instance
 from ..services import Services
 from ..settings import Settings
 from ..supervisor import ProcessSpec, Service, Supervisor, Timings
 from ..supervisor.probes import tcp_probe
 from ..workspace import Workspace
-from .comfyui import Instance
 
 CONF_NAME = "nginx.conf"
 ACCESS_LOG = "nginx-access.log"
