@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 from pathlib import Path
 
@@ -399,3 +401,59 @@ async def test_https_download_through_the_body_tap(
     assert result.connections == 1
     if takes_o_direct(tmp_path):  # only BodyTap's whole 4 MiB blocks go to O_DIRECT: it read them
         assert result.direct_bytes >= 4 * MIB
+
+
+async def test_a_part_with_holes_and_no_state_starts_over_without_a_sha256(
+    host: ModelHost, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """What a run killed after splitting and before its first flush used to leave: the first
+    stream's bytes, a hole, then a later piece. Taken for a contiguous prefix, the hole became
+    zeros inside a file installed as done."""
+    data = blob(SIZE)
+    url = host.add("/m", data)
+    part = bytearray(SIZE)
+    part[:50_000] = data[:50_000]
+    part[200_000:] = data[200_000:]
+    (tmp_path / "m.bin.part").write_bytes(part)
+    result = await make_fetcher(session).fetch(url, tmp_path / "m.bin")
+    assert result.resumed_from == 0 and result.network_bytes == SIZE
+    assert (tmp_path / "m.bin").read_bytes() == data
+
+
+async def test_the_state_is_saved_before_the_first_byte(
+    session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A run killed at any moment leaves a part whose state says what to trust, even before its
+    first flush (here never: flush_every is larger than the file)."""
+    data = blob(2 * MIB)
+    with ModelHost(rate=256 * KIB) as host:
+        url = host.add("/big", data)
+        fetcher = make_fetcher(session, connections=3, flush_every=64 * MIB)
+        task = asyncio.create_task(fetcher.fetch(url, tmp_path / "big.bin"))
+        part, state = tmp_path / "big.bin.part", tmp_path / "big.bin.part.state"
+        for _ in range(400):
+            if part.exists() and part.stat().st_size > 0:
+                break
+            await asyncio.sleep(0.005)
+        saved = json.loads(state.read_text())  # there, before any flush
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert part.stat().st_size > 0
+    assert saved["url"] == url and saved["total"] == len(data) and saved["pieces"][0][:2] == [0, len(data)]
+
+
+@pytest.mark.parametrize("rows", [[[0, 100_000, 100_000]], [[0, 100_000, 5], [150_000, SIZE, 0]], "junk"])
+async def test_a_saved_state_that_does_not_tile_the_file_starts_over(
+    host: ModelHost, session: aiohttp.ClientSession, tmp_path: Path, rows: object
+) -> None:
+    """Half of a split (the first piece cut, the rest not yet listed), a gap, or junk: resuming
+    from it would install a file with a part missing."""
+    data = blob(SIZE)
+    url = host.add("/m", data)
+    (tmp_path / "m.bin.part").write_bytes(data[:100_000])
+    state = {"version": 1, "total": SIZE, "pieces": rows, "url": url}
+    (tmp_path / "m.bin.part.state").write_text(json.dumps(state))
+    result = await make_fetcher(session).fetch(url, tmp_path / "m.bin")
+    assert result.resumed_from == 0
+    assert (tmp_path / "m.bin").read_bytes() == data

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -35,10 +36,11 @@ from .http import (
     content_range_start,
     content_range_total,
 )
-from .partfile import Piece, plan_range
+from .partfile import Piece, plan_range, tiles
 from .transfer import Connection, FetchOptions, FreeSpace, Progress, Transfer, free_space
 
 CUT_ALIGN = 64 * 1024  # a first stream is cut on this boundary
+log = logging.getLogger(__name__)
 
 __all__ = ["FetchOptions", "FetchResult", "Fetcher", "free_space"]
 
@@ -114,14 +116,20 @@ class _Job(Transfer):
         state = await self._io(self.part.load_state)
         if state and state.get("url") == self.url and state.get("pieces"):
             total = state.get("total")
-            pieces = [Piece(s, e, filled=f, received=f) for s, e, f in state["pieces"]]
-            self.resumed_from = sum(p.filled for p in pieces)
-            await self._io(self.part.open, pieces, total, {"url": self.url}, truncate=False)
-            await self._resume(pieces, total)
+            pieces = _saved_pieces(state["pieces"])
+            if pieces is not None and tiles(pieces, total):
+                self.resumed_from = sum(p.filled for p in pieces)
+                await self._io(self.part.open, pieces, total, {"url": self.url}, truncate=False)
+                await self._resume(pieces, total)
+                return
+            log.warning("%s: its saved progress does not describe the file; starting over", self.part.path)
+            await self._fresh()
             return
         existing = self.part.path.stat().st_size if self.part.path.exists() else 0
-        if existing and not state:
-            # a .part without progress notes (an older run): trust it as one contiguous prefix
+        if existing and not state and self.sha256:
+            # A .part without progress notes is not one of ours (ours save their state before
+            # the first byte): another tool's, taken as one contiguous prefix only because the
+            # sha256 checks the guess. Without one it may have holes, and it starts over.
             pieces = [Piece(0, self.size, filled=existing, received=existing)]
             self.resumed_from = existing
             await self._io(self.part.open, pieces, self.size, {"url": self.url}, truncate=False)
@@ -214,8 +222,9 @@ class _Job(Transfer):
                     new_total = content_range_total(resp) if resp.status == 206 else resp.content_length
                     if total is None and new_total is not None and piece.received == 0:
                         total = new_total
-                        piece.end = total
-                        self.part.total = total
+                        with self.part.layout_lock:
+                            piece.end = total
+                            self.part.total = total
                 await self._stream(resp, 0, piece)
                 resp = None
                 if piece.end is None:
@@ -284,8 +293,9 @@ class _Job(Transfer):
         if piece.end - cut < self.opt.split_ahead:
             return False  # almost done: not worth new connections
         rest = plan_range(cut, piece.end, self.opt.piece_size, self.opt.connections)
-        piece.end = cut  # the stream stops there; the pieces after it are up for grabs
-        pieces.extend(rest)
+        with self.part.layout_lock:  # a state saved meanwhile has all of it or none
+            piece.end = cut  # the stream stops there; the pieces after it are up for grabs
+            pieces.extend(rest)
         return True
 
     async def _piece(self, pieces: list[Piece], index: int, resp: aiohttp.ClientResponse | None) -> None:
@@ -321,7 +331,10 @@ class _Job(Transfer):
         await self._drain()
         size, digest = await self._io(self.part.finish)
         problem = None
-        if self.size is not None and size != self.size:
+        total = self.part.total
+        if total is not None and size != total:  # never a file with a part missing
+            problem = f"{size} of its {total} bytes were written"
+        elif self.size is not None and size != self.size:
             problem = f"size is {size} bytes, expected {self.size}"
         elif self.sha256 and digest != self.sha256:
             problem = f"sha256 is {digest}, expected {self.sha256}"
@@ -355,6 +368,17 @@ class _Job(Transfer):
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _saved_pieces(rows: Any) -> list[Piece] | None:
+    """The pieces of a saved state ([start, end, filled] each), None when it is malformed."""
+    try:
+        pieces = [
+            Piece(int(s), None if e is None else int(e), filled=int(f), received=int(f)) for s, e, f in rows
+        ]
+    except (TypeError, ValueError):
+        return None
+    return pieces
 
 
 def _first_error(group: BaseException) -> BaseException:

@@ -13,7 +13,11 @@ Every `flush_every` bytes, on the fdatasync thread while writing goes on: `fdata
 progress (bytes per piece, as it was when the flush began) is saved beside the part as
 `<name>.part.state`, then the hashed range is dropped from the page cache
 (`POSIX_FADV_DONTNEED`). After a crash, resume starts from the saved state: only bytes that
-reached the disk count.
+reached the disk count. The state is saved once more before the part is opened, so a part of
+ours always has one: a part without a state may have holes (pieces written ahead of the first
+stream) and is never taken for a contiguous prefix unless the caller can check its sha256
+(fetch.py). The layout (pieces, total) changes under `layout_lock`, so a saved state is never
+half of a split.
 
 The part and its state file are opened with `O_NOFOLLOW`: a symbolic link planted under either
 name is never written through (the installer checks the folder itself, installer.py).
@@ -75,6 +79,24 @@ def _open_no_link(path: Path, flags: int) -> int:
         raise
 
 
+def tiles(pieces: list[Piece], total: int | None) -> bool:
+    """Whether saved `pieces` describe a part that can be resumed: one stream from zero when the
+    total is unknown, else pieces back to back from 0 to `total`, none filled past its end."""
+    if not pieces or pieces[0].start != 0 or any(p.filled < 0 for p in pieces):
+        return False
+    if total is None:
+        only = pieces[0]
+        return len(pieces) == 1 and (only.end is None or only.filled <= only.end)
+    at = 0
+    for piece in pieces:
+        if piece.start != at or piece.end is None or piece.end < piece.start:
+            return False
+        if piece.filled > piece.end - piece.start:
+            return False
+        at = piece.end
+    return at == total
+
+
 def plan_range(start: int, end: int, piece_size: int, connections: int) -> list[Piece]:
     """Pieces covering [start, end) for `connections` connections."""
     size = min(piece_size, max(MIN_PIECE, (end - start) // (connections * 4)))
@@ -110,6 +132,9 @@ class PartFile:
         # fdatasync runs on its own thread too, so writing goes on while the disk catches up
         self._sync_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fdatasync")
         self._syncing: Future[None] | None = None
+        # held by whoever changes the pieces or the total (the event loop splitting a stream)
+        # and by `_state()` on the writer thread: a snapshot is never half of a change
+        self.layout_lock = threading.Lock()
 
     # ---- state ----------------------------------------------------------------------
     def load_state(self) -> dict[str, Any] | None:
@@ -151,7 +176,11 @@ class PartFile:
                 done()  # the blocks are free for reuse
 
     def open(self, pieces: list[Piece], total: int | None, meta: dict[str, Any], *, truncate: bool) -> None:
+        """Open the part for `pieces` (`truncate`: from zero). Their state is saved first: a run
+        killed at any moment after this leaves a part whose state says what to trust."""
         self._hash_idle()
+        self.pieces, self.total, self.meta = pieces, total, meta
+        self.save_state()
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
         if truncate:
             flags |= os.O_TRUNC
@@ -161,7 +190,6 @@ class PartFile:
                 self.dfd = os.open(self.path, os.O_WRONLY | os.O_DIRECT | os.O_NOFOLLOW)
             except OSError:
                 self.direct_io = False  # not on this file system: page cache it is
-        self.pieces, self.total, self.meta = pieces, total, meta
         self.hasher = hashlib.sha256()
         self.hashed = 0
         self._in_order = 0  # end of the blocks queued to be hashed from memory, in order
@@ -172,9 +200,9 @@ class PartFile:
         self.advance_hash()
 
     def reset(self, pieces: list[Piece], total: int | None, meta: dict[str, Any]) -> None:
-        """Start again from zero (200 instead of 206, changed upstream file...)."""
+        """Start again from zero (200 instead of 206, changed upstream file...): the new state
+        replaces the old one before the part is emptied."""
         self.close_fd()
-        self.state_path.unlink(missing_ok=True)
         self.open(pieces, total, meta, truncate=True)
 
     def save_state(self, state: dict[str, Any] | None = None) -> None:
@@ -186,12 +214,13 @@ class PartFile:
         os.replace(tmp, self.state_path)
 
     def _state(self) -> dict[str, Any]:
-        return {
-            "version": STATE_VERSION,
-            "total": self.total,
-            "pieces": [[p.start, p.end, p.filled] for p in self.pieces],
-            **self.meta,
-        }
+        with self.layout_lock:
+            return {
+                "version": STATE_VERSION,
+                "total": self.total,
+                "pieces": [[p.start, p.end, p.filled] for p in self.pieces],
+                **self.meta,
+            }
 
     # ---- writing --------------------------------------------------------------------
     def write(
