@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 
-def slow(frames: int, color: int = 7, *, save: str | None = None) -> dict[str, Any]:
-    """EmptyImage(frames) -> ColorTransfer (one step per frame) -> PreviewImage, or SaveImage with
-    the prefix `save`."""
+def slow(frames: int, color: int = 7, *, save: str | None = None, size: int = 8) -> dict[str, Any]:
+    """EmptyImage(frames, `size` pixels square) -> ColorTransfer (one step per frame) ->
+    PreviewImage, or SaveImage with the prefix `save`."""
     out: dict[str, Any] = (
         {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": save}}
         if save
@@ -21,9 +21,12 @@ def slow(frames: int, color: int = 7, *, save: str | None = None) -> dict[str, A
     return {
         "1": {
             "class_type": "EmptyImage",
-            "inputs": {"width": 8, "height": 8, "batch_size": frames, "color": color},
+            "inputs": {"width": size, "height": size, "batch_size": frames, "color": color},
         },
-        "2": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 1}},
+        "2": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": size, "height": size, "batch_size": 1, "color": 1},
+        },
         "3": {
             "class_type": "ColorTransfer",
             "_meta": {"title": "Slow"},

@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+import graphs
 from comfyui_docker.comfyui import (
     ComfyUIClient,
     ComfyUIGateway,
@@ -110,28 +111,10 @@ async def test_rejections_and_errors_are_typed(client: ComfyUIClient) -> None:
 
 
 def _slow(frames: int, color: int = 7) -> dict[str, Any]:
-    """A graph the fake ComfyUI runs for about frames x 10 ms (ColorTransfer steps per frame).
-    Give each run its own `color`: a prompt that once finished is answered from ComfyUI's cache
-    (a real ComfyUI may finish one before an interrupt lands)."""
-    return {
-        "1": {
-            "class_type": "EmptyImage",
-            "inputs": {"width": 64, "height": 64, "batch_size": frames, "color": color},
-        },
-        "2": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 1}},
-        "3": {
-            "class_type": "ColorTransfer",
-            "_meta": {"title": "Slow"},
-            "inputs": {
-                "image_target": ["1", 0],
-                "image_ref": ["2", 0],
-                "method": "mkl_lab",
-                "source_stats": "per_frame",
-                "strength": 1.0,
-            },
-        },
-        "4": {"class_type": "PreviewImage", "inputs": {"images": ["3", 0]}},
-    }
+    """A graph the fake ComfyUI runs for about frames x 10 ms. Give each run its own `color`: a
+    prompt that once finished is answered from ComfyUI's cache (a real ComfyUI may finish one
+    before an interrupt lands)."""
+    return graphs.slow(frames, color, size=64)
 
 
 async def test_queue_delete_interrupt_through_the_gateway(client: ComfyUIClient) -> None:

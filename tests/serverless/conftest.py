@@ -21,6 +21,7 @@ from typing import Any
 import psutil
 import pytest
 
+import graphs
 from fakes.comfyui_root.fake_comfy import png
 from fakes.comfyui_root.launch import FAKE_ROOT, free_port, python_for
 
@@ -201,25 +202,7 @@ def load_image_graph(name: str, prefix: str = "sl/loaded") -> dict[str, Any]:
 
 def slow_graph(frames: int) -> dict[str, Any]:
     """About frames x FAKE_COMFYUI_STEP_SECONDS on the fake (ColorTransfer steps per frame)."""
-    return {
-        "1": {
-            "class_type": "EmptyImage",
-            "inputs": {"width": 8, "height": 8, "batch_size": frames, "color": 7},
-        },
-        "2": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 1}},
-        "3": {
-            "class_type": "ColorTransfer",
-            "_meta": {"title": "Slow"},
-            "inputs": {
-                "image_target": ["1", 0],
-                "image_ref": ["2", 0],
-                "method": "mkl_lab",
-                "source_stats": "per_frame",
-                "strength": 1.0,
-            },
-        },
-        "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "sl/slow"}},
-    }
+    return graphs.slow(frames, save="sl/slow")
 
 
 def decoded_size(entry: Mapping[str, Any]) -> tuple[int, int] | None:
