@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from comfyui_docker.downloads.partfile import direct_io_helps
+from comfyui_docker.downloads.diskio import direct_io_helps
 from comfyui_docker.errors import ChecksumMismatch, DiskFull, DownloadError, GatedModel, UrlNotFound
 from fakes.model_host import ModelHost
 

@@ -7,7 +7,8 @@ import mmap
 import os
 from pathlib import Path
 
-from comfyui_docker.downloads.partfile import PartFile, Piece, _pwrite_all, direct_io_helps, file_system_of
+from comfyui_docker.downloads.diskio import direct_io_helps, file_system_of, pwrite_all
+from comfyui_docker.downloads.partfile import PartFile, Piece
 
 
 def test_blocks_are_written_back_to_back_and_hashed_from_memory(tmp_path: Path) -> None:
@@ -46,7 +47,7 @@ def test_short_pwritev_continues_where_it_stopped(tmp_path: Path) -> None:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         blocks = [bytes([i % 256]) * (i % 7 * 100 + 1) for i in range(1, 2000)]  # more than IOV_MAX buffers
-        _pwrite_all(fd, blocks, 10)
+        pwrite_all(fd, blocks, 10)
     finally:
         os.close(fd)
     assert path.read_bytes() == b"\0" * 10 + b"".join(blocks)

@@ -6,7 +6,7 @@ download). Bytes are written with `pwrite`; a block that starts where the hash h
 hashed from memory, other blocks are hashed later by reading them back while they are still in
 the page cache (never a second full read of the file). Blocks hashed from memory that the caller
 vouches are aligned go through a second, `O_DIRECT` descriptor: no copy into the page cache and
-nothing for `fdatasync` to write back. Only on local disk file systems (`DIRECT_IO_FS`), and the
+nothing for `fdatasync` to write back. Only on local disk file systems (diskio.py's `DIRECT_IO_FS`), and the
 page cache wherever the file system refuses it.
 
 Every `flush_every` bytes, on the fdatasync thread while writing goes on: `fdatasync`, then the
@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DownloadError
+from .diskio import Buffer, direct_io_helps, pwrite_all
 
 READ_BACK = 8 * 1024 * 1024
-Buffer = bytes | bytearray | memoryview
 HASH_BACKLOG = 16  # blocks written but not yet hashed (bounds memory)
 STATE_VERSION = 1
 
@@ -275,7 +275,7 @@ class PartFile:
         assert self.fd is not None
         if direct and self.dfd is not None:
             try:
-                _pwrite_all(self.dfd, blocks, offset)
+                pwrite_all(self.dfd, blocks, offset)
                 self.direct_bytes += sum(len(b) for b in blocks)
                 return
             except OSError as exc:
@@ -283,7 +283,7 @@ class PartFile:
                     raise
                 self._close_direct()  # the volume takes O_DIRECT opens but not the writes
                 self.direct_io = False
-        _pwrite_all(self.fd, blocks, offset)
+        pwrite_all(self.fd, blocks, offset)
 
     def _close_direct(self) -> None:
         if self.dfd is not None:
@@ -378,51 +378,3 @@ class PartFile:
         self.close_fd()
         self.path.unlink(missing_ok=True)
         self.state_path.unlink(missing_ok=True)
-
-
-# O_DIRECT where it is known to help: file systems on a local block device. Network and FUSE
-# volumes (NFS, MooseFS, ...) keep the page cache, which batches their writes.
-DIRECT_IO_FS = frozenset({"ext4", "ext3", "xfs", "btrfs", "f2fs"})
-MOUNTS = Path("/proc/self/mounts")
-
-
-def file_system_of(path: Path, mounts: Path = MOUNTS) -> str | None:
-    """The type of the file system `path` is on (the longest mount point above it)."""
-    try:
-        lines = mounts.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return None
-    target = str(path.resolve())
-    best, kind = -1, None
-    for line in lines:
-        fields = line.split()
-        if len(fields) < 3:
-            continue
-        point = fields[1].replace("\\040", " ")
-        inside = target == point or target.startswith(point.rstrip("/") + "/")
-        if inside and len(point) >= best:  # a later mount over the same point wins
-            best, kind = len(point), fields[2]
-    return kind
-
-
-def direct_io_helps(path: Path, mounts: Path = MOUNTS) -> bool:
-    return file_system_of(path, mounts) in DIRECT_IO_FS
-
-
-IOV_MAX = 1024  # Linux's limit on buffers per pwritev call
-
-
-def _pwrite_all(fd: int, blocks: list[Buffer], offset: int) -> None:
-    """`pwritev` every byte of `blocks` at `offset` (short writes continue where they stopped)."""
-    views = [memoryview(b) for b in blocks if b]
-    pos = offset
-    while views:
-        n = os.pwritev(fd, views[:IOV_MAX], pos)
-        if n <= 0:
-            raise OSError(f"pwritev wrote nothing at offset {pos}")
-        pos += n
-        while views and n >= len(views[0]):
-            n -= len(views[0])
-            views.pop(0)
-        if n:
-            views[0] = views[0][n:]

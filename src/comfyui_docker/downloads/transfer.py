@@ -29,9 +29,10 @@ import aiohttp
 
 from ..errors import DiskFull, DownloadError
 from .bodytap import ALIGN, BlockPool, BodyTap, Chunk
+from .diskio import Buffer
 from .guard import UrlGuard
 from .http import RetryPolicy, TokenLookup, Transient, open_response
-from .partfile import Buffer, PartFile, Piece
+from .partfile import PartFile, Piece
 
 BLOCK = 4 * 1024 * 1024
 SMALL_BLOCK = 64 * 1024
