@@ -126,14 +126,19 @@ def _fingerprint(src: Path, tracked: list[str] | None) -> str:
     return h.hexdigest()
 
 
-RUNTIME_DIRS = {"user", "output", "input", "temp", "__pycache__"}
+# ComfyUI's own run-time folders, left out at the top of a folder without git (never deeper:
+# comfy_api/input is a package). Bytecode is left out at every depth.
+RUNTIME_DIRS = {"user", "output", "input", "temp"}
 
 
 def _copy_tree(src: Path, dest: Path, tracked: list[str] | None) -> None:
     if tracked is None:
-        shutil.copytree(
-            src, dest, symlinks=True, ignore=lambda d, names: [n for n in names if n in RUNTIME_DIRS]
-        )
+
+        def ignore(folder: str, names: list[str]) -> list[str]:
+            top = Path(folder) == src
+            return [n for n in names if n == "__pycache__" or (top and n in RUNTIME_DIRS)]
+
+        shutil.copytree(src, dest, symlinks=True, ignore=ignore)
         return
     dest.mkdir(parents=True)
     for rel in tracked:

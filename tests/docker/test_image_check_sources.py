@@ -33,6 +33,20 @@ def test_a_folder_without_git_is_checked_by_its_version(tmp_path: Path) -> None:
         sources.check_comfyui(tmp_path)
 
 
+def test_a_folder_without_git_is_staged_without_run_time_folders_at_its_top_only(tmp_path: Path) -> None:
+    version, _ = sources.comfyui_pin()
+    src = comfyui_folder(tmp_path / "ComfyUI", version)
+    for rel in ("output/a.png", "input/b.png", "user/c.json", "temp/d", "__pycache__/main.pyc",
+                "comfy_api/input/__init__.py", "comfy_api/__pycache__/x.pyc", "app/user/e.py"):  # fmt: skip
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text("x")
+    assert sources.stage(src, tmp_path / "stage", None) is True
+    staged = sorted(
+        str(p.relative_to(tmp_path / "stage")) for p in (tmp_path / "stage").rglob("*") if p.is_file()
+    )
+    assert staged == ["app/user/e.py", "comfy_api/input/__init__.py", "comfyui_version.py", "main.py"]
+
+
 def test_a_checkout_at_another_commit_is_refused(tmp_path: Path) -> None:
     version, commit = sources.comfyui_pin()
     repo = comfyui_folder(tmp_path / "ComfyUI", version)
