@@ -278,7 +278,15 @@ async def test_two_real_comfyuis_on_the_cpu(tmp_path: Path, live: Any, free_port
                     60,
                 )
                 assert ended
+                # A real ComfyUI sends execution_interrupted before it records the prompt in
+                # /history (the record follows, then `executing` with node null): poll, bounded.
                 for pid in ids:
-                    async with http.get(f"{server.url}/api/comfyui/history/{pid}") as r:
-                        entry = (await r.json())[pid]
+                    entry: dict[str, Any] = {}
+                    for _ in range(100):
+                        async with http.get(f"{server.url}/api/comfyui/history/{pid}") as r:
+                            entry = (await r.json()).get(pid, {})
+                        if entry:
+                            break
+                        await asyncio.sleep(0.1)
+                    assert entry, f"{pid} never reached /history"
                     assert entry["status"]["status_str"] == "error"
