@@ -113,8 +113,13 @@ def check_comfyui(src: Path) -> tuple[list[str] | None, list[str]]:
     return None, []
 
 
+# Part of every staged copy's fingerprint: raise it when what _copy_tree copies changes, so that a
+# copy staged by the older rules is made again.
+STAGE_RULES = 2
+
+
 def _fingerprint(src: Path, tracked: list[str] | None) -> str:
-    h = hashlib.sha256(str(src).encode())
+    h = hashlib.sha256(f"{STAGE_RULES}:{src}".encode())
     if tracked is not None:
         h.update(_git(src, "rev-parse", "HEAD").encode())
         h.update(_git(src, "status", "--porcelain", "--untracked-files=no").encode())
