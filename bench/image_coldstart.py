@@ -13,8 +13,8 @@ Needs an image built by `make image-check` (buildah, root). Paired runs, alterna
          arguments the runtime gives it): the same files and bytecode, no runtime.
   peer 2 the same ComfyUI release on this machine, launched directly from a copy of the host
          checkout with its venv, bytecode compiled beforehand (a private PYTHONPYCACHEPREFIX,
-         warmed by one untimed launch). This venv has no ComfyUI-Manager package, so it starts
-         without the manager the image runs.
+         warmed by one untimed launch), with `--enable-manager` when that venv has ComfyUI-Manager's
+         package (`pip install -r manager_requirements.txt`), as the image runs it.
 
 Target: ratio ours / peer 1 <= 1.0 plus the runtime's own start (nothing written or compiled at
 start: timestamp bytecode is fresh in the image). A ratio well above that means the image
@@ -39,6 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
 from image_check.container import Container, Ports, free_port, request, wait_for  # noqa: E402
+from image_check.sources import runtime_ignore  # noqa: E402
 
 READY_LIMIT = 180.0
 
@@ -118,8 +119,12 @@ def run_peer_image(tag: str, work: Path) -> float:
 
 
 def host_copy(src: Path, work: Path) -> Path:
-    """The host checkout's tracked files (never the original: nothing is written into it)."""
+    """The host checkout's tracked files (never the original: nothing is written into it); of a
+    folder without git, every file but ComfyUI's run-time folders and bytecode."""
     dest = work / "host-comfyui"
+    if not (src / ".git").exists():
+        shutil.copytree(src, dest, symlinks=True, ignore=runtime_ignore(src))
+        return dest
     files = subprocess.run(
         ["git", "-C", str(src), "ls-files", "-z"], capture_output=True, text=True, check=True
     )
@@ -130,7 +135,17 @@ def host_copy(src: Path, work: Path) -> Path:
     return dest
 
 
-def run_peer_host(root: Path, python: Path, work: Path, pycache: Path) -> float:
+def has_manager(python: Path) -> bool:
+    """Whether the host venv has ComfyUI-Manager's package (then peer 2 starts it, as the image does)."""
+    probe = [
+        str(python),
+        "-c",
+        "import importlib.util as u; raise SystemExit(u.find_spec('comfyui_manager') is None)",
+    ]
+    return subprocess.run(probe, capture_output=True).returncode == 0
+
+
+def run_peer_host(root: Path, python: Path, work: Path, pycache: Path, manager: bool) -> float:
     ws = Path(tempfile.mkdtemp(dir=work))
     for sub in ("output", "uploads", "user"):
         (ws / sub).mkdir()
@@ -140,7 +155,8 @@ def run_peer_host(root: Path, python: Path, work: Path, pycache: Path) -> float:
     log = (work / "peer-host.log").open("ab")
     start = time.monotonic()
     proc = subprocess.Popen(
-        [str(python), "main.py", *comfy_args(port, str(ws), str(ws / "comfyui.db"))],
+        [str(python), "main.py", *(["--enable-manager"] if manager else []),
+         *comfy_args(port, str(ws), str(ws / "comfyui.db"))],
         cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     try:
@@ -182,8 +198,9 @@ def main() -> None:
     try:
         pycache = work / "pycache"
         root = host_copy(args.host_comfyui, work) if host else None
+        manager = host and has_manager(args.host_python)
         if root is not None:
-            run_peer_host(root, args.host_python, work, pycache)  # untimed: compiles the bytecode
+            run_peer_host(root, args.host_python, work, pycache, manager)  # untimed: compiles the bytecode
         run_peer_image(args.tag, work)  # untimed: warms the page cache for the image's files
         health, ours, peer_image, peer_host = [], [], [], []
         for n in range(args.rounds):
@@ -197,7 +214,7 @@ def main() -> None:
                 elif step == "image":
                     peer_image.append(run_peer_image(args.tag, work))
                 elif root is not None:
-                    peer_host.append(run_peer_host(root, args.host_python, work, pycache))
+                    peer_host.append(run_peer_host(root, args.host_python, work, pycache, manager))
             print(f"round {n + 1}: ours {r:.2f} s (/health {h:.2f} s), image direct {peer_image[-1]:.2f} s"
                   + (f", host direct {peer_host[-1]:.2f} s" if peer_host else ""), flush=True)  # fmt: skip
         mo, mi, mh = statistics.median(ours), statistics.median(peer_image), statistics.median(health)
@@ -208,7 +225,8 @@ def main() -> None:
         if peer_host:
             mp = statistics.median(peer_host)
             print(f"ComfyUI on this machine, direct (peer 2):    median {mp:6.2f} s  runs {_s(peer_host)}")
-            print(f"ratio ours / peer 2: {mo / mp:.3f}  (peer 2 runs without the manager)")
+            how = "with" if manager else "without"
+            print(f"ratio ours / peer 2: {mo / mp:.3f}  (peer 2 runs {how} the manager)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

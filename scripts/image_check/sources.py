@@ -12,6 +12,7 @@ import hashlib
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,14 +137,19 @@ def _fingerprint(src: Path, tracked: list[str] | None) -> str:
 RUNTIME_DIRS = {"user", "output", "input", "temp"}
 
 
+def runtime_ignore(src: Path) -> Callable[[str, list[str]], list[str]]:
+    """shutil.copytree's `ignore` for a ComfyUI folder without git: its run-time folders, bytecode."""
+
+    def ignore(folder: str, names: list[str]) -> list[str]:
+        top = Path(folder) == src
+        return [n for n in names if n == "__pycache__" or (top and n in RUNTIME_DIRS)]
+
+    return ignore
+
+
 def _copy_tree(src: Path, dest: Path, tracked: list[str] | None) -> None:
     if tracked is None:
-
-        def ignore(folder: str, names: list[str]) -> list[str]:
-            top = Path(folder) == src
-            return [n for n in names if n == "__pycache__" or (top and n in RUNTIME_DIRS)]
-
-        shutil.copytree(src, dest, symlinks=True, ignore=ignore)
+        shutil.copytree(src, dest, symlinks=True, ignore=runtime_ignore(src))
         return
     dest.mkdir(parents=True)
     for rel in tracked:
